@@ -1,0 +1,30 @@
+# Two commands do everything from a fresh clone: `make train` and `make test`.
+# torch is pinned in the install step: an open range would pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0
+ENV_PINS := "ale-py==0.12.*" "procgen2==0.10.7" "popgym==1.0.7" "minigrid==3.2.*"
+
+.PHONY: install test train bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q $(TORCH_PIN) $(ENV_PINS) pytest -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest tests
+
+train: install
+	$(VENV)/bin/rtrl train --preset memory --out runs/main
+
+bench: install
+	$(VENV)/bin/rtrl bench cells
+
+clean:
+	rm -rf $(VENV) runs

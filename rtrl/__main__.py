@@ -1,0 +1,5 @@
+import sys
+
+from rtrl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,148 @@
+"""Element-wise recurrent cells: each states its transition and the transition's local derivatives."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from rtrl.cells.base import ElementwiseRNN
+
+
+class ELSTM(ElementwiseRNN):
+    """The paper's eLSTM (Irie et al. 2024, Sec. 3; "QuasiLSTM" in its code), DESIGN.md §2.
+
+        z_t = tanh(W_z x_t + w_z ⊙ c_{t-1} + b_z)
+        f_t = σ(W_f x_t + w_f ⊙ c_{t-1} + b_f)
+        c_t = f_t ⊙ c_{t-1} + (1 − f_t) ⊙ z_t
+        h_t = σ(W_o [x_t ; c_t] + b_o) ⊙ c_t          (output gate; not recurrent)
+
+    Gate order in the stacked parameters: 0 = z (cell input), 1 = f (forget gate);
+    ``weight_x`` = [W_z; W_f] (2N, D), ``weight_c`` = [w_z; w_f], ``bias`` = [b_z; b_f].
+
+    Args:
+        input_size, hidden_size, learning, method: see ``ElementwiseRNN``.
+        forget_bias: initial b_f. The paper uses 0; a positive value (e.g. 3) keeps f ≈ 1 at the
+            start, so a trace survives long delays (DESIGN.md §7).
+        init_std: std of the normal init of the six recurrent tensors (paper: 0.1).
+    """
+
+    num_gates = 2
+
+    def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment",
+                 forget_bias: float = 0.0, init_std: float = 0.1):
+        super().__init__(input_size, hidden_size, learning, method)
+        self.forget_bias = float(forget_bias)
+        self.init_std = float(init_std)
+        self.output_gate = nn.Linear(input_size + hidden_size, hidden_size)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for p in (self.weight_x, self.weight_c, self.bias):
+            nn.init.normal_(p, 0.0, self.init_std)
+        with torch.no_grad():
+            self.bias[1].fill_(self.forget_bias)
+        self.output_gate.reset_parameters()
+
+    def transition(self, pre, c_prev, elementwise=None):
+        z = torch.tanh(pre[:, 0])
+        f = torch.sigmoid(pre[:, 1])
+        return f * c_prev + (1 - f) * z
+
+    def local(self, pre, c_prev, elementwise=None):
+        z = torch.tanh(pre[:, 0])
+        f = torch.sigmoid(pre[:, 1])
+        one_minus_f = 1 - f
+        c = torch.lerp(z, c_prev, f)                      # f c_prev + (1 − f) z
+        d_pre = torch.stack((one_minus_f * (1 - z * z),   # α_t = ∂c/∂(pre z)
+                             (c_prev - z) * f * one_minus_f), dim=1)  # β_t = ∂c/∂(pre f)
+        return c, f, d_pre, None
+
+    def readout(self, x: Tensor, c: Tensor) -> Tensor:
+        o = torch.sigmoid(self.output_gate(torch.cat((x, c), dim=-1)))
+        return o * c
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", forget_bias={self.forget_bias}"
+
+
+class IndRNN(ElementwiseRNN):
+    """Independently recurrent network (Li et al. 2018): c_t = act(W x_t + u ⊙ c_{t-1} + b).
+
+    Output y_t = c_t. ``activation`` is "relu" (the original) or "tanh".
+    Init: W ~ U(±1/√D), u ~ U(0, 1) (so |u| < 1 keeps the carry contractive at the start), b = 0.
+    """
+
+    num_gates = 1
+    ACTIVATIONS = ("relu", "tanh")
+
+    def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment",
+                 activation: str = "relu"):
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; accepted: {', '.join(self.ACTIVATIONS)}")
+        super().__init__(input_size, hidden_size, learning, method)
+        self.activation = activation
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1 / math.sqrt(self.input_size)
+        nn.init.uniform_(self.weight_x, -bound, bound)
+        nn.init.uniform_(self.weight_c, 0.0, 1.0)
+        nn.init.zeros_(self.bias)
+
+    def transition(self, pre, c_prev, elementwise=None):
+        return torch.relu(pre[:, 0]) if self.activation == "relu" else torch.tanh(pre[:, 0])
+
+    def local(self, pre, c_prev, elementwise=None):
+        if self.activation == "relu":
+            c = torch.relu(pre[:, 0])
+            slope = (pre[:, 0] > 0).to(pre.dtype)
+        else:
+            c = torch.tanh(pre[:, 0])
+            slope = 1 - c * c
+        return c, torch.zeros_like(c), slope.unsqueeze(1), None
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", activation={self.activation!r}"
+
+
+class DiagonalLRU(ElementwiseRNN):
+    """A real diagonal linear recurrent unit in the spirit of the LRU (Orvieto et al. 2023):
+
+        c_t = λ ⊙ c_{t-1} + W x_t + b,      λ = exp(−exp(ν))  ∈ (0, 1)
+
+    ν (``elementwise[0]``) is a parameter of the transition itself, so this cell exercises the
+    engine's per-unit parameter path. Output y_t = c_t (put a non-linearity after it).
+    Init: λ uniform in [r_min, r_max] (the LRU's ring init, restricted to the real axis).
+    """
+
+    num_gates = 1
+    uses_weight_c = False
+    num_elementwise = 1
+
+    def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment",
+                 r_min: float = 0.5, r_max: float = 0.99):
+        if not 0 < r_min <= r_max < 1:
+            raise ValueError(f"need 0 < r_min <= r_max < 1, got r_min={r_min}, r_max={r_max}")
+        super().__init__(input_size, hidden_size, learning, method)
+        self.r_min, self.r_max = r_min, r_max
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1 / math.sqrt(self.input_size)
+        nn.init.uniform_(self.weight_x, -bound, bound)
+        nn.init.zeros_(self.bias)
+        with torch.no_grad():
+            lam = torch.empty(self.hidden_size).uniform_(self.r_min, self.r_max)
+            self.elementwise[0] = torch.log(-torch.log(lam))
+
+    def transition(self, pre, c_prev, elementwise):
+        lam = torch.exp(-torch.exp(elementwise[0]))
+        return lam * c_prev + pre[:, 0]
+
+    def local(self, pre, c_prev, elementwise):
+        rate = torch.exp(elementwise[0])
+        lam = torch.exp(-rate)
+        c = torch.addcmul(pre[:, 0], lam, c_prev)
+        d_nu = -(rate * lam) * c_prev                      # ∂c/∂ν = −e^ν λ c_prev
+        return c, lam.expand_as(c), torch.ones_like(pre), d_nu.unsqueeze(1)

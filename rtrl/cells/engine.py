@@ -1,0 +1,331 @@
+"""The RTRL engine for element-wise recurrent cells (DESIGN.md §2 "General form", §3).
+
+A cell in this family has one recurrent state vector c ∈ R^N per batch element and K gates whose
+pre-activations are
+
+    p^k_t = W_k x_t + r_k ⊙ c_{t-1} + b_k             (r_k and b_k optional, the same for every gate)
+
+followed by an element-wise transition c_t = φ(p_t, c_{t-1}; θ_e), where θ_e are optional
+per-unit parameters that enter φ directly (a decay rate, say). The cell states φ and its local
+derivatives: ∂φ/∂c_{t-1} (direct), u^k_t = ∂φ/∂p^k_t and v_t = ∂φ/∂θ_e. From those the engine forms
+the diagonal carry
+
+    a_t = ∂φ/∂c_{t-1} + Σ_k u^k_t ⊙ r_k
+
+and the sensitivities S^θ_t = ∂c_t/∂θ, which obey S_t = a_t ⊙ S_{t-1} + (local term):
+
+    W_k: u^k_t ⊗ x_t  (B×K×N×D)     r_k: u^k_t ⊙ c_{t-1}  (B×K×N)
+    b_k: u^k_t        (B×K×N)       θ_e: v_t              (B×E×N)
+
+An episode reset before step t zeroes c_{t-1} and every sensitivity of that batch element; the engine
+folds it into the carry as ā_t = a_t · keep_t.
+
+Two exact ways compute the same numbers:
+
+* ``method="step"`` — the per-step recursion above, written plainly. The reference implementation.
+* ``method="segment"`` — the segment form of DESIGN.md §3. With e_T = g_T, e_s = g_s + ā_{s+1} e_{s+1}
+  (BPTT's backward recursion inside the segment) and P_s = Π_{r=s+1..T} ā_r:
+
+      Σ_t g_t ⊙ S_t = e_0 ⊙ S_0 + Σ_s (e_s ⊙ u_s) ⊗ x_s,      e_0 = ā_1 e_1
+      S_T           = P_0 ⊙ S_0 + Σ_s (P_s ⊙ u_s) ⊗ x_s
+
+  i.e. one backward recursion over (T,B,N) vectors, one GEMM per input matrix and one pass over S_0.
+
+Both are wrapped in one ``torch.autograd.Function``: the forward returns the states c_1..c_T (and
+optionally S_T); the backward receives the immediate gradients g_t = ∂L/∂c_t and returns the exact
+parameter gradients through the entire history summarised by S_0, and the within-segment (BPTT)
+gradient for x and c_0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+METHODS = ("segment", "step")
+
+# names of the sensitivity tensors, in the order the autograd Function takes them
+SENSITIVITY_NAMES = ("weight_x", "weight_c", "bias", "elementwise")
+
+
+class ElementwiseTransition(Protocol):
+    """What a cell states: its element-wise transition and the transition's local derivatives."""
+
+    num_gates: int
+
+    def transition(self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None) -> Tensor:
+        """c_t from pre-activations ``pre`` (B,K,N) and ``c_prev`` (B,N); plain autograd ops."""
+
+    def local(
+        self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """(c_t, ∂c_t/∂c_prev (B,N), ∂c_t/∂pre (B,K,N), ∂c_t/∂θ_e (B,E,N) or None), no autograd."""
+
+
+@dataclass
+class Trajectory:
+    """What the forward sweep of a segment keeps for the sensitivity and gradient computations.
+
+    Shapes: carry (T,B,N) = ā_t; gate_grad (T,B,K,N) = u_t; c_prev (T,B,N) = c_{t-1} after resets
+    (kept only when the cell has recurrent weights); elementwise_grad (T,B,E,N) = v_t or None.
+    """
+
+    c: Tensor
+    carry: Tensor
+    gate_grad: Tensor
+    c_prev: Tensor | None
+    elementwise_grad: Tensor | None
+
+
+def forward_sweep(
+    cell: ElementwiseTransition,
+    x: Tensor,
+    c0: Tensor,
+    keep: Tensor | None,
+    weight_x: Tensor,
+    weight_c: Tensor | None,
+    bias: Tensor | None,
+    elementwise: Tensor | None,
+) -> Trajectory:
+    """Run the cell over x (T,B,D) from c0 (B,N) and record the local derivatives at every step."""
+    T, B, D = x.shape
+    K = cell.num_gates
+    N = c0.shape[-1]
+    # all input projections of all steps in one GEMM: (T·B, D) @ (D, K·N)
+    pre_x = torch.mm(x.reshape(T * B, D), weight_x.t()).view(T, B, K, N)
+    if bias is not None:
+        pre_x += bias
+    c_seq = x.new_empty(T, B, N)
+    carry = x.new_empty(T, B, N)
+    gate_grad = x.new_empty(T, B, K, N)
+    c_prev_seq = x.new_empty(T, B, N) if weight_c is not None else None
+    elementwise_grad = None
+    c = c0
+    for t in range(T):
+        c_prev = c if keep is None else c * keep[t].unsqueeze(-1)
+        pre = pre_x[t] if weight_c is None else torch.addcmul(pre_x[t], weight_c, c_prev.unsqueeze(1))
+        c, direct, d_pre, d_elementwise = cell.local(pre, c_prev, elementwise)
+        a = direct if weight_c is None else direct + (d_pre * weight_c).sum(1)
+        if keep is not None:
+            a = a * keep[t].unsqueeze(-1)
+        c_seq[t] = c
+        carry[t] = a
+        gate_grad[t] = d_pre
+        if c_prev_seq is not None:
+            c_prev_seq[t] = c_prev
+        if d_elementwise is not None:
+            if elementwise_grad is None:
+                elementwise_grad = x.new_empty((T,) + tuple(d_elementwise.shape))
+            elementwise_grad[t] = d_elementwise
+    return Trajectory(c_seq, carry, gate_grad, c_prev_seq, elementwise_grad)
+
+
+def backward_recursion(carry: Tensor, immediate_grad: Tensor) -> tuple[Tensor, Tensor]:
+    """e_T = g_T, e_s = g_s + ā_{s+1} e_{s+1}; returns (e (T,B,N), e_0 = ā_1 e_1 (B,N))."""
+    T = carry.shape[0]
+    e = torch.empty_like(immediate_grad)
+    e[T - 1] = immediate_grad[T - 1]
+    for t in range(T - 2, -1, -1):
+        torch.addcmul(immediate_grad[t], carry[t + 1], e[t + 1], out=e[t])
+    return e, carry[0] * e[0]
+
+
+def _local_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...], t: int) -> dict[str, Tensor]:
+    """The local term of each sensitivity at step t (the reference path only)."""
+    u = traj.gate_grad[t]
+    terms = {}
+    for name in names:
+        if name == "weight_x":
+            terms[name] = u.unsqueeze(-1) * x[t][:, None, None, :]
+        elif name == "weight_c":
+            terms[name] = u * traj.c_prev[t].unsqueeze(1)
+        elif name == "bias":
+            terms[name] = u
+        else:
+            terms[name] = traj.elementwise_grad[t]
+    return terms
+
+
+def _unit_axis(tensor: Tensor, rank: int) -> Tensor:
+    """View a (B,N) tensor so that it broadcasts over a sensitivity of the given rank (B,·,N,[D])."""
+    return tensor[:, None, :, None] if rank == 4 else tensor[:, None, :]
+
+
+def per_step_sweep(
+    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], immediate_grad: Tensor | None
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Reference RTRL: S_t = ā_t S_{t-1} + local_t and ∂L/∂θ = Σ_t Σ_b g_t ⊙ S_t, one step at a time.
+
+    Returns (S_T, parameter gradients); the gradients are empty when ``immediate_grad`` is None.
+    """
+    S = {name: s.clone() for name, s in sensitivity.items()}
+    grads = {name: torch.zeros_like(s[0]) for name, s in S.items()} if immediate_grad is not None else {}
+    names = tuple(S)
+    for t in range(traj.carry.shape[0]):
+        local = _local_terms(traj, x, names, t)
+        for name in names:
+            S[name] = _unit_axis(traj.carry[t], S[name].dim()) * S[name] + local[name]
+            if immediate_grad is not None:
+                grads[name] += (_unit_axis(immediate_grad[t], S[name].dim()) * S[name]).sum(0)
+    return S, grads
+
+
+def _weighted_sum_over_batch(weights: Tensor, sensitivity: Tensor, out: Tensor) -> Tensor:
+    """out += Σ_b weights[b] ⊙ sensitivity[b], one pass over the sensitivity and no temporary of its size."""
+    for b in range(sensitivity.shape[0]):
+        out.addcmul_(sensitivity[b], _unit_axis(weights, sensitivity.dim())[b])
+    return out
+
+
+def segment_gradients(
+    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], e: Tensor, e0: Tensor
+) -> dict[str, Tensor]:
+    """Segment form: ∂L/∂θ = Σ_b e_0 ⊙ S_0 + Σ_{s,b} (e_s ⊙ u_s) ⊗ (x_s | c_{s-1} | 1), and e_s ⊙ v_s."""
+    T, B, D = x.shape
+    grads = {}
+    eu = e.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
+    for name, s0 in sensitivity.items():
+        if name == "weight_x":
+            K, N = eu.shape[2:]
+            grad = torch.mm(eu.reshape(T * B, K * N).t(), x.reshape(T * B, D)).view(K, N, D)
+        elif name == "weight_c":
+            grad = (eu * traj.c_prev.unsqueeze(2)).sum((0, 1))
+        elif name == "bias":
+            grad = eu.sum((0, 1))
+        else:
+            grad = (e.unsqueeze(2) * traj.elementwise_grad).sum((0, 1))
+        grads[name] = _weighted_sum_over_batch(e0, s0, grad)
+    return grads
+
+
+def segment_final_sensitivity(
+    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], inplace: bool
+) -> dict[str, Tensor]:
+    """Segment form: S_T = P_0 ⊙ S_0 + Σ_s (P_s ⊙ u_s) ⊗ (x_s | c_{s-1} | 1), P_s = Π_{r>s} ā_r.
+
+    With ``inplace`` the buffers of ``sensitivity`` are overwritten (one read and one write of S).
+    """
+    T, B, _ = x.shape
+    carry = traj.carry
+    P = torch.empty_like(carry)
+    P[T - 1] = 1
+    for t in range(T - 1, 0, -1):
+        torch.mul(carry[t], P[t], out=P[t - 1])
+    P0 = carry[0] * P[0]
+    Pu = P.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
+    out = {}
+    for name, s0 in sensitivity.items():
+        scaled = s0.mul_(_unit_axis(P0, s0.dim())) if inplace else s0 * _unit_axis(P0, s0.dim())
+        if name == "weight_x":
+            K, N = Pu.shape[2:]
+            # per batch element: (K·N × T) @ (T × D), accumulated into the scaled S_0
+            lhs = Pu.permute(1, 2, 3, 0).reshape(B, K * N, T)
+            scaled.view(B, K * N, -1).baddbmm_(lhs, x.transpose(0, 1))
+        elif name == "weight_c":
+            scaled += (Pu * traj.c_prev.unsqueeze(2)).sum(0)
+        elif name == "bias":
+            scaled += Pu.sum(0)
+        else:
+            scaled += (P.unsqueeze(2) * traj.elementwise_grad).sum(0)
+        out[name] = scaled
+    return out
+
+
+class _RTRLFunction(torch.autograd.Function):
+    """Autograd wrapper: forward over a segment, exact RTRL parameter gradients in backward."""
+
+    @staticmethod
+    def forward(ctx, cell, method, carry_sensitivity, inplace, names, x, c0, keep,
+                weight_x, weight_c, bias, elementwise, *sensitivity_list):
+        sensitivity = dict(zip(names, sensitivity_list))
+        traj = forward_sweep(cell, x, c0, keep, weight_x, weight_c, bias, elementwise)
+        final = ()
+        if carry_sensitivity:
+            if method == "segment":
+                new = segment_final_sensitivity(traj, x, sensitivity, inplace)
+            else:
+                new, _ = per_step_sweep(traj, x, sensitivity, None)
+                if inplace:
+                    for name, s in new.items():
+                        sensitivity[name].copy_(s)
+                    new = sensitivity
+            final = tuple(new[name] for name in names)
+            ctx.mark_non_differentiable(*final)
+        ctx.method = method
+        ctx.names = names
+        ctx.traj = traj
+        ctx.save_for_backward(x, weight_x, *sensitivity_list)
+        return (traj.c,) + final
+
+    @staticmethod
+    def backward(ctx, grad_c, *unused_grad_final):
+        x, weight_x, *sensitivity_list = ctx.saved_tensors
+        sensitivity = dict(zip(ctx.names, sensitivity_list))
+        traj = ctx.traj
+        if grad_c is None:
+            grad_c = torch.zeros_like(traj.c)
+        e, e0 = backward_recursion(traj.carry, grad_c)
+        if ctx.method == "segment":
+            grads = segment_gradients(traj, x, sensitivity, e, e0)
+        else:
+            _, grads = per_step_sweep(traj, x, sensitivity, grad_c)
+        grad_x = None
+        if ctx.needs_input_grad[5]:
+            T, B, D = x.shape
+            eu = (e.unsqueeze(2) * traj.gate_grad).reshape(T * B, -1)
+            grad_x = torch.mm(eu, weight_x).view(T, B, D)
+        grad_weight_x = grads["weight_x"].reshape(weight_x.shape) if "weight_x" in grads else None
+        n_sens = len(sensitivity_list)
+        return (None, None, None, None, None, grad_x, e0, None, grad_weight_x,
+                grads.get("weight_c"), grads.get("bias"), grads.get("elementwise")) + (None,) * n_sens
+
+
+def rtrl_segment(
+    cell: ElementwiseTransition,
+    x: Tensor,
+    c0: Tensor,
+    sensitivity: dict[str, Tensor],
+    weight_x: Tensor,
+    weight_c: Tensor | None = None,
+    bias: Tensor | None = None,
+    elementwise: Tensor | None = None,
+    keep: Tensor | None = None,
+    method: str = "segment",
+    carry_sensitivity: bool = True,
+    inplace: bool = False,
+) -> tuple[Tensor, dict[str, Tensor] | None]:
+    """Run an element-wise cell over a segment with exact RTRL gradients.
+
+    Args:
+        x: (T,B,D) inputs.  c0: (B,N) state before the segment.
+        sensitivity: S_0, one tensor per parameter present: ``weight_x`` (B,K,N,D),
+            ``weight_c`` (B,K,N), ``bias`` (B,K,N), ``elementwise`` (B,E,N).
+        weight_x: (K·N, D) stacked input matrices [W_1; …; W_K].  weight_c, bias: (K,N).
+        elementwise: (E,N) per-unit parameters of the transition itself.
+        keep: (T,B) float, 0 where the state (and S) is zeroed before step t, else 1.
+        method: "segment" (fast) or "step" (reference).
+        carry_sensitivity: compute S_T (an actor needs it; a learner that discards it does not).
+        inplace: overwrite the buffers of ``sensitivity`` with S_T (only without autograd).
+
+    Returns:
+        c (T,B,N) states c_1..c_T — differentiable: backward yields the exact gradient of the loss
+        for every parameter through the whole history, and within-segment gradients for x and c0 —
+        and S_T as a dict (or None when ``carry_sensitivity`` is False).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown RTRL method {method!r}; accepted: {', '.join(METHODS)}")
+    names = tuple(name for name in SENSITIVITY_NAMES if name in sensitivity)
+    if inplace and torch.is_grad_enabled() and any(
+        p is not None and p.requires_grad for p in (x, c0, weight_x, weight_c, bias, elementwise)
+    ):
+        raise ValueError("inplace=True overwrites S_0, which the backward pass needs; "
+                         "use it only under torch.no_grad()")
+    outputs = _RTRLFunction.apply(
+        cell, method, carry_sensitivity, inplace, names, x, c0, keep,
+        weight_x, weight_c, bias, elementwise, *(sensitivity[name] for name in names),
+    )
+    c_seq = outputs[0]
+    final = dict(zip(names, outputs[1:])) if carry_sensitivity else None
+    return c_seq, final
