@@ -1,0 +1,15 @@
+"""V-trace and the IMPALA losses as pure functions of time-major (T, B) tensors."""
+from rtrl.algos.losses import action_log_probs, baseline_loss, entropy_loss, policy_gradient_loss
+from rtrl.algos.schedule import clip_rewards, linear_decay
+from rtrl.algos.vtrace import VTraceReturns, vtrace
+
+__all__ = [
+    "vtrace",
+    "VTraceReturns",
+    "action_log_probs",
+    "policy_gradient_loss",
+    "baseline_loss",
+    "entropy_loss",
+    "linear_decay",
+    "clip_rewards",
+]

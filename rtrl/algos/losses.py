@@ -1,0 +1,57 @@
+"""The three IMPALA loss terms as pure functions (Espeholt et al. 2018, Sec. 4.2).
+
+Every loss is a *sum* over the T×B steps of a rollout batch, as in the paper. The learner combines them
+as ``pg + baseline_cost · baseline + entropy_cost · entropy`` (costs 0.5 and 0.01 in R2AC).
+Shapes: ``logits`` (T, B, A), ``actions`` (T, B) integer, everything else (T, B).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["action_log_probs", "policy_gradient_loss", "baseline_loss", "entropy_loss"]
+
+
+def action_log_probs(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log π(a_s|x_s) of the taken actions: logits (T, B, A), actions (T, B) int -> (T, B)."""
+    if logits.shape[:-1] != actions.shape:
+        raise ValueError(
+            f"actions have shape {tuple(actions.shape)}; expected {tuple(logits.shape[:-1])} "
+            f"(logits shape {tuple(logits.shape)} without the action dimension)"
+        )
+    log_policy = F.log_softmax(logits, dim=-1)
+    return log_policy.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def policy_gradient_loss(
+    logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor
+) -> torch.Tensor:
+    """−Σ_{s,b} log π(a_s|x_s) · A_s; the advantages are constants (detached).
+
+    Its gradient is the policy-gradient estimate −Σ A_s ∇ log π(a_s|x_s); ``advantages`` are the V-trace
+    ``pg_advantages`` (T, B). Returns a scalar.
+    """
+    return -(action_log_probs(logits, actions) * advantages.detach()).sum()
+
+
+def baseline_loss(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0.5 · Σ_{s,b} (v_s − V(x_s))²; the targets v_s are constants (detached).
+
+    The 0.5 belongs to the squared error, so that the gradient w.r.t. V(x_s) is −(v_s − V(x_s)), the
+    paper's value update (v_s − V(x_s)) ∇V(x_s). It is *not* the baseline cost: the caller multiplies
+    this loss by the baseline cost (0.5 in the paper and torchbeast). values, targets (T, B) -> scalar.
+    """
+    if values.shape != targets.shape:
+        raise ValueError(
+            f"values have shape {tuple(values.shape)} but targets {tuple(targets.shape)}"
+        )
+    return 0.5 * ((targets.detach() - values) ** 2).sum()
+
+
+def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+    """−Σ_{s,b} H(π(·|x_s)) = Σ_{s,b} Σ_a π(a|x_s) log π(a|x_s); minimising it raises the entropy.
+
+    logits (T, B, A) -> scalar. The caller multiplies by the entropy cost (0.01 in R2AC).
+    """
+    log_policy = F.log_softmax(logits, dim=-1)
+    return (log_policy.exp() * log_policy).sum()
