@@ -45,17 +45,17 @@ class ELSTM(ElementwiseRNN):
         self.output_gate.reset_parameters()
 
     def transition(self, pre, c_prev, elementwise=None):
-        z = torch.tanh(pre[:, 0])
-        f = torch.sigmoid(pre[:, 1])
+        z = torch.tanh(pre[..., 0, :])
+        f = torch.sigmoid(pre[..., 1, :])
         return f * c_prev + (1 - f) * z
 
     def local(self, pre, c_prev, elementwise=None):
-        z = torch.tanh(pre[:, 0])
-        f = torch.sigmoid(pre[:, 1])
+        z = torch.tanh(pre[..., 0, :])
+        f = torch.sigmoid(pre[..., 1, :])
         one_minus_f = 1 - f
         c = torch.lerp(z, c_prev, f)                      # f c_prev + (1 − f) z
         d_pre = torch.stack((one_minus_f * (1 - z * z),   # α_t = ∂c/∂(pre z)
-                             (c_prev - z) * f * one_minus_f), dim=1)  # β_t = ∂c/∂(pre f)
+                             (c_prev - z) * f * one_minus_f), dim=-2)  # β_t = ∂c/∂(pre f)
         return c, f, d_pre, None
 
     def readout(self, x: Tensor, c: Tensor) -> Tensor:
@@ -91,16 +91,16 @@ class IndRNN(ElementwiseRNN):
         nn.init.zeros_(self.bias)
 
     def transition(self, pre, c_prev, elementwise=None):
-        return torch.relu(pre[:, 0]) if self.activation == "relu" else torch.tanh(pre[:, 0])
+        return torch.relu(pre[..., 0, :]) if self.activation == "relu" else torch.tanh(pre[..., 0, :])
 
     def local(self, pre, c_prev, elementwise=None):
         if self.activation == "relu":
-            c = torch.relu(pre[:, 0])
-            slope = (pre[:, 0] > 0).to(pre.dtype)
+            c = torch.relu(pre[..., 0, :])
+            slope = (pre[..., 0, :] > 0).to(pre.dtype)
         else:
-            c = torch.tanh(pre[:, 0])
+            c = torch.tanh(pre[..., 0, :])
             slope = 1 - c * c
-        return c, torch.zeros_like(c), slope.unsqueeze(1), None
+        return c, torch.zeros_like(c), slope.unsqueeze(-2), None
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", activation={self.activation!r}"
@@ -138,11 +138,11 @@ class DiagonalLRU(ElementwiseRNN):
 
     def transition(self, pre, c_prev, elementwise):
         lam = torch.exp(-torch.exp(elementwise[0]))
-        return lam * c_prev + pre[:, 0]
+        return lam * c_prev + pre[..., 0, :]
 
     def local(self, pre, c_prev, elementwise):
         rate = torch.exp(elementwise[0])
         lam = torch.exp(-rate)
-        c = torch.addcmul(pre[:, 0], lam, c_prev)
+        c = torch.addcmul(pre[..., 0, :], lam, c_prev)
         d_nu = -(rate * lam) * c_prev                      # ∂c/∂ν = −e^ν λ c_prev
-        return c, lam.expand_as(c), torch.ones_like(pre), d_nu.unsqueeze(1)
+        return c, lam.expand_as(c), torch.ones_like(pre), d_nu.unsqueeze(-2)

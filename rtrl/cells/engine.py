@@ -56,12 +56,15 @@ class ElementwiseTransition(Protocol):
     num_gates: int
 
     def transition(self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None) -> Tensor:
-        """c_t from pre-activations ``pre`` (B,K,N) and ``c_prev`` (B,N); plain autograd ops."""
+        """c_t from pre-activations ``pre`` (...,K,N) and ``c_prev`` (...,N); plain autograd ops."""
 
     def local(
         self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """(c_t, ∂c_t/∂c_prev (B,N), ∂c_t/∂pre (B,K,N), ∂c_t/∂θ_e (B,E,N) or None), no autograd."""
+        """(c_t, ∂c_t/∂c_prev (...,N), ∂c_t/∂pre (...,K,N), ∂c_t/∂θ_e (...,E,N) or None).
+
+        Called once on all steps of a segment (leading dims (T,B)); no autograd needed.
+        """
 
 
 @dataclass
@@ -89,37 +92,37 @@ def forward_sweep(
     bias: Tensor | None,
     elementwise: Tensor | None,
 ) -> Trajectory:
-    """Run the cell over x (T,B,D) from c0 (B,N) and record the local derivatives at every step."""
+    """Run the cell over x (T,B,D) from c0 (B,N) and record the local derivatives of every step.
+
+    Only the transition itself is sequential; the loop records the pre-activations and previous
+    states, and the local derivatives are then computed for all steps at once.
+    """
     T, B, D = x.shape
     K = cell.num_gates
     N = c0.shape[-1]
     # all input projections of all steps in one GEMM: (T·B, D) @ (D, K·N)
-    pre_x = torch.mm(x.reshape(T * B, D), weight_x.t()).view(T, B, K, N)
+    pre = torch.mm(x.reshape(T * B, D), weight_x.t()).view(T, B, K, N)
     if bias is not None:
-        pre_x += bias
+        pre += bias
     c_seq = x.new_empty(T, B, N)
-    carry = x.new_empty(T, B, N)
-    gate_grad = x.new_empty(T, B, K, N)
-    c_prev_seq = x.new_empty(T, B, N) if weight_c is not None else None
-    elementwise_grad = None
+    c_prev_seq = x.new_empty(T, B, N)
     c = c0
     for t in range(T):
-        c_prev = c if keep is None else c * keep[t].unsqueeze(-1)
-        pre = pre_x[t] if weight_c is None else torch.addcmul(pre_x[t], weight_c, c_prev.unsqueeze(1))
-        c, direct, d_pre, d_elementwise = cell.local(pre, c_prev, elementwise)
-        a = direct if weight_c is None else direct + (d_pre * weight_c).sum(1)
-        if keep is not None:
-            a = a * keep[t].unsqueeze(-1)
-        c_seq[t] = c
-        carry[t] = a
-        gate_grad[t] = d_pre
-        if c_prev_seq is not None:
-            c_prev_seq[t] = c_prev
-        if d_elementwise is not None:
-            if elementwise_grad is None:
-                elementwise_grad = x.new_empty((T,) + tuple(d_elementwise.shape))
-            elementwise_grad[t] = d_elementwise
-    return Trajectory(c_seq, carry, gate_grad, c_prev_seq, elementwise_grad)
+        c_prev = c_prev_seq[t]
+        if keep is None:
+            c_prev.copy_(c)
+        else:
+            torch.mul(c, keep[t].unsqueeze(-1), out=c_prev)
+        if weight_c is not None:
+            pre[t].addcmul_(weight_c, c_prev.unsqueeze(-2))
+        c = c_seq[t]
+        c.copy_(cell.transition(pre[t], c_prev, elementwise))
+    _, direct, gate_grad, elementwise_grad = cell.local(pre, c_prev_seq, elementwise)
+    carry = direct if weight_c is None else direct + (gate_grad * weight_c).sum(-2)
+    if keep is not None:
+        carry = carry * keep.unsqueeze(-1)
+    carry = carry.expand_as(c_seq).contiguous()
+    return Trajectory(c_seq, carry, gate_grad, c_prev_seq if weight_c is not None else None, elementwise_grad)
 
 
 def backward_recursion(carry: Tensor, immediate_grad: Tensor) -> tuple[Tensor, Tensor]:
