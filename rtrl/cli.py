@@ -12,6 +12,7 @@ import sys
 # sub-command name -> module that defines add_parser(subparsers)
 SUBCOMMANDS = {
     "bench": "rtrl.bench",
+    "plot": "rtrl.plotting",
 }
 
 
