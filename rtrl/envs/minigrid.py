@@ -1,0 +1,62 @@
+"""``minigrid:<id>`` — MiniGrid / BabyAI envs registered by the ``minigrid`` package.
+
+Options:
+  obs=flat   (default) float32 vector of 151 = the 7x7x3 symbolic partial view (object, colour,
+             state indices, flattened row-major) followed by the agent direction one-hot (4).
+  obs=image  uint8 (3, 7*tile_size, 7*tile_size) RGB pixels of the partial view, rendered by
+             minigrid's own ``RGBImgPartialObsWrapper`` (tile_size=8 -> (3, 56, 56)).
+The mission string is dropped. Success (``info["episode"]["success"]``) = positive final reward.
+"""
+from __future__ import annotations
+
+import difflib
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from rtrl.envs.wrappers import ChannelFirstImage, RecordEpisode, SuccessOnPositiveReward, require_discrete
+
+OPTIONS = {"obs": "flat", "tile_size": 8}
+OBS_KINDS = ("flat", "image")
+
+
+class MiniGridFlatObservation(gym.ObservationWrapper):
+    """MiniGrid dict observation -> float32 [image.flatten() (H*W*3) ; direction one-hot (4)]."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        image_space = env.observation_space["image"]
+        size = int(np.prod(image_space.shape)) + 4
+        high = np.concatenate([image_space.high.reshape(-1), np.ones(4)]).astype(np.float32)
+        self.observation_space = spaces.Box(np.zeros(size, np.float32), high, dtype=np.float32)
+
+    def observation(self, observation):
+        flat = np.zeros(self.observation_space.shape, dtype=np.float32)
+        image = observation["image"].reshape(-1)
+        flat[: image.size] = image
+        flat[image.size + int(observation["direction"])] = 1.0
+        return flat
+
+
+def minigrid_ids() -> list[str]:
+    import minigrid  # noqa: F401  (registers the MiniGrid-* and BabyAI-* ids)
+
+    return sorted(k for k in gym.registry if k.startswith(("MiniGrid-", "BabyAI-")))
+
+
+def make(name: str, *, env_id: str, seed: int | None, training: bool, obs: str, tile_size: int) -> gym.Env:
+    known = minigrid_ids()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=10, cutoff=0.4) or known[:10]
+        raise ValueError(f"unknown MiniGrid env {name!r} in {env_id!r}; e.g.: {', '.join(close)}")
+    if obs not in OBS_KINDS:
+        raise ValueError(f"option obs={obs!r} for {env_id!r}; accepted: {', '.join(OBS_KINDS)}")
+    from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
+
+    env = require_discrete(gym.make(name, disable_env_checker=True), env_id)
+    if obs == "flat":
+        env = MiniGridFlatObservation(env)
+    else:
+        env = ChannelFirstImage(ImgObsWrapper(RGBImgPartialObsWrapper(env, tile_size=tile_size)))
+    return RecordEpisode(SuccessOnPositiveReward(env))

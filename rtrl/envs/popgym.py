@@ -1,0 +1,44 @@
+"""``popgym:<EnvName>`` — a POPGym env class by name, e.g. ``popgym:RepeatPreviousEasy``.
+
+Options are forwarded to the class constructor (e.g. ``popgym:RepeatPrevious?num_decks=2&k=3``).
+Observations of any kind are flattened to float32 vectors (Discrete -> one-hot, MultiDiscrete ->
+concatenated one-hots, Box -> float32, Tuple -> concatenation). MultiDiscrete actions (Battleship,
+MineSweeper) become one Discrete action; continuous ones (the Pendulum tasks) are an error.
+"""
+from __future__ import annotations
+
+import inspect
+
+import gymnasium as gym
+
+from rtrl.envs.wrappers import FloatVectorObservation, RecordEpisode, require_discrete
+
+OPTIONS = None  # checked against the env class's constructor below
+
+
+def env_classes() -> dict[str, type]:
+    """Every gymnasium.Env subclass exported by ``popgym.envs``, by class name."""
+    import popgym.envs
+
+    return {
+        name: value
+        for name, value in vars(popgym.envs).items()
+        if isinstance(value, type) and issubclass(value, gym.Env)
+    }
+
+
+def make(name: str, *, env_id: str, seed: int | None, training: bool, **options) -> gym.Env:
+    classes = env_classes()
+    if name not in classes:
+        raise ValueError(f"unknown POPGym env {name!r} in {env_id!r}; known: {', '.join(sorted(classes))}")
+    accepted = [
+        p.name for p in inspect.signature(classes[name].__init__).parameters.values()
+        if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    for key in options:
+        if key not in accepted:
+            raise ValueError(
+                f"unknown option {key!r} for {env_id!r}; accepted options: {', '.join(accepted) or '(none)'}"
+            )
+    env = require_discrete(classes[name](**options), env_id)
+    return RecordEpisode(FloatVectorObservation(env))

@@ -1,0 +1,102 @@
+"""One id scheme for every environment: ``prefix:name[?key=value&key=value]``.
+
+Each prefix is served by the module ``rtrl.envs.<prefix>`` (imported only when used), which defines
+
+    OPTIONS: dict[str, default] | None    # accepted option keys and defaults; None = passed through
+    make(name, *, env_id, seed, training, **options) -> gymnasium.Env
+
+and returns an env that already satisfies the contract of :func:`make_env`.
+"""
+from __future__ import annotations
+
+import importlib
+
+import gymnasium as gym
+
+from rtrl.envs.wrappers import SeedOnFirstReset
+
+PREFIXES = ("atari", "dmlab", "gym", "memory", "minigrid", "popgym", "procgen")
+
+
+def _convert(text: str):
+    """Option value text -> bool ('true'/'false'), int, float, or the string itself."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for number_type in (int, float):
+        try:
+            return number_type(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_env_id(env_id: str) -> tuple[str, str, dict]:
+    """``'atari:Pong?sticky=0.25&max_episode_steps=27000'`` -> ``('atari', 'Pong', {...})``.
+
+    Option values are converted to bool (true/false), int or float when they parse as such.
+    Raises ValueError for a missing or unknown prefix, an empty name or a malformed option.
+    """
+    known = ", ".join(PREFIXES)
+    if not isinstance(env_id, str) or ":" not in env_id:
+        raise ValueError(f"env id {env_id!r} must look like 'prefix:name'; known prefixes: {known}")
+    prefix, rest = env_id.split(":", 1)
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown env id prefix {prefix!r} in {env_id!r}; known prefixes: {known}")
+    name, _, query = rest.partition("?")
+    if not name:
+        raise ValueError(f"env id {env_id!r} has no name after '{prefix}:'")
+    options = {}
+    for item in filter(None, query.split("&")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"malformed option {item!r} in {env_id!r}; expected key=value")
+        options[key] = _convert(value)
+    return prefix, name, options
+
+
+def _check_options(env_id: str, accepted: dict, options: dict) -> dict:
+    """Fill defaults, reject unknown keys, coerce values to the default's type where it is safe."""
+    checked = dict(accepted)
+    for key, value in options.items():
+        if key not in accepted:
+            keys = ", ".join(sorted(accepted)) or "(none)"
+            raise ValueError(f"unknown option {key!r} for {env_id!r}; accepted options: {keys}")
+        default = accepted[key]
+        if default is None or value is None or type(value) is type(default):
+            checked[key] = value
+        elif isinstance(default, str):
+            checked[key] = str(value)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            checked[key] = float(value)
+        else:
+            raise ValueError(
+                f"option {key}={value!r} for {env_id!r} must be a {type(default).__name__} "
+                f"(default {default!r})"
+            )
+    return checked
+
+
+def make_env(env_id: str, seed: int | None = None, training: bool = True, **options) -> gym.Env:
+    """Build the environment named by ``env_id``; ``options`` override those in the id string.
+
+    Examples: ``atari:Pong``, ``procgen:chaser?num_levels=500&distribution_mode=memory``,
+    ``dmlab:rooms_watermaze``, ``popgym:RepeatPreviousEasy``, ``minigrid:MiniGrid-MemoryS7-v0``,
+    ``gym:CartPole-v1``, ``memory:delayed_recall?delay=30&cues=2``.
+
+    ``seed`` is used by the first ``reset()`` called without a seed (and seeds the action space).
+    ``training=False`` selects evaluation semantics (Atari: no end-of-life episode ends;
+    DMLab: held-out test levels).
+
+    The returned env follows the gymnasium API with a ``Discrete`` action space and a ``Box``
+    observation space that is either a 1-D float32 vector or a uint8 image (C, H, W). On the step
+    that ends a true episode, ``info["episode"] = {"return": float, "length": int}`` (plus
+    ``"success": 0.0/1.0`` for tasks with a notion of success); the return is unclipped.
+    """
+    prefix, name, parsed = parse_env_id(env_id)
+    parsed.update(options)
+    adapter = importlib.import_module(f"rtrl.envs.{prefix}")
+    if adapter.OPTIONS is not None:
+        parsed = _check_options(env_id, adapter.OPTIONS, parsed)
+    env = adapter.make(name, env_id=env_id, seed=seed, training=training, **parsed)
+    return SeedOnFirstReset(env, seed)

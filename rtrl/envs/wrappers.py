@@ -1,0 +1,128 @@
+"""Small wrappers shared by the env adapters; each does one thing and is named for it.
+
+The contract every adapter returns (see ``rtrl.envs.make_env``):
+  * ``action_space`` is ``Discrete``;
+  * ``observation_space`` is a ``Box``: a 1-D float32 vector or a uint8 image (C, H, W);
+  * on the step that ends a *true* episode, ``info["episode"] = {"return", "length"[, "success"]}``
+    (added by :class:`RecordEpisode`, from an ``info["success"]`` the adapter puts on that step).
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+def require_discrete(env: gym.Env, env_id: str) -> gym.Env:
+    """Return ``env`` if its action space is Discrete (or MultiDiscrete, flattened); else ValueError."""
+    if isinstance(env.action_space, spaces.Discrete):
+        return env
+    if isinstance(env.action_space, spaces.MultiDiscrete):
+        return FlattenMultiDiscreteAction(env)
+    env.close()
+    raise ValueError(
+        f"env {env_id!r} has action space {env.action_space}; rtrl agents need a Discrete "
+        "(or MultiDiscrete) action space, continuous actions are not supported"
+    )
+
+
+class FlattenMultiDiscreteAction(gym.ActionWrapper):
+    """MultiDiscrete([n1, ..., nk]) actions as one Discrete(n1*...*nk) action (row-major index)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._nvec = np.asarray(env.action_space.nvec).reshape(-1)
+        self.action_space = spaces.Discrete(int(np.prod(self._nvec)))
+
+    def action(self, action):
+        return np.array(np.unravel_index(int(action), self._nvec), dtype=np.int64)
+
+
+class FloatVectorObservation(gym.ObservationWrapper):
+    """Any Discrete/MultiDiscrete/Box/Tuple/Dict observation -> 1-D float32 vector.
+
+    Discrete -> one-hot, MultiDiscrete -> concatenated one-hots, Box -> flattened,
+    Tuple/Dict -> concatenation of the parts (gymnasium's ``spaces.flatten`` order).
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._source_space = env.observation_space
+        flat = spaces.flatten_space(env.observation_space)
+        self.observation_space = spaces.Box(
+            low=flat.low.astype(np.float32), high=flat.high.astype(np.float32), dtype=np.float32
+        )
+
+    def observation(self, observation):
+        return np.asarray(spaces.flatten(self._source_space, observation), dtype=np.float32)
+
+
+class ChannelFirstImage(gym.ObservationWrapper):
+    """uint8 image observation (H, W, C) -> (C, H, W)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        height, width, channels = env.observation_space.shape
+        self.observation_space = spaces.Box(0, 255, (channels, height, width), np.uint8)
+
+    def observation(self, observation):
+        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)), dtype=np.uint8)
+
+
+class SuccessOnPositiveReward(gym.Wrapper):
+    """On the last step of an episode, set ``info["success"] = 1.0`` if its reward is > 0, else 0.0."""
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info = dict(info, success=float(reward > 0))
+        return observation, reward, terminated, truncated, info
+
+
+class RecordEpisode(gym.Wrapper):
+    """Adds ``info["episode"] = {"return": float, "length": int[, "success": float]}`` at episode end.
+
+    An episode ends when the wrapped env returns ``terminated or truncated``; the return is the
+    plain (unclipped) sum of the rewards this wrapper saw since the last ``reset``. ``success`` is
+    copied from ``info["success"]`` of the final step when the wrapped env provides it.
+    Place it where "episode" means the true episode (for Atari: below the life-loss wrapper).
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._return = 0.0
+        self._length = 0
+
+    def reset(self, **kwargs):
+        self._return, self._length = 0.0, 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._return += float(reward)
+        self._length += 1
+        if terminated or truncated:
+            episode = {"return": self._return, "length": self._length}
+            if "success" in info:
+                episode["success"] = float(info["success"])
+            info = dict(info, episode=episode)
+        return observation, reward, terminated, truncated, info
+
+
+class SeedOnFirstReset(gym.Wrapper):
+    """Uses ``seed`` for the first ``reset()`` that is called without one, and seeds the action space.
+
+    Later resets without a seed continue the env's own random stream, as in gymnasium.
+    """
+
+    def __init__(self, env: gym.Env, seed: int | None):
+        super().__init__(env)
+        self._pending_seed = seed
+        if seed is not None:
+            self.action_space.seed(seed)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None:
+            seed = self._pending_seed
+        self._pending_seed = None
+        return self.env.reset(seed=seed, options=options)
