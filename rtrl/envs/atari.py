@@ -73,34 +73,32 @@ class MaxAndSkip(gym.Wrapper):
 
 
 class EndOfLifeEpisode(gym.Wrapper):
-    """Losing a life ends the episode (terminated=True); reset then continues the same game.
+    """Losing a life ends the episode (terminated=True); the next reset continues the same game.
 
-    Only a real game over (or truncation) resets the underlying game; the continuing reset takes
-    one NOOP step. Used for training only (DeepMind's episodic-life trick).
+    That continuing reset takes one NOOP step; any other reset (after a game over or truncation,
+    mid-episode, or with a seed) resets the game. Training only (DeepMind's episodic-life trick).
     """
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self._lives = 0
-        self._game_over = True
+        self._life_lost = False
 
     def step(self, action):
         observation, reward, terminated, truncated, info = self.env.step(action)
-        self._game_over = terminated or truncated
         lives = self.unwrapped.ale.lives()
-        if 0 < lives < self._lives:
-            terminated = True
+        self._life_lost = not (terminated or truncated) and 0 < lives < self._lives
         self._lives = lives
-        return observation, reward, terminated, truncated, info
+        return observation, reward, terminated or self._life_lost, truncated, info
 
-    def reset(self, **kwargs):
-        if self._game_over:
-            observation, info = self.env.reset(**kwargs)
-        else:
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        observation, info, game_over = None, {}, True
+        if self._life_lost and seed is None:
             observation, _, terminated, truncated, info = self.env.step(NOOP)
-            if terminated or truncated:
-                observation, info = self.env.reset(**kwargs)
-        self._game_over = False
+            game_over = terminated or truncated
+        if game_over:
+            observation, info = self.env.reset(seed=seed, options=options)
+        self._life_lost = False
         self._lives = self.unwrapped.ale.lives()
         return observation, info
 
