@@ -321,3 +321,20 @@ def test_state_round_trips_through_tensors():
     y1, _ = cell(torch.ones(1, 2, D), state)
     y2, _ = cell(torch.ones(1, 2, D), again)
     assert torch.equal(y1, y2)
+
+
+def test_stepping_without_gradients_or_sensitivities():
+    """An actor's fast path: no grad, no sensitivities — same outputs; the learner path still insists on S."""
+    cell, _ = make_pair(rtrl.ELSTM)
+    x = torch.randn(4, B, D, dtype=torch.float64)
+    y_full, state_full = cell(x, cell.initial_state(B))
+    with torch.no_grad():
+        state = cell.initial_state(B)
+        ys = []
+        for t in range(4):
+            y, state = cell(x[t:t + 1], state, carry_sensitivity=False)
+            ys.append(y)
+    assert state.sensitivity == {}
+    assert torch.allclose(torch.cat(ys), y_full, atol=1e-14) and torch.allclose(state.c, state_full.c)
+    with pytest.raises(ValueError, match="sensitivities"):
+        cell(x, state)

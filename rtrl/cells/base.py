@@ -125,7 +125,8 @@ class ElementwiseRNN(nn.Module):
         return RecurrentState(c, sensitivity, self.learning)
 
     # --- checks ----------------------------------------------------------------------------------
-    def _check_inputs(self, x: Tensor, state: RecurrentState, reset: Tensor | None) -> None:
+    def _check_inputs(self, x: Tensor, state: RecurrentState, reset: Tensor | None,
+                      needs_sensitivity: bool = True) -> None:
         name = type(self).__name__
         like = self.weight_x
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.input_size:
@@ -146,7 +147,7 @@ class ElementwiseRNN(nn.Module):
         if tuple(state.c.shape) != (B, self.hidden_size):
             raise ValueError(f"{name}: state.c must have shape (B={B}, hidden_size={self.hidden_size}) to "
                              f"match x, got {tuple(state.c.shape)}")
-        if self.learning == "rtrl":
+        if self.learning == "rtrl" and (needs_sensitivity or state.sensitivity):
             expected = self.sensitivity_shapes(B)
             got = {k: tuple(v.shape) for k, v in state.sensitivity.items()}
             if got != expected:
@@ -172,7 +173,9 @@ class ElementwiseRNN(nn.Module):
     ) -> tuple[Tensor, RecurrentState]:
         """c_1..c_T (T,B,N) and the state after the segment; see ``forward`` for the arguments."""
         keep = None if reset is None else (~reset.to(x.device)).to(x.dtype)
-        if self.learning == "rtrl":
+        # an actor stepping without gradients and without sensitivities needs only the transition
+        rtrl_needed = self.learning == "rtrl" and (carry_sensitivity or torch.is_grad_enabled())
+        if rtrl_needed:
             c_seq, final = rtrl_segment(
                 self, x, state.c.detach(), state.sensitivity, self.weight_x, self.weight_c, self.bias,
                 self.elementwise, keep=keep, method=self.method,
@@ -189,7 +192,7 @@ class ElementwiseRNN(nn.Module):
             pre = pre_x[t] if self.weight_c is None else pre_x[t] + self.weight_c * c_prev.unsqueeze(1)
             c = self.transition(pre, c_prev, self.elementwise)
             outputs.append(c)
-        return torch.stack(outputs), RecurrentState(c, {}, "bptt")
+        return torch.stack(outputs), RecurrentState(c, {}, self.learning)
 
     def forward(
         self,
@@ -215,7 +218,7 @@ class ElementwiseRNN(nn.Module):
         """
         if state is None:
             state = self.initial_state(x.shape[1] if isinstance(x, Tensor) and x.dim() == 3 else 1)
-        self._check_inputs(x, state, reset)
+        self._check_inputs(x, state, reset, needs_sensitivity=carry_sensitivity or torch.is_grad_enabled())
         c_seq, new_state = self.recurrence(x, state, reset, carry_sensitivity, inplace)
         return self.readout(x, c_seq), new_state
 
