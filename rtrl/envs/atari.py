@@ -107,11 +107,11 @@ class FireReset(gym.Wrapper):
     """For games whose action 1 is FIRE: take FIRE then action 2 after every reset."""
 
     def reset(self, **kwargs):
-        self.env.reset(**kwargs)
+        observation, info = self.env.reset(**kwargs)
         for action in (FIRE, 2):
             observation, _, terminated, truncated, info = self.env.step(action)
-            if terminated or truncated:
-                self.env.reset(**kwargs)
+            if terminated or truncated:  # (practically never) start over without firing again
+                return self.env.reset(**kwargs)
         return observation, info
 
 
