@@ -2,6 +2,7 @@
 from rtrl.algos.losses import action_log_probs, baseline_loss, entropy_loss, policy_gradient_loss
 from rtrl.algos.schedule import clip_rewards, linear_decay
 from rtrl.algos.vtrace import VTraceReturns, vtrace
+from rtrl.algos.impala import LossConfig, impala_loss
 
 __all__ = [
     "vtrace",
@@ -12,4 +13,6 @@ __all__ = [
     "entropy_loss",
     "linear_decay",
     "clip_rewards",
+    "impala_loss",
+    "LossConfig",
 ]

@@ -1,0 +1,73 @@
+"""Stems: observation -> feature vector. The core reads [features ; clipped reward]."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+STEMS = ("auto", "mlp", "resnet")
+
+
+class MLPStem(nn.Module):
+    """Vector observations (…, obs_dim) float -> (…, hidden_size) through two ReLU layers."""
+
+    def __init__(self, obs_dim: int, hidden_size: int = 256):
+        super().__init__()
+        self.output_size = hidden_size
+        self.net = nn.Sequential(nn.Linear(obs_dim, hidden_size), nn.ReLU(),
+                                 nn.Linear(hidden_size, hidden_size), nn.ReLU())
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs.float())
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaResNetStem(nn.Module):
+    """The IMPALA "deep" stem (Espeholt et al. 2018, Fig. 3), as used by the paper (DESIGN.md §5).
+
+    Input uint8 (…, C, H, W), scaled to [0, 1]. Three stages with 16/32/32 channels, each
+    conv3×3 -> max-pool 3×3 stride 2 -> two residual blocks; ReLU; FC to ``hidden_size``; ReLU.
+    """
+
+    def __init__(self, obs_shape: tuple[int, int, int], hidden_size: int = 256, channels=(16, 32, 32)):
+        super().__init__()
+        c, h, w = obs_shape
+        stages = []
+        for out in channels:
+            stages += [nn.Conv2d(c, out, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
+                       _ResidualBlock(out), _ResidualBlock(out)]
+            c, h, w = out, (h + 1) // 2, (w + 1) // 2
+        self.convs = nn.Sequential(*stages)
+        self.fc = nn.Linear(c * h * w, hidden_size)
+        self.output_size = hidden_size
+        self.obs_shape = tuple(obs_shape)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *self.obs_shape).float() / 255.0
+        x = torch.relu(self.convs(x)).flatten(1)
+        return torch.relu(self.fc(x)).view(*lead, -1)
+
+
+def make_stem(kind: str, obs_shape: tuple[int, ...], obs_dtype, hidden_size: int) -> nn.Module:
+    """``auto`` picks the ResNet for uint8 (C,H,W) images and the MLP for 1-D vectors."""
+    if kind not in STEMS:
+        raise ValueError(f"unknown stem {kind!r}; accepted: {', '.join(STEMS)}")
+    is_image = len(obs_shape) == 3
+    if kind == "auto":
+        kind = "resnet" if is_image else "mlp"
+    if kind == "resnet":
+        if not is_image:
+            raise ValueError(f"the resnet stem needs (C, H, W) image observations, got shape {obs_shape}")
+        return ImpalaResNetStem(obs_shape, hidden_size)
+    if len(obs_shape) != 1:
+        raise ValueError(f"the mlp stem needs 1-D vector observations, got shape {obs_shape}; use --stem resnet")
+    return MLPStem(obs_shape[0], hidden_size)

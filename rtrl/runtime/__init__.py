@@ -1,0 +1,1 @@
+"""Actors, rollout buffers, backends and the training loop of R2AC."""
