@@ -12,6 +12,7 @@ import sys
 # sub-command name -> module that defines add_parser(subparsers)
 SUBCOMMANDS = {
     "train": "rtrl.runtime.train",
+    "eval": "rtrl.runtime.evaluate",
     "bench": "rtrl.bench",
     "copy-task": "rtrl.tasks.copy_task",
     "plot": "rtrl.plotting",

@@ -17,7 +17,7 @@ class MLPStem(nn.Module):
                                  nn.Linear(hidden_size, hidden_size), nn.ReLU())
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs.float())
+        return self.net(obs.to(self.net[0].weight.dtype))
 
 
 class _ResidualBlock(nn.Module):
@@ -52,7 +52,7 @@ class ImpalaResNetStem(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         lead = obs.shape[:-3]
-        x = obs.reshape(-1, *self.obs_shape).float() / 255.0
+        x = obs.reshape(-1, *self.obs_shape).to(self.fc.weight.dtype) / 255.0
         x = torch.relu(self.convs(x)).flatten(1)
         return torch.relu(self.fc(x)).view(*lead, -1)
 

@@ -101,72 +101,83 @@ class EnvBatch:
             env.close()
 
 
+class RolloutWorker:
+    """One actor's environments, model copy and recurrent state; ``fill(buffer)`` writes one rollout."""
+
+    def __init__(self, actor_index: int, cfg, spec: EnvSpec):
+        self.cfg = cfg
+        T, E = cfg.unroll_length, cfg.envs_per_actor
+        seeds = [cfg.seed * 100_003 + actor_index * E + j for j in range(E)]
+        self.generator = torch.Generator().manual_seed(seeds[0])
+        self.envs = EnvBatch(cfg.env, cfg.env_options, seeds)
+        self.model = make_agent(cfg, spec)
+        self.model.eval()
+        self.rtrl_core = cfg.core == "rtrl-elstm"
+        with torch.no_grad():
+            self.state_before = self.model.initial_state(E)   # state before step 0 of the next rollout
+            step_state = {"c": self.state_before["c"]} if self.rtrl_core else self.state_before
+            self.last = {"obs": torch.as_tensor(self.envs.obs).clone(), "reward": torch.zeros(E),
+                         "done": torch.ones(E, dtype=torch.bool), "episodes": torch.full((E, 3), math.nan)}
+            self.last_input, self.state_after = self._act(self.last, step_state)
+        self.core_inputs = torch.zeros(T, E, self.last_input.shape[-1])
+        self.dones = torch.zeros(T + 1, E, dtype=torch.bool)
+
+    def load_weights(self, model) -> None:
+        self.model.load_state_dict(model.state_dict())
+
+    def _act(self, step: dict, state):
+        """Sample the action at one step; fills step["action"], step["policy_logits"]; returns (core input, state)."""
+        out, new_state = self.model(step["obs"][None], step["reward"][None], step["done"][None], state,
+                                    carry_sensitivity=False)
+        logits = out.policy_logits[0]
+        step["policy_logits"] = logits
+        step["action"] = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator).squeeze(-1)
+        return out.core_input[0], new_state
+
+    @torch.no_grad()
+    def fill(self, buf: dict[str, Tensor]) -> None:
+        T = self.cfg.unroll_length
+        for key, tensor in self.state_before.items():
+            buf["state." + key].copy_(tensor)
+        current, state = self.last, self.state_after
+        self.core_inputs[0] = self.last_input
+        for t in range(T + 1):
+            if t > 0:
+                obs, reward, done, episodes = self.envs.step(current["action"].numpy())
+                current = {"obs": torch.as_tensor(obs).clone(), "reward": torch.as_tensor(reward),
+                           "done": torch.as_tensor(done), "episodes": torch.as_tensor(episodes)}
+                core_input, state_next = self._act(current, state)
+                if t < T:
+                    self.core_inputs[t] = core_input
+                else:
+                    self.last_input, state_before_last = core_input, state
+                state = state_next
+            for key in ("obs", "reward", "done", "action", "policy_logits"):
+                buf[key][t] = current[key]
+            for j, key in enumerate(EPISODE_KEYS):
+                buf[key][t] = current["episodes"][:, j]
+            self.dones[t] = current["done"]
+        self.last, self.state_after = current, state
+        if self.rtrl_core:  # sensitivities: one segment pass over steps 0..T-1 from the state before step 0
+            self.state_before = self.model.advance_core(self.core_inputs, self.state_before, self.dones[:T])
+        else:
+            self.state_before = {k: v.clone() for k, v in state_before_last.items()}
+
+    def close(self) -> None:
+        self.envs.close()
+
+
 def actor_loop(actor_index: int, cfg, spec: EnvSpec, shared_model: Agent, buffers, free_queue, full_queue,
                error_queue) -> None:
     """Process entry point: fill free buffers with rollouts until a None index arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process handles Ctrl-C and stops us
     torch.set_num_threads(1)
     try:
-        _run_actor(actor_index, cfg, spec, shared_model, buffers, free_queue, full_queue)
+        worker = RolloutWorker(actor_index, cfg, spec)
+        while (index := free_queue.get()) is not None:
+            worker.load_weights(shared_model)  # the latest published weights, fixed for the rollout
+            worker.fill(buffers[index])
+            full_queue.put(index)
+        worker.close()
     except Exception:  # report to the learner, which raises it
         error_queue.put((actor_index, traceback.format_exc()))
-
-
-def _run_actor(actor_index, cfg, spec, shared_model, buffers, free_queue, full_queue) -> None:
-    T, E = cfg.unroll_length, cfg.envs_per_actor
-    seeds = [cfg.seed * 100_003 + actor_index * E + j for j in range(E)]
-    generator = torch.Generator().manual_seed(seeds[0])
-    envs = EnvBatch(cfg.env, cfg.env_options, seeds)
-    model = make_agent(cfg, spec)
-    model.load_state_dict(shared_model.state_dict())
-    model.eval()
-    recurrent_rtrl = cfg.core == "rtrl-elstm"
-
-    def act(obs, reward, done, state):
-        out, new_state = model(torch.as_tensor(obs)[None], reward[None], done[None], state, carry_sensitivity=False)
-        logits = out.policy_logits[0]
-        action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
-        return action, logits, out.core_input[0], new_state
-
-    with torch.no_grad():
-        state_before = model.initial_state(E)            # state before step 0 of the next rollout
-        step_state = {"c": state_before["c"]} if recurrent_rtrl else state_before
-        last = {"obs": torch.as_tensor(envs.obs).clone(), "reward": torch.zeros(E), "done": torch.ones(E, dtype=torch.bool),
-                "episodes": torch.full((E, 3), math.nan)}
-        last["action"], last["policy_logits"], last_input, state_after = act(last["obs"], last["reward"], last["done"], step_state)
-        core_inputs = torch.zeros(T, E, last_input.shape[-1])
-        dones = torch.zeros(T + 1, E, dtype=torch.bool)
-        while True:
-            index = free_queue.get()
-            if index is None:
-                break
-            model.load_state_dict(shared_model.state_dict())   # the latest published weights
-            buf = buffers[index]
-            for key, tensor in state_before.items():
-                buf["state." + key].copy_(tensor)
-            current, state = last, state_after
-            core_inputs[0] = last_input
-            for t in range(T + 1):
-                if t > 0:
-                    obs, reward, done, episodes = envs.step(current["action"].numpy())
-                    current = {"obs": torch.as_tensor(obs).clone(), "reward": torch.as_tensor(reward),
-                               "done": torch.as_tensor(done), "episodes": torch.as_tensor(episodes)}
-                    current["action"], current["policy_logits"], core_input, state_next = act(
-                        current["obs"], current["reward"], current["done"], state)
-                    if t < T:
-                        core_inputs[t] = core_input
-                    else:
-                        last_input, state_before_last = core_input, state
-                    state = state_next
-                for key in ("obs", "reward", "done", "action", "policy_logits"):
-                    buf[key][t] = current[key]
-                for j, key in enumerate(EPISODE_KEYS):
-                    buf[key][t] = current["episodes"][:, j]
-                dones[t] = current["done"]
-            last, state_after = current, state
-            if recurrent_rtrl:  # sensitivities: one segment pass over steps 0..T-1 from the state before step 0
-                state_before = model.advance_core(core_inputs, state_before, dones[:T])
-            else:
-                state_before = {k: v.clone() for k, v in state_before_last.items()}
-            full_queue.put(index)
-    envs.close()

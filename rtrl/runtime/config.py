@@ -24,7 +24,7 @@ class TrainConfig:
     stem: str = "auto"                      # observation stem: auto (resnet for images, mlp for vectors), mlp, resnet
     stem_hidden_size: int = 64              # width of the stem's output features (paper: 256)
     forget_bias: float = 3.0                # initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)
-    num_actors: int = 2                     # actor processes
+    num_actors: int = 2                     # actor processes (0: step the environments inline in the learner)
     envs_per_actor: int = 16                # environments stepped together by one actor (batch_size % this == 0)
     num_buffers: int = 0                    # shared rollout buffers (0: 2 × num_actors, at least batch/envs + 1)
     lr: float = 2e-3                        # RMSprop learning rate, decayed linearly to 0 over the run (paper: 6e-4)
@@ -52,9 +52,11 @@ class TrainConfig:
         if self.stem not in STEMS:
             fail("stem", self.stem, ", ".join(STEMS))
         for name in ("total_steps", "unroll_length", "batch_size", "hidden_size", "stem_hidden_size",
-                     "num_actors", "envs_per_actor", "stats_window"):
+                     "envs_per_actor", "stats_window"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 fail(name, getattr(self, name), "a positive integer")
+        if not isinstance(self.num_actors, int) or self.num_actors < 0:
+            fail("num_actors", self.num_actors, "0 (inline) or a positive integer")
         if self.num_buffers < 0:
             fail("num_buffers", self.num_buffers, "0 (automatic) or a positive integer")
         if self.batch_size % self.envs_per_actor:

@@ -15,7 +15,8 @@ import time
 import torch
 import torch.multiprocessing as mp
 
-from rtrl.runtime.actor import EPISODE_KEYS, EnvSpec, actor_loop, allocate_buffers, make_agent, rollout_specs
+from rtrl.runtime.actor import (EPISODE_KEYS, EnvSpec, RolloutWorker, actor_loop, allocate_buffers, make_agent,
+                                rollout_specs)
 
 
 class ActorError(RuntimeError):
@@ -99,3 +100,37 @@ class LocalBackend:
             if actor.is_alive():
                 actor.terminate()
                 actor.join(1.0)
+
+
+class InlineBackend:
+    """Actors stepped in the learner's own process, one after another (``--num-actors 0``).
+
+    Deterministic for a given seed; meant for debugging, tests, and machines where processes cost more
+    than they give. Holds ``envs_per_actor`` × (batch_size / envs_per_actor) environments.
+    """
+
+    def __init__(self, cfg, spec: EnvSpec, model):
+        self.cfg = cfg
+        self.workers = [RolloutWorker(i, cfg, spec) for i in range(cfg.batch_size // cfg.envs_per_actor)]
+        self.publish(model)
+        specs = rollout_specs(cfg, spec, self.workers[0].model.initial_state(1))
+        self.buffers = [{k: torch.zeros(shape, dtype=dtype) for k, (shape, dtype) in specs.items()}
+                        for _ in self.workers]
+
+    def next_batch(self):
+        for worker, buf in zip(self.workers, self.buffers):
+            worker.fill(buf)
+        return collate(self.buffers)
+
+    def publish(self, model) -> None:
+        for worker in self.workers:
+            worker.load_weights(model)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
+def make_backend(cfg, spec: EnvSpec, model):
+    """The local multiprocess backend, or the inline one for ``num_actors == 0``."""
+    return (InlineBackend if cfg.num_actors == 0 else LocalBackend)(cfg, spec, model)

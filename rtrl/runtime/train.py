@@ -165,7 +165,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     if steps >= cfg.total_steps:
         return _summary(run, steps, recent, finished=True)
     if backend_factory is None:
-        from rtrl.runtime.local import LocalBackend as backend_factory
+        from rtrl.runtime.local import make_backend as backend_factory
     backend = backend_factory(cfg, spec, model)
     log = MetricsLog(run)
     bar = None
