@@ -20,8 +20,10 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest tests
 
+# R2AC with the RTRL eLSTM on delayed recall (delay 30 > unroll 10); a second run resumes/reports.
 train: install
 	$(VENV)/bin/rtrl train --preset memory --out runs/main
+	$(VENV)/bin/rtrl eval runs/main --episodes 500
 
 bench: install
 	$(VENV)/bin/rtrl bench cells

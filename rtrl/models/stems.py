@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-STEMS = ("auto", "mlp", "resnet")
+STEMS = ("auto", "mlp", "resnet", "identity")
 
 
 class MLPStem(nn.Module):
@@ -18,6 +18,18 @@ class MLPStem(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs.to(self.net[0].weight.dtype))
+
+
+class IdentityStem(nn.Module):
+    """Vector observations fed to the core as they are (a float cast only)."""
+
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.output_size = obs_dim
+        self.register_buffer("_dtype_probe", torch.zeros(()), persistent=False)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return obs.to(self._dtype_probe.dtype)
 
 
 class _ResidualBlock(nn.Module):
@@ -58,7 +70,8 @@ class ImpalaResNetStem(nn.Module):
 
 
 def make_stem(kind: str, obs_shape: tuple[int, ...], obs_dtype, hidden_size: int) -> nn.Module:
-    """``auto`` picks the ResNet for uint8 (C,H,W) images and the MLP for 1-D vectors."""
+    """``auto`` picks the ResNet for uint8 (C,H,W) images and the MLP for 1-D vectors; ``identity``
+    feeds a vector observation to the core unchanged."""
     if kind not in STEMS:
         raise ValueError(f"unknown stem {kind!r}; accepted: {', '.join(STEMS)}")
     is_image = len(obs_shape) == 3
@@ -69,5 +82,5 @@ def make_stem(kind: str, obs_shape: tuple[int, ...], obs_dtype, hidden_size: int
             raise ValueError(f"the resnet stem needs (C, H, W) image observations, got shape {obs_shape}")
         return ImpalaResNetStem(obs_shape, hidden_size)
     if len(obs_shape) != 1:
-        raise ValueError(f"the mlp stem needs 1-D vector observations, got shape {obs_shape}; use --stem resnet")
-    return MLPStem(obs_shape[0], hidden_size)
+        raise ValueError(f"the {kind} stem needs 1-D vector observations, got shape {obs_shape}; use --stem resnet")
+    return MLPStem(obs_shape[0], hidden_size) if kind == "mlp" else IdentityStem(obs_shape[0])

@@ -21,7 +21,7 @@ class TrainConfig:
     unroll_length: int = 10                 # T: steps per rollout (each rollout holds T+1, step 0 repeats)
     batch_size: int = 32                    # B: rollouts per learner update
     hidden_size: int = 32                   # N: units of the recurrent core
-    stem: str = "auto"                      # observation stem: auto (resnet for images, mlp for vectors), mlp, resnet
+    stem: str = "auto"                      # observation stem: auto (resnet for images, mlp for vectors), mlp, resnet, identity
     stem_hidden_size: int = 64              # width of the stem's output features (paper: 256)
     forget_bias: float = 3.0                # initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)
     num_actors: int = 2                     # actor processes (0: step the environments inline in the learner)
@@ -41,6 +41,9 @@ class TrainConfig:
     checkpoint_interval: float = 300.0      # seconds between checkpoints (one is always written at the end)
     log_interval: float = 5.0               # seconds between metrics.csv rows
     stats_window: int = 200                 # episodes in the "recent mean return / success" statistics
+    load_stem: str = ""                     # checkpoint.pt (or run directory) of another run: copy its stem's conv layers
+    load_fc: bool = False                   # with --load-stem: also copy the stem's final FC layer
+    freeze_stem: bool = False               # with --load-stem: do not train the copied stem layers (kept in checkpoints)
     env_options: dict = field(default_factory=dict)  # extra keyword options for make_env
 
     def validate(self) -> "TrainConfig":
@@ -73,6 +76,9 @@ class TrainConfig:
                 fail(name, getattr(self, name), "a number >= 0")
         if not self.device.startswith(("cpu", "cuda", "mps")):
             fail("device", self.device, "cpu, cuda, cuda:N, mps")
+        if (self.load_fc or self.freeze_stem) and not self.load_stem:
+            raise ValueError("--load-fc and --freeze-stem act on a stem copied with --load-stem CKPT; "
+                             "give --load-stem too")
         return self
 
     @property
@@ -92,10 +98,22 @@ class TrainConfig:
         return cls(**data)
 
 
-# The paper's settings (DESIGN.md §5) and the built-in memory job; any flag still overrides.
+# The paper's settings (DESIGN.md §5; Irie et al. 2024, appendix) and the built-in memory job; any flag
+# still overrides. Actors: the paper ran 48 actors; 2 actors × 8 environments suit a 2-core machine
+# (a learner batch of 32 rollouts is then 4 actor rollouts), scale num_actors up on a bigger one.
+_PAPER = dict(core="rtrl-elstm", batch_size=32, stem="resnet", stem_hidden_size=256, forget_bias=0.0, lr=6e-4,
+              entropy_cost=0.01, baseline_cost=0.5, rmsprop_alpha=0.99, rmsprop_eps=0.01, grad_norm_clip=40.0,
+              discounting=0.99, reward_clip=True, num_actors=2, envs_per_actor=8)
 PRESETS: dict[str, dict] = {
-    "memory": dict(env="memory:delayed_recall?cues=2&delay=30", core="rtrl-elstm", total_steps=1_500_000,
-                   unroll_length=10, batch_size=32, hidden_size=32, stem="mlp", stem_hidden_size=64,
+    "atari": dict(_PAPER, env="atari:Pong", unroll_length=50, hidden_size=256, total_steps=200_000_000),
+    "procgen": dict(_PAPER, env="procgen:chaser?distribution_mode=hard&num_levels=500", unroll_length=50,
+                    hidden_size=256, total_steps=200_000_000),
+    "dmlab": dict(_PAPER, env="dmlab:rooms_watermaze", unroll_length=100, hidden_size=512,
+                  total_steps=100_000_000),
+    # the stem only gets within-rollout gradients (as in the paper), so a learned stem cannot learn to
+    # encode a cue whose reward arrives rollouts later; vector observations go to the core as they are
+    "memory": dict(env="memory:delayed_recall?cues=2&delay=30", core="rtrl-elstm", total_steps=2_000_000,
+                   unroll_length=10, batch_size=32, hidden_size=32, stem="identity", stem_hidden_size=64,
                    forget_bias=3.0, lr=2e-3, entropy_cost=0.01, num_actors=2, envs_per_actor=16),
 }
 
@@ -149,14 +167,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         kind = type(default)
         kwargs = dict(dest=f.name, default=None, help=f"{comments.get(f.name, '')} (default: {default})")
-        if kind is bool:
-            kwargs.update(type=_bool, metavar="BOOL")
+        if kind is bool:  # --flag alone means true; --flag false also works
+            kwargs.update(type=_bool, metavar="BOOL", nargs="?", const=True)
         else:
             kwargs.update(type=kind)
         if f.name == "core":
             kwargs["choices"] = CORES
         if f.name == "stem":
             kwargs["choices"] = STEMS
+        if f.name == "load_stem":
+            kwargs["metavar"] = "CKPT"
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="start from a named set of settings (flags still override)")
