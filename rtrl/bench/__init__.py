@@ -65,12 +65,13 @@ def command_line() -> str:
 
 
 def add_parser(subparsers) -> None:
-    from rtrl.bench import cells
+    from rtrl.bench import cells, throughput
 
     parser = subparsers.add_parser("bench", help="run a benchmark and print (and optionally record) its table")
     bench_sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     bench_sub.required = True
     cells.add_parser(bench_sub)
+    throughput.add_parser(bench_sub)
 
 
 def run_in_subprocess(args: list[str]) -> str:
