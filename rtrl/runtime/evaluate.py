@@ -1,5 +1,7 @@
 """`rtrl eval DIR`: episodes from a zero state with the trained agent, the recurrent state carried
-through each episode; writes DIR/eval.json (mean, std and per-episode returns)."""
+through each episode; writes DIR/eval.json (mean, std and per-episode returns). ``--protocol``
+plays the paper's evaluation of an Atari, ProcGen or DMLab run (rtrl.runtime.protocols);
+``--video`` also records one episode as an animated GIF (rtrl.runtime.video)."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +14,7 @@ import torch
 
 from rtrl.runtime.actor import EnvBatch, EnvSpec, make_agent
 from rtrl.runtime.config import TrainConfig
+from rtrl.runtime.protocols import PROTOCOLS, aggregate, plan, summary_lines
 from rtrl.runtime.train import atomic_write_text, load_checkpoint
 
 
@@ -31,10 +34,11 @@ def load_trained_agent(run_dir: str | Path):
 
 
 def run_episodes(cfg, agent, episodes: int, greedy: bool, seed: int, num_envs: int = 8,
-                 env_id: str | None = None, env_options: dict | None = None) -> list[dict]:
+                 env_id: str | None = None, env_options: dict | None = None, observe=None) -> list[dict]:
     """Play ``episodes`` full episodes (``training=False`` envs) and return their info["episode"] dicts.
 
     Each environment starts from a zero agent state that is zeroed again at every episode start.
+    ``observe(obs)``, if given, sees the (num_envs, ...) observations before every action.
     """
     num_envs = max(1, min(num_envs, episodes))
     envs = EnvBatch(env_id or cfg.env, cfg.env_options if env_options is None else env_options,
@@ -50,6 +54,8 @@ def run_episodes(cfg, agent, episodes: int, greedy: bool, seed: int, num_envs: i
     try:
         with torch.no_grad():
             while len(results) < episodes:
+                if observe is not None:
+                    observe(obs.numpy())
                 out, state = agent(obs[None], reward[None], done[None], state, carry_sensitivity=False)
                 logits = out.policy_logits[0]
                 if greedy:
@@ -78,12 +84,22 @@ def summarise(results: list[dict]) -> dict:
     return summary
 
 
-def evaluate(run_dir: str | Path, episodes: int = 100, greedy: bool = True, seed: int = 0,
-             num_envs: int = 8) -> dict:
+def evaluate(run_dir: str | Path, episodes: int | None = None, greedy: bool = True, seed: int = 0,
+             num_envs: int = 8, protocol: str = "none", runs: int | None = None,
+             video: str | Path | None = None) -> dict:
+    """Evaluate a run as ``protocol`` says (``episodes``/``runs`` override its counts); write eval.json."""
     cfg, spec, agent, checkpoint = load_trained_agent(run_dir)
+    sets = plan(protocol, cfg.env, cfg.env_options, seed, episodes, runs)
+    if video is not None:  # fail before the evaluation if no frame can be drawn
+        from rtrl.runtime.video import check_renderable
+        check_renderable(spec.obs_shape, video)
     torch.manual_seed(seed)
-    results = run_episodes(cfg, agent, episodes, greedy, seed, num_envs)
-    summary = summarise(results)
+    summaries = [summarise(run_episodes(cfg, agent, s.episodes, greedy, s.seed, num_envs, env_options=s.env_options))
+                 for s in sets]
+    summary = aggregate(protocol, cfg.env, sets, summaries)
+    if video is not None:
+        from rtrl.runtime.video import record_video
+        summary["video"] = str(record_video(cfg, agent, video, greedy, seed, sets[0].env_options))
     summary.update({"env": cfg.env, "core": cfg.core, "greedy": greedy, "seed": seed,
                     "checkpoint_steps": checkpoint["steps"]})
     atomic_write_text(Path(run_dir) / "eval.json", json.dumps(summary, indent=2) + "\n")
@@ -91,28 +107,48 @@ def evaluate(run_dir: str | Path, episodes: int = 100, greedy: bool = True, seed
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    if args.episodes < 1:
+    if args.episodes is not None and args.episodes < 1:
         print(f"rtrl eval: error: --episodes must be >= 1, got {args.episodes}")
         return 2
+    video = None if args.video is None else (args.video or Path(args.run_dir) / "eval.gif")
     try:
-        summary = evaluate(args.run_dir, args.episodes, args.greedy, args.seed, args.num_envs)
+        summary = evaluate(args.run_dir, args.episodes, args.greedy, args.seed, args.num_envs, args.protocol,
+                           args.runs, video)
     except ValueError as error:
         print(f"rtrl eval: error: {error}")
         return 2
-    line = (f"{summary['episodes']} episodes ({'greedy' if args.greedy else 'sampled'}): "
+    if args.protocol != "none":
+        print("\n".join(summary_lines(summary)))
+    else:
+        _print_summary(summary, args.greedy)
+    if "video" in summary:
+        print(f"wrote {summary['video']}")
+    print(f"wrote {Path(args.run_dir) / 'eval.json'}")
+    return 0
+
+
+def _print_summary(summary: dict, greedy: bool) -> None:
+    line = (f"{summary['episodes']} episodes ({'greedy' if greedy else 'sampled'}): "
             f"mean return {summary['mean_return']:.3f} ± {summary['std_return']:.3f}")
     if "success_rate" in summary:
         line += f", success rate {summary['success_rate']:.3f}"
     print(line)
-    print(f"wrote {Path(args.run_dir) / 'eval.json'}")
-    return 0
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="evaluate a trained run: episodes from a zero state -> eval.json",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run_dir", help="run directory written by `rtrl train`")
-    parser.add_argument("--episodes", type=int, default=100, help="number of episodes")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="none",
+                        help="none: --episodes episodes; atari: 5 runs x 30 episodes, capped at 27k steps, "
+                             "human-normalised; procgen: 200 episodes on the training levels and on the "
+                             "held-out sets starting at 1000/1200/1400; dmlab: 3 runs x 100 episodes, "
+                             "human-normalised")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="episodes (per run or level set of a protocol); None: 100, or the protocol's 30/200/100")
+    parser.add_argument("--runs", type=int, default=None, help="runs of the atari/dmlab protocol (None: 5 / 3)")
+    parser.add_argument("--video", nargs="?", const="", default=None, metavar="PATH",
+                        help="also record one greedy/sampled episode as an animated GIF (default DIR/eval.gif)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--greedy", dest="greedy", action="store_true", default=True,
                       help="take the most probable action")

@@ -2,7 +2,7 @@
 
 Run directory:
     config.json       the full resolved settings
-    metrics.csv       steps, wall time, returns, success, losses, steps/s (one row per log interval)
+    metrics.csv       steps, frames, wall time, returns, success, losses, steps/s (one row per log interval)
     tensorboard/      TensorBoard event files of the same numbers
     checkpoint.pt     model, optimizer, schedule, step counters, RNG states (written atomically)
     curve.png         the learning curve, drawn at the end
@@ -25,8 +25,10 @@ import torch
 from rtrl.algos import impala_loss, linear_decay
 from rtrl.runtime.actor import EnvSpec, make_agent
 from rtrl.runtime.config import TrainConfig, add_config_arguments, resolve_config
+from rtrl.runtime.protocols import frames_per_step
 
-METRIC_COLUMNS = ("step", "wall_time", "sps", "updates", "episodes", "mean_return", "mean_length", "success_rate",
+# frames = environment frames (steps × the Atari frame skip or DMLab action repeat, else = steps)
+METRIC_COLUMNS = ("step", "frames", "wall_time", "sps", "updates", "episodes", "mean_return", "mean_length", "success_rate",
                   "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr")
 
 
@@ -72,6 +74,8 @@ class RunDirectory:
         """Write config.json; return the checkpoint to resume from (or None for a fresh run)."""
         self.path.mkdir(parents=True, exist_ok=True)
         old = self.existing_config()
+        if old is not None:  # settings added to rtrl since the run started take their defaults
+            old = {**TrainConfig().to_dict(), **old}
         if old is not None and old != cfg.to_dict():
             differing = sorted(k for k in set(old) | set(cfg.to_dict()) if old.get(k) != cfg.to_dict().get(k))
             if not force:
@@ -124,6 +128,42 @@ class MetricsLog:
             self.tensorboard.close()
 
 
+def stem_parameter_names(model, include_fc: bool) -> list[str]:
+    """Names of the stem's parameters that --load-stem copies: all but its final ``fc`` layer (and that
+    too with ``include_fc``)."""
+    names = [n for n, _ in model.named_parameters() if n.startswith("stem.")]
+    if include_fc and not any(n.startswith("stem.fc.") for n in names):
+        raise ValueError(f"--load-fc: this run's stem ({type(model.stem).__name__}) has no final fc layer")
+    return [n for n in names if include_fc or not n.startswith("stem.fc.")]
+
+
+def load_stem(model, source: str | Path, include_fc: bool) -> list[str]:
+    """Copy the stem's parameters (conv layers; the final fc too with ``include_fc``) from the
+    checkpoint.pt of another run (or a run directory holding one); returns the names copied."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.exists():
+        raise ValueError(f"--load-stem {str(source)!r}: no such checkpoint file")
+    checkpoint = load_checkpoint(path)
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise ValueError(f"--load-stem {str(path)!r} is not a checkpoint.pt of `rtrl train` (no 'model' entry)")
+    theirs = checkpoint["model"]
+    ours = dict(model.named_parameters())
+    names = stem_parameter_names(model, include_fc)
+    missing = [n for n in names if n not in theirs]
+    if missing:
+        raise ValueError(f"the stem in {str(path)!r} does not match this run's stem: it has no {', '.join(missing)}")
+    mismatched = [f"{n} is {tuple(theirs[n].shape)} there, {tuple(ours[n].shape)} here"
+                  for n in names if theirs[n].shape != ours[n].shape]
+    if mismatched:
+        raise ValueError(f"the stem in {str(path)!r} does not match this run's stem: {'; '.join(mismatched)}")
+    with torch.no_grad():
+        for n in names:
+            ours[n].copy_(theirs[n])
+    return names
+
+
 def _mean(values) -> float:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else math.nan
@@ -142,8 +182,18 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     torch.set_num_threads(cfg.learner_threads)
     torch.manual_seed(cfg.seed)
     spec = EnvSpec.probe(cfg.env, cfg.env_options)
-    model = make_agent(cfg, spec).to(device)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)
+    model = make_agent(cfg, spec)
+    if cfg.load_stem:
+        loaded = stem_parameter_names(model, cfg.load_fc)
+        if checkpoint is None:  # a resumed run has the loaded stem in its own checkpoint
+            load_stem(model, cfg.load_stem, cfg.load_fc)
+        if cfg.freeze_stem:  # frozen: no gradient, not in the optimizer, still in the state dict
+            for name, parameter in model.named_parameters():
+                if name in loaded:
+                    parameter.requires_grad_(False)
+    model = model.to(device)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.RMSprop(trained, lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)
     steps, updates, wall_offset = 0, 0, 0.0
     recent = deque(maxlen=cfg.stats_window)
     if checkpoint is not None:
@@ -172,6 +222,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.total_steps, initial=steps, unit="step", dynamic_ncols=True, smoothing=0.1)
+    frame_skip = frames_per_step(cfg.env, cfg.env_options)
     last_log = last_ckpt = time.monotonic()
     steps_at_log = steps
     losses: list[dict] = []
@@ -187,7 +238,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
             loss, stats = impala_loss(model, batch, state, cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_norm_clip))
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(trained, cfg.grad_norm_clip))
             stats["lr"] = lr
             optimizer.step()
             backend.publish(model)
@@ -200,7 +251,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
                 bar.update(cfg.unroll_length * cfg.batch_size)
             if now - last_log >= cfg.log_interval or steps >= cfg.total_steps:
                 row = _metrics_row(steps, wall_offset + now - start, (steps - steps_at_log) / (now - last_log),
-                                   updates, recent, losses)
+                                   updates, recent, losses, frame_skip)
                 log.write(row)
                 if bar is not None:
                     bar.set_postfix(sps=f"{row['sps']:.0f}", ret=f"{row['mean_return']:.3f}",
@@ -223,8 +274,8 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     return summary
 
 
-def _metrics_row(steps, wall, sps, updates, recent, losses) -> dict:
-    row = {"step": steps, "wall_time": round(wall, 3), "sps": sps, "updates": updates, "episodes": len(recent),
+def _metrics_row(steps, wall, sps, updates, recent, losses, frames_per_step: int = 1) -> dict:
+    row = {"step": steps, "frames": steps * frames_per_step, "wall_time": round(wall, 3), "sps": sps, "updates": updates, "episodes": len(recent),
            "mean_return": _mean(e["return"] for e in recent), "mean_length": _mean(e["length"] for e in recent),
            "success_rate": _mean(e["success"] for e in recent)}
     for key in ("total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr"):
