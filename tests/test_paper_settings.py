@@ -306,3 +306,11 @@ def test_video_is_a_valid_gif(tmp_path, capsys):
     assert "--video needs image observations" in capsys.readouterr().out
     assert main(["eval", str(tmp_path), "--episodes", "1", "--video", str(tmp_path / "clip.mp4")]) == 2
     assert "ending in .gif" in capsys.readouterr().out
+
+
+def test_train_help_renders(capsys):
+    """Flag help comes from the config's comments; a '%' in one must not break argparse."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--load-stem CKPT" in out and "--freeze-stem [BOOL]" in out and "--preset {atari,dmlab,memory,procgen}" in out

@@ -166,7 +166,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         default = getattr(defaults, f.name)
         kind = type(default)
-        kwargs = dict(dest=f.name, default=None, help=f"{comments.get(f.name, '')} (default: {default})")
+        comment = comments.get(f.name, "").replace("%", "%%")  # argparse %-formats help strings
+        kwargs = dict(dest=f.name, default=None, help=f"{comment} (default: {default})")
         if kind is bool:  # --flag alone means true; --flag false also works
             kwargs.update(type=_bool, metavar="BOOL", nargs="?", const=True)
         else:
