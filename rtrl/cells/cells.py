@@ -53,10 +53,11 @@ class ELSTM(ElementwiseRNN):
         z = torch.tanh(pre[..., 0, :])
         f = torch.sigmoid(pre[..., 1, :])
         one_minus_f = 1 - f
-        c = torch.lerp(z, c_prev, f)                      # f c_prev + (1 − f) z
-        d_pre = torch.stack((one_minus_f * (1 - z * z),   # α_t = ∂c/∂(pre z)
-                             (c_prev - z) * f * one_minus_f), dim=-2)  # β_t = ∂c/∂(pre f)
-        return c, f, d_pre, None
+        d_pre = torch.empty_like(pre)
+        alpha, beta = d_pre.unbind(-2)
+        torch.mul(one_minus_f, 1 - z * z, out=alpha)             # α_t = ∂c/∂(pre z) = (1−f)(1−z²)
+        torch.mul((c_prev - z) * f, one_minus_f, out=beta)       # β_t = ∂c/∂(pre f) = (c_prev−z) f (1−f)
+        return f, d_pre, None
 
     def readout(self, x: Tensor, c: Tensor) -> Tensor:
         o = torch.sigmoid(self.output_gate(torch.cat((x, c), dim=-1)))
@@ -95,12 +96,10 @@ class IndRNN(ElementwiseRNN):
 
     def local(self, pre, c_prev, elementwise=None):
         if self.activation == "relu":
-            c = torch.relu(pre[..., 0, :])
             slope = (pre[..., 0, :] > 0).to(pre.dtype)
         else:
-            c = torch.tanh(pre[..., 0, :])
-            slope = 1 - c * c
-        return c, torch.zeros_like(c), slope.unsqueeze(-2), None
+            slope = 1 - torch.tanh(pre[..., 0, :]) ** 2
+        return torch.zeros_like(c_prev), slope.unsqueeze(-2), None
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", activation={self.activation!r}"
@@ -143,6 +142,5 @@ class DiagonalLRU(ElementwiseRNN):
     def local(self, pre, c_prev, elementwise):
         rate = torch.exp(elementwise[0])
         lam = torch.exp(-rate)
-        c = torch.addcmul(pre[..., 0, :], lam, c_prev)
         d_nu = -(rate * lam) * c_prev                      # ∂c/∂ν = −e^ν λ c_prev
-        return c, lam.expand_as(c), torch.ones_like(pre), d_nu.unsqueeze(-2)
+        return lam.expand_as(c_prev), torch.ones_like(pre), d_nu.unsqueeze(-2)

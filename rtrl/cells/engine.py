@@ -60,8 +60,8 @@ class ElementwiseTransition(Protocol):
 
     def local(
         self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """(c_t, ∂c_t/∂c_prev (...,N), ∂c_t/∂pre (...,K,N), ∂c_t/∂θ_e (...,E,N) or None).
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(∂c_t/∂c_prev (...,N), ∂c_t/∂pre (...,K,N), ∂c_t/∂θ_e (...,E,N) or None).
 
         Called once on all steps of a segment (leading dims (T,B)); no autograd needed.
         """
@@ -117,7 +117,7 @@ def forward_sweep(
             pre[t].addcmul_(weight_c, c_prev.unsqueeze(-2))
         c = c_seq[t]
         c.copy_(cell.transition(pre[t], c_prev, elementwise))
-    _, direct, gate_grad, elementwise_grad = cell.local(pre, c_prev_seq, elementwise)
+    direct, gate_grad, elementwise_grad = cell.local(pre, c_prev_seq, elementwise)
     carry = direct if weight_c is None else direct + (gate_grad * weight_c).sum(-2)
     if keep is not None:
         carry = carry * keep.unsqueeze(-1)
@@ -183,12 +183,14 @@ def _weighted_sum_over_batch(weights: Tensor, sensitivity: Tensor, out: Tensor) 
 
 
 def segment_gradients(
-    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], e: Tensor, e0: Tensor
+    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], e: Tensor, e0: Tensor, eu: Tensor
 ) -> dict[str, Tensor]:
-    """Segment form: ∂L/∂θ = Σ_b e_0 ⊙ S_0 + Σ_{s,b} (e_s ⊙ u_s) ⊗ (x_s | c_{s-1} | 1), and e_s ⊙ v_s."""
+    """Segment form: ∂L/∂θ = Σ_b e_0 ⊙ S_0 + Σ_{s,b} (e_s ⊙ u_s) ⊗ (x_s | c_{s-1} | 1), and e_s ⊙ v_s.
+
+    ``eu`` = e_s ⊙ u_s (T,B,K,N), which the input gradient needs too.
+    """
     T, B, D = x.shape
     grads = {}
-    eu = e.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
     for name, s0 in sensitivity.items():
         if name == "weight_x":
             K, N = eu.shape[2:]
@@ -270,15 +272,15 @@ class _RTRLFunction(torch.autograd.Function):
         if grad_c is None:
             grad_c = torch.zeros_like(traj.c)
         e, e0 = backward_recursion(traj.carry, grad_c)
+        eu = e.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
         if ctx.method == "segment":
-            grads = segment_gradients(traj, x, sensitivity, e, e0)
+            grads = segment_gradients(traj, x, sensitivity, e, e0, eu)
         else:
             _, grads = per_step_sweep(traj, x, sensitivity, grad_c)
         grad_x = None
-        if ctx.needs_input_grad[5]:
+        if ctx.needs_input_grad[5]:  # within-segment BPTT: ∂L/∂x_s = Σ_k W_kᵀ (e_s ⊙ u^k_s)
             T, B, D = x.shape
-            eu = (e.unsqueeze(2) * traj.gate_grad).reshape(T * B, -1)
-            grad_x = torch.mm(eu, weight_x).view(T, B, D)
+            grad_x = torch.mm(eu.view(T * B, -1), weight_x).view(T, B, D)
         grad_weight_x = grads["weight_x"].reshape(weight_x.shape) if "weight_x" in grads else None
         n_sens = len(sensitivity_list)
         return (None, None, None, None, None, grad_x, e0, None, grad_weight_x,
