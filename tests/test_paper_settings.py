@@ -92,6 +92,7 @@ def test_protocol_plans_have_the_papers_counts():
         ("train", 200, 5, 500), ("levels_1000_1199", 200, 1000, 200), ("levels_1200_1399", 200, 1200, 200),
         ("levels_1400_1599", 200, 1400, 200)]
     assert [(s.episodes, s.env_options) for s in plan("none", "gym:CartPole-v1")] == [(100, {})]
+    assert plan("none", "atari:Breakout", episodes=3)[0].env_options == {"max_episode_steps": 27_000}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -176,6 +177,12 @@ def test_procgen_protocol_and_unknown_game_scores(tmp_path, fake_episodes):
     out = aggregate("atari", "atari:Adventure", sets, [evaluate_module.summarise(
         [{"return": 1.0, "length": 3, "success": None}] * 2)])
     assert out["mean_return"] == 1.0 and out["human_normalized_percent"] is None and "Adventure" in out["note"]
+    # DMLab: runs of the level's evaluation variant, normalised by the IMPALA table
+    sets = plan("dmlab", "dmlab:rooms_collect_good_objects_train", episodes=2)
+    out = aggregate("dmlab", "dmlab:rooms_collect_good_objects_train", sets, [evaluate_module.summarise(
+        [{"return": float(r), "length": 3, "success": None}] * 2) for r in (1, 2, 3)])
+    assert out["runs"] == 3 and out["mean_return"] == 2.0 and "IMPALA" in out["score_source"]
+    assert out["human_normalized_percent"] == pytest.approx(100 * (2.0 - 0.073) / (10.0 - 0.073))
 
 
 def test_bad_protocol_for_the_run_is_a_clear_cli_error(tmp_path, capsys):

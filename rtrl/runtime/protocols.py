@@ -3,7 +3,7 @@
 Every protocol plays greedy (unless told otherwise) episodes from a zero agent state, the recurrent
 state carried through each episode, on ``training=False`` environments:
 
-    none     ``--episodes`` episodes (default 100) on the training environment
+    none     ``--episodes`` episodes (default 100) on the training environment (Atari: capped as below)
     atari    5 runs × 30 episodes (run seeds seed..seed+4), each episode capped at 27,000 agent steps
              (108,000 frames: a greedy policy may never end a game); per-run and overall mean return
              and human-normalised score
@@ -163,6 +163,8 @@ def plan(protocol: str, env_id: str, env_options: dict | None = None, seed: int 
         raise ValueError(f"runs and episodes must be >= 1, got runs={runs}, episodes={episodes}")
     base = dict(env_options or {})
     merged = {**id_options, **base}
+    if prefix == "atari" and merged.get("max_episode_steps") is None:
+        base["max_episode_steps"] = ATARI_MAX_EPISODE_STEPS
     if protocol == "none":
         return [EvalSet("all", seed, episodes, base)]
     if protocol == "procgen":
@@ -171,8 +173,6 @@ def plan(protocol: str, env_id: str, env_options: dict | None = None, seed: int 
                             dict(base, start_level=start, num_levels=PROCGEN_HELD_OUT_LEVELS))
                     for start in PROCGEN_HELD_OUT_STARTS]
         return [EvalSet("train", seed, episodes, train)] + held_out
-    if protocol == "atari" and merged.get("max_episode_steps") is None:
-        base["max_episode_steps"] = ATARI_MAX_EPISODE_STEPS
     return [EvalSet(f"run{i}", seed + i, episodes, dict(base)) for i in range(runs)]
 
 
