@@ -337,3 +337,16 @@ def test_stepping_without_gradients_or_sensitivities():
     assert torch.allclose(torch.cat(ys), y_full, atol=1e-14) and torch.allclose(state.c, state_full.c)
     with pytest.raises(ValueError, match="sensitivities"):
         cell(x, state)
+
+
+@pytest.mark.parametrize("threshold", [0, 1 << 40])
+def test_both_ways_of_reading_s0_give_the_same_gradient(monkeypatch, threshold):
+    """Large S_0 is read batch element by batch element, small S_0 in one reduction: same numbers."""
+    from rtrl.cells import engine
+    monkeypatch.setattr(engine, "_LOOP_THRESHOLD", threshold)
+    segment, bptt = make_pair(rtrl.ELSTM)
+    xs, resets, target = make_data(seed=9)
+    grads, _, _ = run_calls(segment, xs, resets, target)
+    reference, _, _ = run_calls(bptt, xs, resets, target)
+    for name in grads:
+        assert max_rel_err(grads[name], reference[name]) <= 1e-10, name

@@ -175,10 +175,21 @@ def per_step_sweep(
     return S, grads
 
 
+# below this many elements a (B,…) temporary is cheaper than a Python loop over the batch
+_LOOP_THRESHOLD = 1 << 22
+
+
 def _weighted_sum_over_batch(weights: Tensor, sensitivity: Tensor, out: Tensor) -> Tensor:
-    """out += Σ_b weights[b] ⊙ sensitivity[b], one pass over the sensitivity and no temporary of its size."""
+    """out += Σ_b weights[b] ⊙ sensitivity[b].
+
+    A large sensitivity is read once, batch element by batch element, with no temporary of its size;
+    a small one in a single vectorised reduction (the loop's per-call overhead would dominate).
+    """
+    weights = _unit_axis(weights, sensitivity.dim())
+    if sensitivity.numel() < _LOOP_THRESHOLD:
+        return out.add_((sensitivity * weights).sum(0))
     for b in range(sensitivity.shape[0]):
-        out.addcmul_(sensitivity[b], _unit_axis(weights, sensitivity.dim())[b])
+        out.addcmul_(sensitivity[b], weights[b])
     return out
 
 
