@@ -213,3 +213,72 @@ def test_local_multiprocess_backend_runs(tmp_path):
     cfg = small_config(num_actors=2, total_steps=200)
     summary = train(cfg, tmp_path, progress=False)
     assert summary["finished"] and summary["steps"] == 200
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _wait_for_metrics(run_dir, proc, rows_before=0, timeout=90.0):
+    """Wait until metrics.csv has a new row (header + rows_before + 1 lines)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        path = run_dir / "metrics.csv"
+        if path.exists() and len(path.read_text().splitlines()) >= rows_before + 2:
+            return
+        assert proc.poll() is None, "training ended early"
+        time.sleep(0.5)
+    raise AssertionError("no metrics row within the timeout")
+
+
+def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_path):
+    """SIGTERM behaves like Ctrl-C (checkpoint, exit 130); after SIGKILL the actor processes exit by themselves."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "rtrl", "train", "--env", MEMORY, "--total-steps", "100000000", "--unroll-length", "5",
+           "--batch-size", "4", "--envs-per-actor", "2", "--hidden-size", "8", "--stem", "identity",
+           "--num-actors", "2", "--log-interval", "0.2", "--out", str(run_dir), "--no-progress", "--no-plot"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_metrics(run_dir, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+    assert load_checkpoint(run_dir / "checkpoint.pt")["steps"] > 0
+    rows = len((run_dir / "metrics.csv").read_text().splitlines()) - 1
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # resumes
+    try:
+        _wait_for_metrics(run_dir, proc, rows_before=rows)
+        actors = _children(proc.pid)
+        assert actors, "the local backend should run actor processes"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in actors):
+        time.sleep(0.5)
+    alive = []
+    for pid in actors:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    assert not alive, f"orphaned actor processes {alive}"

@@ -8,7 +8,10 @@ engine, by replaying the rollout's core inputs from the state before step 0.
 from __future__ import annotations
 
 import math
+import os
 import signal
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -167,11 +170,26 @@ class RolloutWorker:
         self.envs.close()
 
 
+def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+    """A daemon thread that ends this process when the learner process is gone (killed, say): an
+    orphaned actor would otherwise wait on its queue forever."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="rtrl-parent-watch").start()
+
+
 def actor_loop(actor_index: int, cfg, spec: EnvSpec, shared_model: Agent, buffers, free_queue, full_queue,
                error_queue) -> None:
     """Process entry point: fill free buffers with rollouts until a None index arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process handles Ctrl-C and stops us
     torch.set_num_threads(1)
+    _exit_with_parent()
     try:
         worker = RolloutWorker(actor_index, cfg, spec)
         while (index := free_queue.get()) is not None:

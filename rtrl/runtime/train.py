@@ -15,6 +15,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -227,6 +229,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     steps_at_log = steps
     losses: list[dict] = []
     interrupted = False
+    previous_sigterm = _sigterm_as_interrupt()
     try:
         while steps < cfg.total_steps:
             batch, state, episodes = backend.next_batch()
@@ -263,6 +266,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        _restore_sigterm(previous_sigterm)
         if bar is not None:
             bar.close()
         backend.close()
@@ -272,6 +276,22 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     if interrupted:
         print(f"interrupted at {steps} steps; checkpoint written; resume with the same command (--out {run.path})")
     return summary
+
+
+def _sigterm_as_interrupt():
+    """Treat SIGTERM like Ctrl-C (checkpoint, stop the actors) while training; returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _metrics_row(steps, wall, sps, updates, recent, losses, frames_per_step: int = 1) -> dict:
