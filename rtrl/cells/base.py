@@ -91,7 +91,7 @@ class ElementwiseRNN(nn.Module):
         self.elementwise = nn.Parameter(torch.empty(self.num_elementwise, N)) if self.num_elementwise else None
 
     # --- what a subclass provides -------------------------------------------------------------
-    def transition(self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None) -> Tensor:
+    def transition(self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None, out: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
     def local(self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None):

@@ -44,10 +44,11 @@ class ELSTM(ElementwiseRNN):
             self.bias[1].fill_(self.forget_bias)
         self.output_gate.reset_parameters()
 
-    def transition(self, pre, c_prev, elementwise=None):
+    def transition(self, pre, c_prev, elementwise=None, out=None):
         z = torch.tanh(pre[..., 0, :])
         f = torch.sigmoid(pre[..., 1, :])
-        return f * c_prev + (1 - f) * z
+        # f c_prev + (1 − f) z as one op: z + f (c_prev − z)
+        return torch.lerp(z, c_prev, f) if out is None else torch.lerp(z, c_prev, f, out=out)
 
     def local(self, pre, c_prev, elementwise=None):
         z = torch.tanh(pre[..., 0, :])
@@ -91,8 +92,10 @@ class IndRNN(ElementwiseRNN):
         nn.init.uniform_(self.weight_c, 0.0, 1.0)
         nn.init.zeros_(self.bias)
 
-    def transition(self, pre, c_prev, elementwise=None):
-        return torch.relu(pre[..., 0, :]) if self.activation == "relu" else torch.tanh(pre[..., 0, :])
+    def transition(self, pre, c_prev, elementwise=None, out=None):
+        if self.activation == "relu":
+            return torch.clamp_min(pre[..., 0, :], 0.0, out=out)
+        return torch.tanh(pre[..., 0, :], out=out)
 
     def local(self, pre, c_prev, elementwise=None):
         if self.activation == "relu":
@@ -135,9 +138,9 @@ class DiagonalLRU(ElementwiseRNN):
             lam = torch.empty(self.hidden_size).uniform_(self.r_min, self.r_max)
             self.elementwise[0] = torch.log(-torch.log(lam))
 
-    def transition(self, pre, c_prev, elementwise):
+    def transition(self, pre, c_prev, elementwise, out=None):
         lam = torch.exp(-torch.exp(elementwise[0]))
-        return lam * c_prev + pre[..., 0, :]
+        return torch.addcmul(pre[..., 0, :], lam, c_prev, out=out)
 
     def local(self, pre, c_prev, elementwise):
         rate = torch.exp(elementwise[0])

@@ -55,8 +55,11 @@ class ElementwiseTransition(Protocol):
 
     num_gates: int
 
-    def transition(self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None) -> Tensor:
-        """c_t from pre-activations ``pre`` (...,K,N) and ``c_prev`` (...,N); plain autograd ops."""
+    def transition(self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None, out: Tensor | None = None) -> Tensor:
+        """c_t from pre-activations ``pre`` (...,K,N) and ``c_prev`` (...,N); plain autograd ops.
+
+        With ``out`` (no autograd) the result is written there (the engine's loop avoids a copy).
+        """
 
     def local(
         self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None
@@ -101,27 +104,27 @@ def forward_sweep(
     K = cell.num_gates
     N = c0.shape[-1]
     # all input projections of all steps in one GEMM: (T·B, D) @ (D, K·N)
-    pre = torch.mm(x.reshape(T * B, D), weight_x.t()).view(T, B, K, N)
-    if bias is not None:
-        pre += bias
+    x2 = x.reshape(T * B, D)
+    pre = (torch.mm(x2, weight_x.t()) if bias is None else torch.addmm(bias.reshape(-1), x2, weight_x.t()))
+    pre = pre.view(T, B, K, N)
     c_seq = x.new_empty(T, B, N)
     c_prev_seq = x.new_empty(T, B, N)
     c = c0
-    for t in range(T):
-        c_prev = c_prev_seq[t]
-        if keep is None:
-            c_prev.copy_(c)
-        else:
-            torch.mul(c, keep[t].unsqueeze(-1), out=c_prev)
+    for t in range(T):  # the only sequential part: 2-5 ops per step, results written in place
+        c_prev = c if keep is None else torch.mul(c, keep[t].unsqueeze(-1), out=c_prev_seq[t])
         if weight_c is not None:
             pre[t].addcmul_(weight_c, c_prev.unsqueeze(-2))
-        c = c_seq[t]
-        c.copy_(cell.transition(pre[t], c_prev, elementwise))
+        c = cell.transition(pre[t], c_prev, elementwise, out=c_seq[t])
+    if keep is None:
+        c_prev_seq[0] = c0
+        c_prev_seq[1:] = c_seq[:-1]
     direct, gate_grad, elementwise_grad = cell.local(pre, c_prev_seq, elementwise)
-    carry = direct if weight_c is None else direct + (gate_grad * weight_c).sum(-2)
+    carry = direct.expand_as(c_seq).clone()
+    if weight_c is not None:
+        for k in range(K):  # a_t = ∂φ/∂c_prev + Σ_k u^k_t r_k, without a (T,B,K,N) temporary
+            carry.addcmul_(gate_grad[..., k, :], weight_c[k])
     if keep is not None:
-        carry = carry * keep.unsqueeze(-1)
-    carry = carry.expand_as(c_seq).contiguous()
+        carry.mul_(keep.unsqueeze(-1))
     return Trajectory(c_seq, carry, gate_grad, c_prev_seq if weight_c is not None else None, elementwise_grad)
 
 
