@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from rtrl.algos.losses import action_log_probs, baseline_loss, entropy_loss, policy_gradient_loss

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from rtrl.files import write_text_atomically
+
 
 def machine_description() -> str:
     """One line naming the machine: CPU model, cores, OS, Python, torch and its thread count."""
@@ -54,9 +56,7 @@ def record_section(path: Path, name: str, body: str, command: str) -> None:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomically(path, text)
 
 
 def command_line() -> str:

@@ -15,7 +15,8 @@ import torch
 from rtrl.runtime.actor import EnvBatch, EnvSpec, make_agent
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.protocols import PROTOCOLS, aggregate, plan, summary_lines
-from rtrl.runtime.train import atomic_write_text, load_checkpoint
+from rtrl.files import write_text_atomically
+from rtrl.runtime.train import load_checkpoint
 
 
 def load_trained_agent(run_dir: str | Path):
@@ -102,7 +103,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, greedy: bool = Tr
         summary["video"] = str(record_video(cfg, agent, video, greedy, seed, sets[0].env_options))
     summary.update({"env": cfg.env, "core": cfg.core, "greedy": greedy, "seed": seed,
                     "checkpoint_steps": checkpoint["steps"]})
-    atomic_write_text(Path(run_dir) / "eval.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(Path(run_dir) / "eval.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -13,7 +13,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import random
 import signal
 import threading
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from rtrl.algos import impala_loss, linear_decay
+from rtrl.files import write_atomically, write_text_atomically
 from rtrl.runtime.actor import EnvSpec, make_agent
 from rtrl.runtime.config import TrainConfig, add_config_arguments, resolve_config
 from rtrl.runtime.protocols import frames_per_step
@@ -32,18 +32,6 @@ from rtrl.runtime.protocols import frames_per_step
 # frames = environment frames (steps × the Atari frame skip or DMLab action repeat, else = steps)
 METRIC_COLUMNS = ("step", "frames", "wall_time", "sps", "updates", "episodes", "mean_return", "mean_length", "success_rate",
                   "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr")
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def rng_states() -> dict:
@@ -85,7 +73,7 @@ class RunDirectory:
                 raise ValueError(f"{self.path} holds a run with a different config ({details}); use the same "
                                  "settings to resume it, another --out for a new run, or --force to resume it "
                                  "with the new settings")
-        atomic_write_text(self.config_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        write_text_atomically(self.config_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
         checkpoint = load_checkpoint(self.checkpoint_path) if self.checkpoint_path.exists() else None
         self._trim_metrics(checkpoint["steps"] if checkpoint else 0)
         return checkpoint
@@ -206,12 +194,13 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
         set_rng_states(checkpoint["rng"])
 
     def save() -> None:
-        atomic_torch_save({
+        checkpoint_state = {
             "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": {"kind": "linear", "lr": cfg.lr, "total_steps": cfg.total_steps},
             "steps": steps, "updates": updates, "wall_time": wall_offset + time.monotonic() - start,
             "recent_episodes": list(recent), "rng": rng_states(),
-        }, run.checkpoint_path)
+        }
+        write_atomically(run.checkpoint_path, lambda tmp: torch.save(checkpoint_state, tmp))
 
     start = time.monotonic()
     if steps >= cfg.total_steps:

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import rtrl
+from rtrl.files import write_atomically
 
 BIT_0, BIT_1, BLANK, PAD = 0, 1, 2, 3
 NUM_INPUT_TOKENS = 4        # one-hot input size: bit 0, bit 1, blank, padding
@@ -365,13 +366,6 @@ def online_updates(model: CopyModel, data: CopyData, config: CopyTaskConfig,
             position[finished] = 0
         reset = finished.unsqueeze(0)
         yield loss_value, n_finished
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then move the file into place with os.replace."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 METRIC_FIELDS = ("step", "sequences", "epoch", "wall_time", "train_loss", "valid_loss",
