@@ -298,12 +298,16 @@ def _summary(run, steps, recent, finished: bool) -> dict:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from rtrl.runtime.local import ActorError
     try:
         cfg = resolve_config(args)
         summary = train(cfg, args.out, force=args.force, progress=not args.no_progress)
     except ValueError as error:
         print(f"rtrl train: error: {error}")
         return 2
+    except ActorError as error:  # an environment or actor crashed; the checkpoint was written
+        print(f"rtrl train: error: {error}")
+        return 1
     print(f"steps {summary['steps']}: mean return {summary['mean_return']:.3f}"
           + (f", success rate {summary['success_rate']:.3f}" if not math.isnan(summary["success_rate"]) else "")
           + f" over the last {summary['episodes_in_window']} training episodes")
