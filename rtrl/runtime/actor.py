@@ -72,6 +72,11 @@ def allocate_buffers(specs, count: int) -> list[dict[str, Tensor]]:
             for _ in range(count)]
 
 
+def sample_actions(logits: Tensor, generator: torch.Generator) -> Tensor:
+    """One action per row of ``logits`` (B,A), drawn from the softmax policy with ``generator``."""
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+
+
 class EnvBatch:
     """``envs_per_actor`` environments stepped together; auto-reset; episode statistics from info."""
 
@@ -134,7 +139,7 @@ class RolloutWorker:
                                     carry_sensitivity=False)
         logits = out.policy_logits[0]
         step["policy_logits"] = logits
-        step["action"] = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator).squeeze(-1)
+        step["action"] = sample_actions(logits, self.generator)
         return out.core_input[0], new_state
 
     @torch.no_grad()

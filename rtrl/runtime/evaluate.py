@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtrl.runtime.actor import EnvBatch, EnvSpec, make_agent
+from rtrl.runtime.actor import EnvBatch, EnvSpec, make_agent, sample_actions
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.protocols import PROTOCOLS, aggregate, plan, summary_lines
 from rtrl.files import write_text_atomically
@@ -62,7 +62,7 @@ def run_episodes(cfg, agent, episodes: int, greedy: bool, seed: int, num_envs: i
                 if greedy:
                     action = logits.argmax(-1)
                 else:
-                    action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+                    action = sample_actions(logits, generator)
                 obs_np, reward_np, done_np, finished = envs.step(action.numpy())
                 for i in np.flatnonzero(~np.isnan(finished[:, 0])):
                     if len(results) < episodes:
