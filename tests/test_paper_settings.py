@@ -321,3 +321,28 @@ def test_train_help_renders(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "--load-stem CKPT" in out and "--freeze-stem [BOOL]" in out and "--preset {atari,dmlab,memory,procgen}" in out
+
+
+@pytest.mark.parametrize("kind, obs_shape", [("resnet", (4, 84, 84)), ("nature", (4, 84, 84)), ("nature", (3, 64, 64))])
+def test_image_stems_shape_and_gradient(kind, obs_shape):
+    from rtrl.models import make_stem
+    torch.manual_seed(0)
+    stem = make_stem(kind, obs_shape, torch.uint8, 32)
+    obs = torch.randint(0, 256, (5, 3, *obs_shape), dtype=torch.uint8)
+    features = stem(obs)
+    assert features.shape == (5, 3, 32) and features.dtype == torch.float32 and (features >= 0).all()
+    features.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in stem.parameters())
+    # frames are independent: changing one frame changes only its features
+    other = obs.clone()
+    other[0, 0] = 255 - other[0, 0]
+    changed = (stem(other) - features).abs().sum(-1) > 0
+    assert changed[0, 0] and changed.sum() == 1
+
+
+def test_nature_stem_errors():
+    from rtrl.models import make_stem
+    with pytest.raises(ValueError, match=r"the nature stem needs \(C, H, W\) image observations, got shape \(8,\)"):
+        make_stem("nature", (8,), torch.float32, 16)
+    with pytest.raises(ValueError, match="at least 36×36"):
+        make_stem("nature", (1, 20, 20), torch.uint8, 16)

@@ -21,7 +21,7 @@ class TrainConfig:
     unroll_length: int = 10                 # T: steps per rollout (each rollout holds T+1, step 0 repeats)
     batch_size: int = 32                    # B: rollouts per learner update
     hidden_size: int = 32                   # N: units of the recurrent core
-    stem: str = "auto"                      # observation stem: auto (resnet for images, mlp for vectors), mlp, resnet, identity
+    stem: str = "auto"                      # observation stem: auto (resnet for images, mlp for vectors), mlp, resnet, nature (DQN CNN), identity
     stem_hidden_size: int = 64              # width of the stem's output features (paper: 256)
     forget_bias: float = 3.0                # initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)
     num_actors: int = 2                     # actor processes (0: step the environments inline in the learner)
