@@ -7,7 +7,7 @@ import torch
 
 from rtrl import cli
 from rtrl.tasks import copy_task as ct
-from rtrl.tasks.copy_task import BLANK, PAD, CopyTaskConfig
+from rtrl.tasks.copy_task import BIT_1, BLANK, PAD, CopyTaskConfig
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -102,6 +102,33 @@ def test_all_ones_is_not_100(small_valid):
     """Both bits are scored (the paper's code drops target id 2, which is its bit "1")."""
     ones = torch.ones_like(small_valid.targets)
     assert ct.score(ones, small_valid.targets, small_valid.lengths)["seq_acc"] < 0.5
+
+
+def test_paper_code_scoring_gives_100_to_constant_zeros(small_valid):
+    """The released code's scoring (bit 1 ignored) rates "always 0 in the output phase" at 100%;
+    the default scoring does not. This is why the paper's 100% is not evidence of copying."""
+    zeros = torch.zeros_like(small_valid.targets)
+    paper = ct.score(zeros, small_valid.targets, small_valid.lengths, scoring="paper-code")
+    assert paper["seq_acc"] == 1.0
+    assert ct.score(zeros, small_valid.targets, small_valid.lengths)["seq_acc"] < 0.5
+    # a wrong 0-bit still counts under paper-code
+    predictions = perfect_predictions(small_valid)
+    i = next(j for j, pattern in enumerate(small_valid.patterns()) if 0 in pattern)
+    k = int(small_valid.lengths[i])
+    predictions[i, k + small_valid.patterns()[i].index(0)] = BIT_1
+    result = ct.score(predictions, small_valid.targets, small_valid.lengths, scoring="paper-code")
+    assert result["seq_acc"] == pytest.approx(1 - 1 / len(small_valid))
+    with pytest.raises(ValueError, match="unknown scoring 'x'; accepted: both-bits, paper-code"):
+        ct.score(zeros, small_valid.targets, small_valid.lengths, scoring="x")
+
+
+def test_paper_code_loss_mask_drops_exactly_the_bit_one_targets(small_valid):
+    targets, lengths = small_valid.targets, small_valid.lengths
+    for loss_on in ct.LOSS_ON:
+        ours = ct.loss_mask(targets, lengths, loss_on)
+        paper = ct.loss_mask(targets, lengths, loss_on, "paper-code")
+        assert torch.equal(paper, ours & (targets != BIT_1))
+        assert (ours & (targets == BIT_1)).any() and not (paper & (targets == BIT_1)).any()
 
 
 def test_one_wrong_bit_makes_the_sequence_wrong(small_valid):
@@ -217,6 +244,7 @@ def test_cli_help_lists_defaults(capsys):
     (["--lr", "0"], "--lr must be > 0"),
     (["--model", "gru"], "invalid choice: 'gru'"),
     (["--loss-on", "all"], "invalid choice: 'all'"),
+    (["--scoring", "paper"], "invalid choice: 'paper'"),
     (["--model", "lstm-bptt", "--full-sequence"], "--full-sequence applies to elstm-rtrl only"),
     (["--time-budget", "-1"], "--time-budget must be > 0"),
 ])
