@@ -282,3 +282,52 @@ def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_pat
         if state != "Z":
             alive.append(pid)
     assert not alive, f"orphaned actor processes {alive}"
+
+
+def test_an_actor_failure_ends_the_run_with_its_traceback(tmp_path, capsys):
+    """An env id registered only in this process: the spawned actor cannot make it and fails; the
+    learner reports the actor's traceback and exits 1 (no hang, no silent restart)."""
+    import gymnasium as gym
+    gym.register("RtrlParentOnly-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv")
+    try:
+        code = main(["train", "--env", "gym:RtrlParentOnly-v0", "--num-actors", "1", "--envs-per-actor", "2",
+                     "--batch-size", "2", "--unroll-length", "5", "--hidden-size", "8", "--total-steps", "100",
+                     "--out", str(tmp_path / "run"), "--no-progress"])
+    finally:
+        gym.registry.pop("RtrlParentOnly-v0")
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "rtrl train: error: actor 0 failed:" in out and "unknown Gymnasium env 'RtrlParentOnly-v0'" in out
+    assert "Traceback" in out
+
+
+def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
+    """SIGKILL one actor process: the learner notices the dead actor instead of waiting forever."""
+    import os
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    from rtrl.runtime.local import ActorError
+
+    def kill_an_actor():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in _children(os.getpid()):
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"spawn_main" in cmdline:
+                    time.sleep(1.0)
+                    os.kill(pid, signal.SIGKILL)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_an_actor, daemon=True)
+    killer.start()
+    cfg = small_config(num_actors=2, total_steps=10_000_000)
+    with pytest.raises(ActorError, match=r"died without a report"):
+        train(cfg, tmp_path, progress=False)
+    killer.join(timeout=5)
