@@ -104,31 +104,62 @@ def test_all_ones_is_not_100(small_valid):
     assert ct.score(ones, small_valid.targets, small_valid.lengths)["seq_acc"] < 0.5
 
 
-def test_paper_code_scoring_gives_100_to_constant_zeros(small_valid):
-    """The released code's scoring (bit 1 ignored) rates "always 0 in the output phase" at 100%;
-    the default scoring does not. This is why the paper's 100% is not evidence of copying."""
-    zeros = torch.zeros_like(small_valid.targets)
-    paper = ct.score(zeros, small_valid.targets, small_valid.lengths, scoring="paper-code")
-    assert paper["seq_acc"] == 1.0
-    assert ct.score(zeros, small_valid.targets, small_valid.lengths)["seq_acc"] < 0.5
-    # a wrong 0-bit still counts under paper-code
-    predictions = perfect_predictions(small_valid)
-    i = next(j for j, pattern in enumerate(small_valid.patterns()) if 0 in pattern)
-    k = int(small_valid.lengths[i])
-    predictions[i, k + small_valid.patterns()[i].index(0)] = BIT_1
-    result = ct.score(predictions, small_valid.targets, small_valid.lengths, scoring="paper-code")
-    assert result["seq_acc"] == pytest.approx(1 - 1 / len(small_valid))
+def test_paper_code_view_by_hand():
+    inputs, targets = ct.encode_sequence(np.array([1, 0]), 4)
+    data = ct.CopyData(torch.tensor(inputs)[None], torch.tensor(targets)[None], torch.tensor([2]))
+    view = ct.paper_code_view(data, 4)
+    assert view.inputs[0].tolist() == [1, 0, BLANK, BLANK, BLANK, BLANK, BLANK, BLANK]
+    assert view.targets[0].tolist() == [BLANK, BLANK, 1, 0, BLANK, BLANK, PAD, PAD]     # blanks up to L + L'
+    assert ct.sequence_ends(view).tolist() == [6] and ct.sequence_ends(data).tolist() == [4]
+
+
+def counting_predictions(data):
+    """Blank everywhere, 0 for the L' steps after the bits: counts, remembers no bit."""
+    mask = ct.output_phase_mask(data.lengths, data.targets.shape[1])
+    return torch.full_like(data.targets, BLANK).masked_fill(mask, 0)
+
+
+def test_paper_code_scoring_gives_100_to_a_counter_that_copies_nothing(small_valid):
+    """The released code's scoring (bit 1 ignored) rates a model that only counts at 100%; the default
+    scoring does not. This is why the paper's 100% is not evidence of copying."""
+    view = ct.paper_code_view(small_valid, small_valid.inputs.shape[1] // 2)
+    counter = counting_predictions(view)
+    assert ct.score(counter, view.targets, view.lengths, scoring="paper-code")["seq_acc"] == 1.0
+    assert ct.score(counter, small_valid.targets, small_valid.lengths)["seq_acc"] < 0.5
+    # it must count: a 0 one step past the output phase, or a bit-0 target answered 1, is wrong
+    i = next(j for j, pattern in enumerate(small_valid.patterns()) if 0 in pattern and len(pattern) < 20)
+    k = int(view.lengths[i])
+    for position, value in ((2 * k, 0), (k + small_valid.patterns()[i].index(0), BIT_1), (0, 0)):
+        wrong = counter.clone()
+        wrong[i, position] = value
+        result = ct.score(wrong, view.targets, view.lengths, scoring="paper-code")
+        assert result["seq_acc"] == pytest.approx(1 - 1 / len(view)), position
     with pytest.raises(ValueError, match="unknown scoring 'x'; accepted: both-bits, paper-code"):
-        ct.score(zeros, small_valid.targets, small_valid.lengths, scoring="x")
+        ct.score(counter, view.targets, view.lengths, scoring="x")
 
 
 def test_paper_code_loss_mask_drops_exactly_the_bit_one_targets(small_valid):
-    targets, lengths = small_valid.targets, small_valid.lengths
+    view = ct.paper_code_view(small_valid, small_valid.inputs.shape[1] // 2)
+    targets, lengths = view.targets, view.lengths
     for loss_on in ct.LOSS_ON:
         ours = ct.loss_mask(targets, lengths, loss_on)
         paper = ct.loss_mask(targets, lengths, loss_on, "paper-code")
         assert torch.equal(paper, ours & (targets != BIT_1))
         assert (ours & (targets == BIT_1)).any() and not (paper & (targets == BIT_1)).any()
+
+
+def test_paper_code_training_learns_to_count(tmp_path):
+    """Under the released code's scoring, online RTRL reaches 100% at L=12 within seconds, although
+    the same network copies almost nothing (scored on both bits)."""
+    config = CopyTaskConfig(model="elstm-rtrl", length=12, hidden_size=32, batch_size=32, lr=1e-2,
+                            scoring="paper-code", train_size=500, valid_size=200, test_size=200, epochs=40,
+                            eval_every=250, seed=0, progress=False, out=str(tmp_path))
+    results = ct.train(config)
+    assert results["test"]["seq_acc"] == 1.0, results["test"]
+    model = ct.CopyModel("elstm-rtrl", 32)
+    model.load_state_dict(torch.load(tmp_path / "checkpoint.pt")["model"])
+    splits = ct.make_splits(12, 0, (500, 200, 200))
+    assert ct.evaluate(model, splits["test"])["seq_acc"] < 0.5
 
 
 def test_one_wrong_bit_makes_the_sequence_wrong(small_valid):
