@@ -346,3 +346,14 @@ def test_nature_stem_errors():
         make_stem("nature", (8,), torch.float32, 16)
     with pytest.raises(ValueError, match="at least 36×36"):
         make_stem("nature", (1, 20, 20), torch.uint8, 16)
+
+
+def test_nature_stem_initialisation_is_orthogonal_with_relu_gain():
+    from rtrl.models import NatureCNNStem
+    stem = NatureCNNStem((4, 84, 84), 64)
+    gain2 = torch.nn.init.calculate_gain("relu") ** 2
+    for layer in (*stem.convs[::2], stem.fc):
+        w = layer.weight.detach().flatten(1)
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        torch.testing.assert_close(gram, gain2 * torch.eye(gram.shape[0]), atol=1e-4, rtol=0)
+        assert not layer.bias.any()

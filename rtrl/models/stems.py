@@ -86,6 +86,12 @@ class NatureCNNStem(nn.Module):
         self.fc = nn.Linear(64 * h * w, hidden_size)
         self.output_size = hidden_size
         self.obs_shape = tuple(obs_shape)
+        # orthogonal weights with ReLU gain, zero biases (as in the A2C/PPO baselines). torch's default
+        # init makes features almost constant across Pong frames (std over time ~3e-4 of a mean ~7e-3),
+        # and an Atari run with it never left the uniform policy (docs/BENCHMARKS.md).
+        for layer in (*self.convs[::2], self.fc):
+            nn.init.orthogonal_(layer.weight, gain=nn.init.calculate_gain("relu"))
+            nn.init.zeros_(layer.bias)
 
     def forward(self, obs: Tensor) -> Tensor:
         lead = obs.shape[:-3]
