@@ -331,3 +331,22 @@ def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
     with pytest.raises(ActorError, match=r"died without a report"):
         train(cfg, tmp_path, progress=False)
     killer.join(timeout=5)
+
+
+def test_feature_norm_normalises_the_core_input_and_is_off_by_default():
+    from rtrl.models import Agent
+    torch.manual_seed(0)
+    obs = torch.randn(3, 2, 6) * 50 + 20
+    reward, done = torch.tensor([[0.5, 3.0]] * 3), torch.zeros(3, 2, dtype=torch.bool)
+    plain = Agent((6,), torch.float32, 4, core="ff", hidden_size=8, stem="mlp", stem_hidden_size=16)
+    normed = Agent((6,), torch.float32, 4, core="ff", hidden_size=8, stem="mlp", stem_hidden_size=16,
+                   feature_norm=True)
+    assert plain.feature_norm is None and not any("feature_norm" in k for k in plain.state_dict())
+    x = normed.core_input(obs, reward, done)
+    features = x[..., :-1]
+    torch.testing.assert_close(features.mean(-1), torch.zeros(3, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(features.var(-1, unbiased=False), torch.ones(3, 2), atol=1e-3, rtol=0)
+    assert torch.equal(x[..., -1], torch.tensor([[0.5, 1.0]] * 3))         # the clipped reward is not normalised
+    cfg = small_config(feature_norm=True, total_steps=40)
+    spec, worker, _ = collect_rollouts(cfg, 1)
+    assert worker.model.feature_norm is not None

@@ -26,13 +26,18 @@ class Agent(nn.Module):
         core: one of ``rtrl.models.CORES``.  hidden_size: N of the core.
         stem, stem_hidden_size: stem kind (auto, mlp, resnet) and its output width (paper: 256).
         forget_bias: initial eLSTM forget-gate bias (paper 0; 3 lets a trace survive long delays).
+        feature_norm: LayerNorm on the stem's features before the core (not in the paper). Without it, an
+            Atari run drove the features to large, nearly constant values that saturate the core's gates,
+            leaving the policy blind (docs/BENCHMARKS.md).
     """
 
     def __init__(self, obs_shape, obs_dtype, num_actions: int, core: str = "rtrl-elstm", hidden_size: int = 256,
-                 stem: str = "auto", stem_hidden_size: int = 256, forget_bias: float = 0.0):
+                 stem: str = "auto", stem_hidden_size: int = 256, forget_bias: float = 0.0,
+                 feature_norm: bool = False):
         super().__init__()
         self.num_actions = num_actions
         self.stem = make_stem(stem, tuple(obs_shape), obs_dtype, stem_hidden_size)
+        self.feature_norm = nn.LayerNorm(self.stem.output_size) if feature_norm else None
         self.core_kind = core
         self.core = make_core(core, self.stem.output_size + 1, hidden_size, forget_bias)
         self.policy = nn.Linear(hidden_size, num_actions)
@@ -44,6 +49,8 @@ class Agent(nn.Module):
     def core_input(self, obs: Tensor, reward: Tensor, done: Tensor) -> Tensor:
         """[stem(obs) ; clipped reward], (T,B,D). A reward that ended the previous episode is not fed."""
         features = self.stem(obs)
+        if self.feature_norm is not None:
+            features = self.feature_norm(features)
         reward = reward.clamp(-1, 1) * (~done).to(features.dtype)
         return torch.cat((features, reward.unsqueeze(-1).to(features.dtype)), dim=-1)
 

@@ -44,7 +44,8 @@ class EnvSpec:
 
 def make_agent(cfg, spec: EnvSpec) -> Agent:
     return Agent(spec.obs_shape, spec.obs_dtype, spec.num_actions, core=cfg.core, hidden_size=cfg.hidden_size,
-                 stem=cfg.stem, stem_hidden_size=cfg.stem_hidden_size, forget_bias=cfg.forget_bias)
+                 stem=cfg.stem, stem_hidden_size=cfg.stem_hidden_size, forget_bias=cfg.forget_bias,
+                 feature_norm=cfg.feature_norm)
 
 
 EPISODE_KEYS = ("episode_return", "episode_length", "episode_success")

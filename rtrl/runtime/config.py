@@ -23,6 +23,7 @@ class TrainConfig:
     hidden_size: int = 32                   # N: units of the recurrent core
     stem: str = "auto"                      # observation stem: auto (resnet for images, mlp for vectors), mlp, resnet, nature (DQN CNN), identity
     stem_hidden_size: int = 64              # width of the stem's output features (paper: 256)
+    feature_norm: bool = False              # LayerNorm on the stem's features before the core (not in the paper; keeps the core's gates out of saturation on Atari)
     forget_bias: float = 3.0                # initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)
     num_actors: int = 2                     # actor processes (0: step the environments inline in the learner)
     envs_per_actor: int = 16                # environments stepped together by one actor (batch_size % this == 0)
