@@ -65,6 +65,14 @@ def test_presets_hold_the_papers_numbers(preset, env, T, N, steps):
     assert (flagged.env, flagged.hidden_size, flagged.num_actors, flagged.unroll_length) == ("atari:Breakout", 64, 0, T)
 
 
+def test_atari_cpu_preset_is_the_documented_pong_recipe():
+    cfg = parse_train(["--preset", "atari-cpu"])
+    assert (cfg.env, cfg.stem, cfg.feature_norm, cfg.unroll_length, cfg.batch_size, cfg.envs_per_actor) == (
+        "atari:Pong", "nature", True, 20, 4, 4)
+    assert (cfg.core, cfg.lr, cfg.rmsprop_eps, cfg.total_steps) == ("rtrl-elstm", 6e-4, 0.01, 4_000_000)
+    assert cfg.batch_size % cfg.envs_per_actor == 0
+
+
 def test_frames_are_steps_times_the_frame_skip():
     assert frames_per_step("atari:Pong") == 4
     assert frames_per_step("atari:Pong?frame_skip=3") == 3

@@ -111,6 +111,11 @@ PRESETS: dict[str, dict] = {
                     hidden_size=256, total_steps=200_000_000),
     "dmlab": dict(_PAPER, env="dmlab:rooms_watermaze", unroll_length=100, hidden_size=512,
                   total_steps=100_000_000),
+    # not the paper's: the recipe with which R2AC learned Pong on a 2-core CPU (docs/BENCHMARKS.md): the
+    # DQN stem (~6x cheaper), LayerNorm on its features (keeps the eLSTM gates out of saturation) and
+    # A2C-sized batches (80 steps per update) for many updates per frame
+    "atari-cpu": dict(_PAPER, env="atari:Pong", stem="nature", feature_norm=True, unroll_length=20, batch_size=4,
+                      envs_per_actor=4, hidden_size=256, total_steps=4_000_000),
     # the stem only gets within-rollout gradients (as in the paper), so a learned stem cannot learn to
     # encode a cue whose reward arrives rollouts later; vector observations go to the core as they are
     "memory": dict(env="memory:delayed_recall?cues=2&delay=30", core="rtrl-elstm", total_steps=2_000_000,
