@@ -328,7 +328,7 @@ def test_train_help_renders(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "--load-stem CKPT" in out and "--freeze-stem [BOOL]" in out and "--preset {atari,dmlab,memory,procgen}" in out
+    assert "--load-stem CKPT" in out and "--freeze-stem [BOOL]" in out and "--preset {atari,atari-cpu,dmlab,memory,procgen}" in out and "--feature-norm [BOOL]" in out
 
 
 @pytest.mark.parametrize("kind, obs_shape", [("resnet", (4, 84, 84)), ("nature", (4, 84, 84)), ("nature", (3, 64, 64))])
