@@ -365,3 +365,15 @@ def test_nature_stem_initialisation_is_orthogonal_with_relu_gain():
         gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
         torch.testing.assert_close(gram, gain2 * torch.eye(gram.shape[0]), atol=1e-4, rtol=0)
         assert not layer.bias.any()
+
+
+def test_eval_greedy_is_the_default_and_help_says_so(capsys):
+    parser = argparse.ArgumentParser()
+    evaluate_module.add_parser(parser.add_subparsers())
+    assert parser.parse_args(["eval", "d"]).greedy is True
+    assert parser.parse_args(["eval", "d", "--sample"]).greedy is False
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "take the most probable action (default: True)" in help_text
+    assert "sample actions from the policy instead of --greedy --seed" in help_text     # no "(default: True)"

@@ -153,7 +153,9 @@ def add_parser(subparsers) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--greedy", dest="greedy", action="store_true", default=True,
                       help="take the most probable action")
-    mode.add_argument("--sample", dest="greedy", action="store_false", help="sample actions from the policy")
+    # default=SUPPRESS: the shared dest's default (True) is --greedy's; help would call it --sample's default
+    mode.add_argument("--sample", dest="greedy", action="store_false", default=argparse.SUPPRESS,
+                      help="sample actions from the policy instead of --greedy")
     parser.add_argument("--seed", type=int, default=0, help="seeds the environments and the action sampling")
     parser.add_argument("--num-envs", type=int, default=8, help="environments run side by side")
     parser.set_defaults(func=run_cli)
