@@ -350,3 +350,15 @@ def test_feature_norm_normalises_the_core_input_and_is_off_by_default():
     cfg = small_config(feature_norm=True, total_steps=40)
     spec, worker, _ = collect_rollouts(cfg, 1)
     assert worker.model.feature_norm is not None
+
+
+def test_an_actor_whose_learner_died_before_it_started_exits_at_once():
+    """The watchdog compares against the learner's pid handed over at spawn: an actor re-parented
+    while still importing (its learner killed early) must not adopt its new parent as the learner."""
+    import subprocess
+    import sys
+    code = ("from rtrl.runtime.actor import _exit_with_parent; import os, time; "
+            "_exit_with_parent(os.getppid()); print('watched', flush=True); "
+            "_exit_with_parent(os.getppid() + 100000); time.sleep(5); print('still alive')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == "watched\n", (result.returncode, result.stdout, result.stderr)

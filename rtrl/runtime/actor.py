@@ -176,26 +176,29 @@ class RolloutWorker:
         self.envs.close()
 
 
-def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+def _exit_with_parent(learner_pid: int, poll_seconds: float = 1.0) -> None:
     """A daemon thread that ends this process when the learner process is gone (killed, say): an
-    orphaned actor would otherwise wait on its queue forever."""
-    parent = os.getppid()
+    orphaned actor would otherwise wait on its queue forever. ``learner_pid`` comes from the learner:
+    an actor still starting up when the learner died has already been re-parented, so its own
+    ``getppid()`` at this point would name the wrong process."""
+    if os.getppid() != learner_pid:
+        os._exit(1)
 
     def watch():
         while True:
             time.sleep(poll_seconds)
-            if os.getppid() != parent:
+            if os.getppid() != learner_pid:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="rtrl-parent-watch").start()
 
 
 def actor_loop(actor_index: int, cfg, spec: EnvSpec, shared_model: Agent, buffers, free_queue, full_queue,
-               error_queue) -> None:
+               error_queue, learner_pid: int) -> None:
     """Process entry point: fill free buffers with rollouts until a None index arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process handles Ctrl-C and stops us
     torch.set_num_threads(1)
-    _exit_with_parent()
+    _exit_with_parent(learner_pid)
     try:
         worker = RolloutWorker(actor_index, cfg, spec)
         while (index := free_queue.get()) is not None:

@@ -9,6 +9,7 @@ A backend is what the learner talks to; any other backend (Ray, ...) provides th
 from __future__ import annotations
 
 import math
+import os
 import queue
 import time
 
@@ -55,7 +56,7 @@ class LocalBackend:
         self.actors = [
             self.ctx.Process(target=actor_loop, daemon=True, name=f"rtrl-actor-{i}",
                              args=(i, cfg, spec, self.shared_model, self.buffers, self.free_queue,
-                                   self.full_queue, self.error_queue))
+                                   self.full_queue, self.error_queue, os.getpid()))
             for i in range(cfg.num_actors)
         ]
         for actor in self.actors:
@@ -76,6 +77,7 @@ class LocalBackend:
     def next_batch(self):
         needed = self.cfg.batch_size // self.cfg.envs_per_actor
         indices = []
+        self._check_actors()  # also when the other actors keep the queue full: a dead one must end the run
         while len(indices) < needed:
             try:
                 indices.append(self.full_queue.get(timeout=1.0))
