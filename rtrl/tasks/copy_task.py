@@ -200,6 +200,11 @@ def sequence_ends(data: CopyData) -> Tensor:
     return (data.targets != PAD).sum(1)
 
 
+def check_scoring(scoring: str) -> None:
+    if scoring not in SCORING:
+        raise ValueError(f"unknown scoring {scoring!r}; accepted: {', '.join(SCORING)}")
+
+
 def output_phase_mask(lengths: Tensor, total_length: int) -> Tensor:
     """(n, total_length) bool: True at the output-phase positions L'..2L'-1 of each sequence."""
     position = torch.arange(total_length, device=lengths.device)
@@ -209,8 +214,7 @@ def output_phase_mask(lengths: Tensor, total_length: int) -> Tensor:
 
 def loss_mask(data_targets: Tensor, lengths: Tensor, loss_on: str, scoring: str = "both-bits") -> Tensor:
     """(n, 2L) bool: the positions that carry loss (see the module docstring and ``SCORING``)."""
-    if scoring not in SCORING:
-        raise ValueError(f"unknown scoring {scoring!r}; accepted: {', '.join(SCORING)}")
+    check_scoring(scoring)
     if loss_on == "sequence":
         mask = data_targets != PAD
     elif loss_on == "output":
@@ -235,18 +239,15 @@ def score(predictions: Tensor, targets: Tensor, lengths: Tensor, scoring: str = 
         {"seq_acc": share of sequences with every output-phase bit right,
          "bit_acc": share of right output-phase bits, "bits": number of bits scored}.
     """
+    check_scoring(scoring)
     mask = output_phase_mask(lengths, targets.shape[1])
-    if scoring not in SCORING:
-        raise ValueError(f"unknown scoring {scoring!r}; accepted: {', '.join(SCORING)}")
-    right = (predictions == targets) & mask
     n_bits = int(lengths.sum())
     if scoring == "paper-code":
         # the released code: every position with a target counts, and a bit-1 target is always right
-        counted = targets != PAD
-        ok = (predictions == targets) | (targets == BIT_1) | ~counted
-        right = ok & mask
+        ok = (predictions == targets) | (targets == BIT_1) | (targets == PAD)
         return {"seq_acc": ok.all(1).float().mean().item(),
-                "bit_acc": right.sum().item() / max(n_bits, 1), "bits": n_bits}
+                "bit_acc": (ok & mask).sum().item() / max(n_bits, 1), "bits": n_bits}
+    right = (predictions == targets) & mask
     bits_right_per_seq = right.sum(1)
     seq_right = bits_right_per_seq == lengths
     return {"seq_acc": seq_right.float().mean().item(),
@@ -454,8 +455,7 @@ def check_config(config: CopyTaskConfig) -> None:
         raise ValueError(f"unknown model {config.model!r}; accepted: {', '.join(MODELS)}")
     if config.loss_on not in LOSS_ON:
         raise ValueError(f"unknown loss_on {config.loss_on!r}; accepted: {', '.join(LOSS_ON)}")
-    if config.scoring not in SCORING:
-        raise ValueError(f"unknown scoring {config.scoring!r}; accepted: {', '.join(SCORING)}")
+    check_scoring(config.scoring)
     if config.device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {config.device!r}; accepted: cpu, cuda")
     for name in ("length", "hidden_size", "batch_size", "epochs", "train_size", "valid_size",
@@ -627,7 +627,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="elstm-rtrl: step once per batch of whole sequences instead of after every token")
     p.add_argument("--loss-on", choices=LOSS_ON, default=d.loss_on,
                    help="positions with loss: 'sequence' = input phase (target blank) and output phase; "
-                        "'output' = output phase only. Scoring is always the output phase.")
+                        "'output' = output phase only. Both-bits scoring is always the output phase.")
     p.add_argument("--scoring", choices=SCORING, default=d.scoring,
                    help="'both-bits': every output bit counts. 'paper-code': for comparison only, the task as "
                         "the paper's released code poses it: padding is blank (input and target), and bit-1 "
