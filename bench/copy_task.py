@@ -9,59 +9,32 @@ against wall time). Text after the line NOTES_MARKER in an existing docs/COPY_TA
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import os
-import platform
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
+from rtrl.records.files import write_text_atomically
+from rtrl.records.metrics import read_metrics
+from rtrl.records.plots import Panel, Series, plot_panels
+from rtrl.records.reports import command_line, machine_description, utc_stamp
 from rtrl.tasks.copy_task import DEFAULT_LR, MODELS, CopyTaskConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES_MARKER = "<!-- notes: kept when bench/copy_task.py rewrites this file -->"
 
 
-def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ()
-    return {"uname": subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip(),
-            "cpu": f"{cpu} ({os.cpu_count()} logical CPUs)", "torch": torch.__version__,
-            "load": ", ".join(f"{x:.2f}" for x in load)}
-
-
-def read_curve(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def plot(runs: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lengths = sorted({r["length"] for r in runs})
-    fig, axes = plt.subplots(1, len(lengths), figsize=(5.5 * len(lengths), 4), squeeze=False)
-    for ax, length in zip(axes[0], lengths):
-        for r in (r for r in runs if r["length"] == length):
-            curve = r["curve"]
-            ax.plot([row["wall_time"] / 60 for row in curve], [100 * row["valid_seq_acc"] for row in curve],
-                    marker=".", label=r["model"])
-        ax.set_title(f"copy task, L={length}")
-        ax.set_xlabel("wall time (min, 1 CPU thread)")
-        ax.set_ylabel("validation sequence accuracy (%)")
-        ax.set_ylim(0, 101)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """Validation sequence accuracy against wall time: one panel per length, one line per model."""
+    panels = []
+    for length in sorted({r["length"] for r in runs}):
+        series = [Series(r["model"], [t / 60 for t in r["curve"]["wall_time"]],
+                         [100 * a for a in r["curve"]["valid_seq_acc"]], marker=".")
+                  for r in runs if r["length"] == length]
+        panels.append(Panel(series, xlabel="wall time (min, 1 CPU thread)",
+                            ylabel="validation sequence accuracy (%)", title=f"copy task, L={length}",
+                            ylim=(0, 101), legend_loc="upper left"))
+    plot_panels(panels, path, panel_size=(5.5, 4))
 
 
 def write_report(runs: list[dict], info: dict, command: str, args, path: Path) -> None:
@@ -75,12 +48,11 @@ def write_report(runs: list[dict], info: dict, command: str, args, path: Path) -
         "target is L' blanks, then the bits; padding to 2L. Vocabulary: 0 = bit 0, 1 = bit 1, 2 = blank,",
         "3 = padding (one-hot inputs over the four; the read-out predicts 0, 1, blank). Scored: exactly the",
         "output phase, both bits (the paper's code drops target id 2, its bit \"1\"). Sequence accuracy =",
-        "share of sequences with every output bit right. Details: docstring of `rtrl/tasks/copy_task.py`.",
+        "share of sequences with every output bit right. Details: docstring of `rtrl/tasks/copy_task/`.",
         "",
         f"- date: {info['date']}",
-        f"- machine: `{info['uname']}`",
-        f"- CPU: {info['cpu']}; torch {info['torch']}; {args.threads} torch thread(s) per run; "
-        f"load average at start: {info['load']} (the machine was shared with other developers' jobs)",
+        f"- machine: {info['machine']} (the torch threads of each run; load at the start; the machine was "
+        "shared with other developers' jobs)",
         f"- command: `{command}`",
         f"- settings: hidden size {args.hidden_size}, batch {args.batch_size}, seed {args.seed}, "
         f"forget bias {args.forget_bias}, learning rates {DEFAULT_LR} (the CLI defaults), Adam betas (0.9, 0.995), "
@@ -101,7 +73,7 @@ def write_report(runs: list[dict], info: dict, command: str, args, path: Path) -
             f"**{100 * res['test']['seq_acc']:.1f}%** | {100 * res['test']['bit_acc']:.1f}% | "
             f"{'—' if reached is None else f'{reached:.0f}'} |")
     lines += ["", "![validation sequence accuracy against wall time](copy_task.png)", "", NOTES_MARKER]
-    path.write_text("\n".join(lines) + (notes if notes else "\n"))
+    write_text_atomically(path, "\n".join(lines) + (notes if notes else "\n"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             parser.error(f"--budget {item!r}: expected L=SECONDS, e.g. 50=300")
 
-    info = machine()
-    info["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    command = "python " + " ".join(shlex.quote(a) for a in ["bench/copy_task.py", *(argv or sys.argv[1:])])
+    if args.threads:
+        torch.set_num_threads(args.threads)      # as every run will (machine_description names the count)
+    info = {"machine": machine_description(), "date": utc_stamp()}
+    command = command_line(["bench/copy_task.py", *(sys.argv[1:] if argv is None else argv)])
     runs = []
     for length, budget in budgets:
         for model in args.models:
@@ -135,15 +108,14 @@ def main(argv: list[str] | None = None) -> int:
             config = CopyTaskConfig(model=model, length=length, hidden_size=args.hidden_size,
                                     forget_bias=args.forget_bias, lr=DEFAULT_LR[model],
                                     batch_size=args.batch_size, epochs=10 ** 6, time_budget=budget,
-                                    eval_every=5000, seed=args.seed, threads=args.threads, out=str(out),
-                                    progress=False)
+                                    eval_every=5000, seed=args.seed, threads=args.threads, out=str(out))
             print(f"== {model} L={length} budget {budget:g} s", flush=True)
-            results = train(config)
+            results = train(config, progress=False)
             print(f"   {results['steps']} updates, {results['sequences']} sequences, "
                   f"{results['train_time_s']:.0f} s, test seq acc {100 * results['test']['seq_acc']:.1f}% "
                   f"({results['stop_reason']})", flush=True)
             runs.append({"model": model, "length": length, "budget": budget, "results": results,
-                         "curve": read_curve(out / "metrics.csv")})
+                         "curve": read_metrics(out)})
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     plot(runs, docs / "copy_task.png")

@@ -1,11 +1,15 @@
-"""Tests of the copy task (rtrl/tasks/copy_task.py): data, scoring, training, CLI."""
+"""Tests of the copy task (rtrl/tasks/copy_task/, rtrl/cli/copy_task.py): data, scoring, models,
+training (batched and fully online), run files, CLI."""
 import json
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rtrl import cli
+from rtrl.cli import copy_task as copy_task_cli
+from rtrl.settings import SettingError
 from rtrl.tasks import copy_task as ct
 from rtrl.tasks.copy_task import BIT_1, BLANK, PAD, CopyTaskConfig
 
@@ -153,8 +157,8 @@ def test_paper_code_training_learns_to_count(tmp_path):
     the same network copies almost nothing (scored on both bits)."""
     config = CopyTaskConfig(model="elstm-rtrl", length=12, hidden_size=32, batch_size=32, lr=1e-2,
                             scoring="paper-code", train_size=500, valid_size=200, test_size=200, epochs=40,
-                            eval_every=250, seed=0, progress=False, out=str(tmp_path))
-    results = ct.train(config)
+                            eval_every=250, seed=0, out=str(tmp_path))
+    results = ct.train(config, progress=False)
     assert results["test"]["seq_acc"] == 1.0, results["test"]
     model = ct.CopyModel("elstm-rtrl", 32)
     model.load_state_dict(torch.load(tmp_path / "checkpoint.pt")["model"])
@@ -190,11 +194,64 @@ def test_evaluate_scores_a_model(small_valid):
 
 # --- models and training -------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ct.MODELS)
-def test_models_output_shape(model):
-    net = ct.CopyModel(model, 16)
-    tokens = torch.randint(0, 4, (6, 3))
+def test_models_are_causal_and_remember(model):
+    """logits (T,B,3) at step t depend on the tokens up to t (the first one too), never on later ones."""
+    torch.manual_seed(0)
+    net = ct.CopyModel(model, 16).double()
+    tokens = torch.randint(0, 4, (8, 3))
     logits, _ = net(tokens, net.initial_state(3))
-    assert logits.shape == (6, 3, ct.NUM_CLASSES)
+    assert logits.shape == (8, 3, ct.NUM_CLASSES) and logits.dtype == torch.float64
+    later = tokens.clone()
+    later[5:] = (later[5:] + 1) % 4                                     # change every token after t=4
+    logits_later, _ = net(later, net.initial_state(3))
+    assert torch.equal(logits_later[:5], logits[:5])
+    assert not torch.allclose(logits_later[5:], logits[5:])
+    first = tokens.clone()
+    first[0] = (first[0] + 1) % 4                                       # change only the first token
+    logits_first, _ = net(first, net.initial_state(3))
+    assert (logits_first[-1] - logits[-1]).abs().max() > 1e-6          # still felt 7 steps later
+
+
+def test_elstm_rtrl_and_bptt_compute_the_same_logits():
+    """The same weights give the same logits by RTRL and by BPTT, with or without sensitivities and
+    with resets; evaluate() (the no-sensitivity path) scores them alike (float64)."""
+    torch.manual_seed(0)
+    rtrl_net = ct.CopyModel("elstm-rtrl", 12, forget_bias=1.0).double()
+    bptt_net = ct.CopyModel("elstm-bptt", 12).double()
+    bptt_net.load_state_dict(rtrl_net.state_dict())
+    tokens = torch.randint(0, 4, (10, 4))
+    reset = torch.zeros(10, 4, dtype=torch.bool)
+    reset[4, 1] = reset[7, 2] = True
+    by_rtrl, _ = rtrl_net(tokens, rtrl_net.initial_state(4), reset=reset)
+    by_bptt, _ = bptt_net(tokens, bptt_net.initial_state(4), reset=reset)
+    torch.testing.assert_close(by_rtrl, by_bptt, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        cheap, _ = rtrl_net(tokens, rtrl_net.initial_state(4, sensitivities=False), reset=reset)
+    torch.testing.assert_close(cheap, by_rtrl.detach(), rtol=1e-12, atol=1e-12)
+    data = ct.make_splits(6, seed=2, sizes=(10, 40, 10))["valid"]
+    assert ct.evaluate(rtrl_net, data, batch_size=16) == pytest.approx(ct.evaluate(bptt_net, data, batch_size=16))
+
+
+@pytest.mark.parametrize("model", ["elstm-bptt", "elstm-rtrl"])
+def test_reset_starts_a_fresh_sequence_in_its_slot_only(model):
+    torch.manual_seed(0)
+    net = ct.CopyModel(model, 16).double()
+    tokens = torch.randint(0, 4, (8, 2))
+    reset = torch.zeros(8, 2, dtype=torch.bool)
+    reset[3, 0] = True
+    logits, _ = net(tokens, net.initial_state(2), reset=reset)
+    plain, _ = net(tokens, net.initial_state(2))
+    fresh, _ = net(tokens[3:, :1], net.initial_state(1))               # slot 0's new sequence alone
+    torch.testing.assert_close(logits[3:, 0], fresh[:, 0], rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(logits[3:, 0], plain[3:, 0])
+    torch.testing.assert_close(logits[:, 1], plain[:, 1], rtol=0, atol=0)
+    torch.testing.assert_close(logits[:3], plain[:3], rtol=0, atol=0)
+
+
+def test_lstm_takes_no_reset():
+    net = ct.CopyModel("lstm-bptt", 4)
+    with pytest.raises(ValueError, match="lstm-bptt takes no reset"):
+        net(torch.zeros(2, 1, dtype=torch.long), reset=torch.zeros(2, 1, dtype=torch.bool))
 
 
 def test_full_sequence_rtrl_gradient_equals_bptt():
@@ -219,44 +276,140 @@ def test_full_sequence_rtrl_gradient_equals_bptt():
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-12)
 
 
+class GradientRecorder:
+    """An optimizer that keeps each step's gradients and leaves the parameters as they are."""
+
+    def __init__(self, model):
+        self.model, self.grads = model, []
+
+    def step(self):
+        self.grads.append({n: p.grad.clone() for n, p in self.model.named_parameters()})
+
+    def zero_grad(self, set_to_none=True):
+        self.model.zero_grad(set_to_none=set_to_none)
+
+
+def test_online_rtrl_steps_on_the_bptt_gradient_through_each_past():
+    """Every tick of the online loop steps on the exact gradient of that tick's loss through the whole
+    past of each slot's sequence (BPTT over the prefix from the slot's reset), θ held fixed, float64."""
+    L, B, ticks = 3, 3, 12
+    data = ct.make_splits(L, seed=0, sizes=(7, 2, 2))["train"]
+    torch.manual_seed(0)
+    net = ct.CopyModel("elstm-rtrl", 5, forget_bias=2.0).double()
+    reference = ct.CopyModel("elstm-bptt", 5).double()
+    reference.load_state_dict(net.state_dict())
+    recorder = GradientRecorder(net)
+    config = CopyTaskConfig(model="elstm-rtrl", length=L, batch_size=B, grad_clip=0.0)
+    updates = ct.online_updates(net, data, config, recorder, torch.Generator().manual_seed(0))
+    finished = sum(next(updates)[1] for _ in range(ticks))
+    assert len(recorder.grads) == ticks and finished >= B               # one step per tick; slots restarted
+    # the same schedule by hand: slots take sequences in training order, in slot order as they finish
+    order = ct.sequence_order(len(data), torch.Generator().manual_seed(0))
+    ends = ct.sequence_ends(data).tolist()
+    slots = [[next(order), 0] for _ in range(B)]                        # [sequence, position]
+    for tick in range(ticks):
+        losses = []
+        for sequence, position in slots:
+            logits, _ = reference(data.inputs[sequence, :position + 1, None], reference.initial_state(1))
+            losses.append(F.cross_entropy(logits[position], data.targets[sequence, position:position + 1]))
+        reference.zero_grad()
+        torch.stack(losses).mean().backward()
+        for name, parameter in reference.named_parameters():
+            torch.testing.assert_close(recorder.grads[tick][name], parameter.grad, rtol=1e-9, atol=1e-12)
+        for slot in slots:
+            slot[1] += 1
+            if slot[1] >= ends[slot[0]]:
+                slot[:] = [next(order), 0]
+    assert recorder.grads[-1]["core.weight_c"].abs().max() > 0
+
+
 def test_elstm_rtrl_online_learns_tiny_copy_task():
     """Fully online RTRL (a step after every token) solves L=3 within seconds."""
     config = CopyTaskConfig(model="elstm-rtrl", length=3, hidden_size=32, batch_size=32, lr=1e-2,
                             train_size=500, valid_size=200, test_size=200, epochs=30, eval_every=250,
-                            seed=0, progress=False)
-    results = ct.train(config)
+                            seed=0)
+    results = ct.train(config, progress=False)
     assert results["test"]["seq_acc"] >= 0.95, results
     assert results["steps"] > results["sequences"] / config.batch_size   # many steps per batch of sequences
 
 
 def test_time_budget_and_max_steps_stop_training():
     base = dict(model="elstm-bptt", length=5, hidden_size=8, batch_size=8, train_size=100, valid_size=20,
-                test_size=20, epochs=1000, progress=False)
-    results = ct.train(CopyTaskConfig(**base, max_steps=3))
+                test_size=20, epochs=1000)
+    results = ct.train(CopyTaskConfig(**base, max_steps=3), progress=False)
     assert results["steps"] == 3 and "max_steps" in results["stop_reason"]
-    results = ct.train(CopyTaskConfig(**base, time_budget=0.5))
+    results = ct.train(CopyTaskConfig(**base, time_budget=0.5), progress=False)
     assert "time budget" in results["stop_reason"] and results["train_time_s"] < 10
+
+
+# --- settings and run files ----------------------------------------------------------------------
+@pytest.mark.parametrize("changes, message", [
+    ({"length": -3}, "bad length=-3; accepted: a positive integer"),
+    ({"lr": 0.0}, "bad lr=0.0; accepted: a positive finite number, or none"),
+    ({"model": "gru"}, "bad model='gru'; accepted: lstm-bptt, elstm-bptt, elstm-rtrl"),
+    ({"model": "lstm-bptt", "full_sequence": True},
+     "full_sequence applies to elstm-rtrl only (BPTT models always step once per batch of sequences), "
+     "not to model='lstm-bptt'"),
+    ({"threads": -1}, "bad threads=-1; accepted: 0 or a positive integer, or none"),
+])
+def test_bad_settings_are_named_with_their_value(changes, message):
+    with pytest.raises(SettingError) as error:
+        ct.train(CopyTaskConfig(**changes), progress=False)
+    assert str(error.value) == message
+
+
+def test_cuda_without_cuda_is_a_setting_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SettingError, match=r"bad device='cuda': CUDA is not available here; accepted here: cpu"):
+        ct.check_config(CopyTaskConfig(device="cuda"))
 
 
 # --- command line --------------------------------------------------------------------------------
 def test_cli_writes_run_files(tmp_path, capsys):
     out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("stale,header\n1,2\n")         # an older run's file: started anew
     code = cli.main(["copy-task", "--model", "elstm-rtrl", "--length", "4", "--hidden-size", "8",
-                     "--batch-size", "8", "--train-size", "64", "--valid-size", "16", "--test-size", "16",
-                     "--max-steps", "30", "--eval-every", "16", "--out", str(out), "--no-progress",
-                     "--save-data", str(tmp_path / "data")])
+                 "--batch-size", "8", "--train-size", "64", "--valid-size", "16", "--test-size", "16",
+                 "--max-steps", "30", "--eval-every", "16", "--out", str(out), "--no-progress",
+                 "--save-data", str(tmp_path / "data")])
     assert code == 0
     for name in ("metrics.csv", "results.json", "checkpoint.pt", "learning_curve.png"):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob("*.tmp"))
     results = json.loads((out / "results.json").read_text())
     assert set(results["test"]) >= {"seq_acc", "bit_acc"} and results["config"]["length"] == 4
-    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert header == list(ct.METRIC_FIELDS)
+    assert results["config"]["lr"] == ct.DEFAULT_LR["elstm-rtrl"] and "progress" not in results["config"]
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(ct.METRIC_FIELDS)
+    assert [int(line.split(",")[0]) for line in lines[1:]][-1] == results["steps"] == 30
     checkpoint = torch.load(out / "checkpoint.pt")
     assert checkpoint["config"]["model"] == "elstm-rtrl" and "readout.weight" in checkpoint["model"]
     assert (tmp_path / "data" / "test.npz").exists()
     assert "test sequence acc" in capsys.readouterr().out
+
+
+def test_cli_flags_keep_their_meaning(monkeypatch, capsys):
+    seen = []
+
+    def fake_train(config, progress=True):
+        seen.append((config, progress))
+        return {"test": {"seq_acc": 0.5, "bit_acc": 0.5}, "best_valid": {"valid_seq_acc": 0.5},
+                "sequences": 1, "steps": 1, "train_time_s": 0.0, "stop_reason": "test"}
+
+    monkeypatch.setattr(copy_task_cli, "train", fake_train)
+    assert cli.main(["copy-task", "--length", "7", "--seed", "3", "--full-sequence", "--lr", "none"]) == 0
+    config, progress = seen[-1]
+    assert config.full_sequence is True and config.lr is None and progress is True
+    assert config.out == "runs/copy-elstm-rtrl-L7-s3"
+    assert cli.main(["copy-task", "--full-sequence", "false", "--lr", "3e-3", "--out", "x", "--no-progress",
+                 "--threads", "none", "--time-budget", "60"]) == 0
+    config, progress = seen[-1]
+    assert (config.full_sequence, config.lr, config.out) == (False, 3e-3, "x")
+    assert (config.threads, config.time_budget) == (None, 60.0)
+    assert progress is False
+    assert cli.main(["copy-task"]) == 0
+    assert seen[-1][0] == CopyTaskConfig(out="runs/copy-elstm-rtrl-L50-s0")
 
 
 def test_cli_help_lists_defaults(capsys):
@@ -264,20 +417,25 @@ def test_cli_help_lists_defaults(capsys):
         cli.main(["copy-task", "--help"])
     text = capsys.readouterr().out
     for flag in ("--model", "--length", "--hidden-size", "--lr", "--epochs", "--seed", "--out", "--device",
-                 "--batch-size", "--time-budget", "--forget-bias", "--max-steps", "--full-sequence"):
+                 "--batch-size", "--time-budget", "--forget-bias", "--max-steps", "--full-sequence", "--no-progress"):
         assert flag in text
     assert "(default: 50)" in text and "(default: elstm-rtrl)" in text
+    assert "recurrent units N (default: 256)" in " ".join(text.split())     # each flag's help is its setting's
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--length", "-3"], "--length must be > 0, got -3"),
-    (["--hidden-size", "0"], "--hidden-size must be > 0, got 0"),
-    (["--lr", "0"], "--lr must be > 0"),
+    (["--length", "-3"], "error: bad --length=-3; accepted: a positive integer"),
+    (["--hidden-size", "0"], "error: bad --hidden-size=0; accepted: a positive integer"),
+    (["--lr", "0"], "error: bad --lr=0.0; accepted: a positive finite number, or none"),
     (["--model", "gru"], "invalid choice: 'gru'"),
     (["--loss-on", "all"], "invalid choice: 'all'"),
     (["--scoring", "paper"], "invalid choice: 'paper'"),
-    (["--model", "lstm-bptt", "--full-sequence"], "--full-sequence applies to elstm-rtrl only"),
-    (["--time-budget", "-1"], "--time-budget must be > 0"),
+    (["--model", "lstm-bptt", "--full-sequence"],
+     "error: --full-sequence applies to elstm-rtrl only (BPTT models always step once per batch of sequences), "
+     "not to --model='lstm-bptt'"),
+    (["--time-budget", "-1"], "error: bad --time-budget=-1.0; accepted: a positive finite number, or none"),
+    (["--grad-clip", "-1"], "error: bad --grad-clip=-1.0; accepted: a finite number >= 0"),
+    (["--seed", "-1"], "error: bad --seed=-1; accepted: 0 or a positive integer"),
 ])
 def test_cli_bad_flags(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

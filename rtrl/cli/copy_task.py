@@ -1,0 +1,46 @@
+"""``rtrl copy-task``: train and test one model on the copy task (``rtrl.tasks.copy_task``).
+
+One flag per setting of ``CopyTaskConfig`` (its help, its check), plus ``--no-progress``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.settings import SettingError
+from rtrl.tasks.copy_task import CopyTaskConfig, check_config, train
+
+DESCRIPTION = ("Copy task: read L' random bits (L' uniform in 1..L), then L' blanks, and output the bits. "
+               "Vocabulary: 0, 1, 2=blank, 3=padding. Scored on the output phase only: sequence accuracy "
+               "(all bits right) and bit accuracy. Writes metrics.csv, checkpoint.pt (best validation), "
+               "learning_curve.png and results.json to --out.")
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser("copy-task", help="the copy-task diagnostic (Irie et al. 2024, Sec. 4.1)",
+                                    description=DESCRIPTION)
+    add_flags(parser, CopyTaskConfig)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run, _parser=parser)
+
+
+def default_out(config: CopyTaskConfig) -> str:
+    return f"runs/copy-{config.model}-L{config.length}-s{config.seed}"
+
+
+def run(args: argparse.Namespace) -> int:
+    config = CopyTaskConfig(**given(args, CopyTaskConfig))
+    config = dataclasses.replace(config, out=config.out or default_out(config))
+    try:
+        check_config(config)
+    except SettingError as error:
+        args._parser.error(render_error(error))
+    results = train(config, progress=not args.no_progress)
+    test = results["test"]
+    print(f"{config.model} L={config.length}: stopped after {results['sequences']} sequences, "
+          f"{results['steps']} steps, {results['train_time_s']:.1f} s ({results['stop_reason']})")
+    print(f"best valid sequence acc {100 * results['best_valid']['valid_seq_acc']:.2f}%; "
+          f"test sequence acc {100 * test['seq_acc']:.2f}%, bit acc {100 * test['bit_acc']:.2f}%")
+    print(f"wrote {config.out}/results.json, metrics.csv, checkpoint.pt, learning_curve.png")
+    return 0

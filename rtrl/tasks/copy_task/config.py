@@ -1,0 +1,97 @@
+"""The settings of one copy-task run: ``CopyTaskConfig``, its checks, and the models' default rates.
+
+Every field is a documented ``setting``: the library checks it (``check_config``) and the command
+line makes one flag of it (``rtrl copy-task --hidden-size 64``). The config is saved with the run
+(checkpoint.pt and results.json).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rtrl.settings import (FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SettingError,
+                           optional, setting, validate)
+
+MODELS = ("lstm-bptt", "elstm-bptt", "elstm-rtrl")
+LOSS_ON = ("sequence", "output")
+# "both-bits": every output-phase bit counts (the task as specified). "paper-code": the task as the paper's
+# released code poses it, for comparison only (``paper_code_view``). Its generator pads with the blank
+# token, so the input is the bits then L blanks and the target is L' blanks, the bits, then L - L' blanks.
+# Its target vocabulary, built in order of appearance from the first target line (blank, 0, …, 1), gives
+# the bit "1" id 2, which is also the id its loss ignores as padding (ignore_index=2) and its sequence
+# accuracy counts as right whatever is predicted. Every other position counts, the input phase too.
+# Outputting 0 for the L' steps after the bits and blank elsewhere -- counting, no copying -- scores 100%.
+SCORING = ("both-bits", "paper-code")
+DEVICES = ("cpu", "cuda")
+# default Adam learning rates, from 45-60 s probes at L=10 on a 2-core CPU (docs/COPY_TASK.md):
+# for eLSTM 1e-2 beat 3e-3 and 1e-3 under both BPTT and online RTRL
+DEFAULT_LR = {"lstm-bptt": 3e-3, "elstm-bptt": 1e-2, "elstm-rtrl": 1e-2}
+
+
+@dataclass
+class CopyTaskConfig:
+    """One run of the copy task (the task, models and scoring: ``rtrl.tasks.copy_task``)."""
+
+    model: str = setting(
+        "elstm-rtrl", "lstm-bptt / elstm-bptt: one step per batch of sequences; elstm-rtrl: fully online, "
+        "one step per token", choices=MODELS)
+    length: int = setting(50, "L: patterns have 1..L bits, sequences 2L tokens", check=POSITIVE_INT)
+    hidden_size: int = setting(256, "recurrent units N", check=POSITIVE_INT)
+    forget_bias: float = setting(
+        0.0, "initial eLSTM forget-gate bias (paper: 0); the LSTM keeps torch's init", check=FINITE)
+    lr: float | None = setting(
+        None, "Adam learning rate (betas 0.9/0.995, eps 1e-9); none = 1e-2 for the eLSTM models, "
+        "3e-3 for lstm-bptt", check=optional(POSITIVE))
+    grad_clip: float = setting(1.0, "max global gradient norm; 0 disables clipping", check=NON_NEGATIVE)
+    batch_size: int = setting(
+        128, "sequences per update (BPTT, --full-sequence) or run side by side (online RTRL)",
+        check=POSITIVE_INT)
+    full_sequence: bool = setting(
+        False, "elstm-rtrl: step once per batch of whole sequences instead of after every token")
+    loss_on: str = setting(
+        "sequence", "positions with loss: 'sequence' = input phase (target blank) and output phase; "
+        "'output' = output phase only. Both-bits scoring is always the output phase.", choices=LOSS_ON)
+    scoring: str = setting(
+        "both-bits", "'both-bits': every output bit counts. 'paper-code': for comparison only, the task as "
+        "the paper's released code poses it: padding is blank (input and target), and bit-1 targets are "
+        "dropped from the loss and count as right whatever is predicted (its vocabulary gives bit 1 the "
+        "ignored padding id), so counting L' steps and outputting 0 scores 100%", choices=SCORING)
+    epochs: int = setting(100, "max passes over the training split", check=POSITIVE_INT)
+    max_steps: int | None = setting(None, "max optimizer steps; none = no limit", check=optional(POSITIVE_INT))
+    time_budget: float | None = setting(
+        None, "stop training after this much wall time; none = no limit", check=optional(POSITIVE),
+        flag={"metavar": "SECONDS"})
+    eval_every: int | None = setting(
+        None, "validate every this many training sequences; none = once per epoch",
+        check=optional(POSITIVE_INT), flag={"metavar": "SEQUENCES"})
+    train_size: int = setting(10000, "training sequences (paper: 10000)", check=POSITIVE_INT)
+    valid_size: int = setting(1000, "validation sequences (paper: 1000)", check=POSITIVE_INT)
+    test_size: int = setting(1000, "test sequences (paper: 1000)", check=POSITIVE_INT)
+    disjoint_min_length: int = setting(
+        8, "patterns of at least this many bits occur in one split only", check=POSITIVE_INT)
+    eval_batch_size: int = setting(500, "sequences per eval batch", check=POSITIVE_INT)
+    seed: int = setting(0, "seeds data, initialisation and training order", check=NON_NEGATIVE_INT)
+    device: str = setting("cpu", "torch device", choices=DEVICES)
+    threads: int | None = setting(
+        1, "torch CPU threads; 0 or none = torch's choice. On a shared/busy CPU more threads than free "
+        "cores can be 10x slower (OpenMP spinning)", check=optional(NON_NEGATIVE_INT))
+    out: str | None = setting(
+        None, "run directory for metrics.csv, checkpoint.pt, learning_curve.png and results.json; "
+        "none = runs/copy-<model>-L<length>-s<seed> (from the library: no files)")
+    save_data: str | None = setting(None, "also write the splits to DIR/<split>.npz", flag={"metavar": "DIR"})
+
+    def check_together(self) -> None:
+        """The rules between settings (``validate`` calls it after checking each one)."""
+        if self.full_sequence and self.model != "elstm-rtrl":
+            raise SettingError("{full_sequence} applies to elstm-rtrl only (BPTT models always step once per "
+                               "batch of sequences), not to {model}", full_sequence=True, model=self.model)
+
+
+def check_config(config: CopyTaskConfig) -> CopyTaskConfig:
+    """``config`` if every setting is accepted and its device exists here; else a ``SettingError``
+    naming the setting, its value and what is accepted."""
+    validate(config)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise SettingError("bad {device}: CUDA is not available here; accepted here: cpu", device="cuda")
+    return config

@@ -1,0 +1,96 @@
+"""The three copy-task models, their optimizer, and greedy evaluation.
+
+``lstm-bptt`` (torch.nn.LSTM), ``elstm-bptt`` and ``elstm-rtrl`` (``rtrl.ELSTM``, learning by BPTT or
+by RTRL) each read one-hot tokens and end in a linear read-out to the three classes (bit 0, bit 1,
+blank). The two eLSTM models with the same weights compute the same logits and, over whole
+sequences, the same gradients; they differ in how the gradient is carried (DESIGN.md §2).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import rtrl
+from rtrl.tasks.copy_task.config import MODELS
+from rtrl.tasks.copy_task.data import NUM_CLASSES, NUM_INPUT_TOKENS, CopyData
+from rtrl.tasks.copy_task.scoring import loss_mask, score
+
+
+class CopyModel(nn.Module):
+    """One-hot tokens → recurrent core (LSTM or eLSTM) → linear read-out to the 3 classes."""
+
+    def __init__(self, model: str, hidden_size: int, forget_bias: float = 0.0):
+        super().__init__()
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; accepted: {', '.join(MODELS)}")
+        self.kind = model
+        if model == "lstm-bptt":
+            self.core = nn.LSTM(NUM_INPUT_TOKENS, hidden_size)
+        else:
+            learning = "rtrl" if model == "elstm-rtrl" else "bptt"
+            self.core = rtrl.ELSTM(NUM_INPUT_TOKENS, hidden_size, learning=learning, forget_bias=forget_bias)
+        self.readout = nn.Linear(hidden_size, NUM_CLASSES)
+
+    def initial_state(self, batch_size: int, sensitivities: bool = True):
+        """The zero state: None for the LSTM (torch's zero state), the eLSTM's ``RecurrentState`` else.
+
+        ``sensitivities=False`` leaves out elstm-rtrl's RTRL sensitivities: enough to run the model
+        under ``torch.no_grad()`` (evaluation), and much cheaper.
+        """
+        if self.kind == "lstm-bptt":
+            return None
+        state = self.core.initial_state(batch_size)
+        return state if sensitivities else self.core.step_state(state)
+
+    def forward(self, tokens: Tensor, state=None, reset: Tensor | None = None):
+        """tokens (T,B) int64 → logits (T,B,3) and the state after step T.
+
+        ``reset`` (T,B) bool, eLSTM only: True zeroes that sequence's state (and sensitivities)
+        before step t, so a new sequence can start in a running batch.
+        """
+        x = F.one_hot(tokens, NUM_INPUT_TOKENS).to(self.readout.weight.dtype)
+        if self.kind == "lstm-bptt":
+            if reset is not None:
+                raise ValueError("lstm-bptt takes no reset; start each batch from the zero state")
+            h, state = self.core(x, state)
+        else:
+            h, state = self.core(x, state, reset=reset)
+        return self.readout(h), state
+
+
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam with the paper's settings: betas (0.9, 0.995), eps 1e-9."""
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.995), eps=1e-9)
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
+    """Clip the global gradient norm to ``grad_clip`` (0: no clipping), step, clear the gradients."""
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def evaluate(model: CopyModel, data: CopyData, batch_size: int = 500, loss_on: str = "sequence",
+             scoring: str = "both-bits") -> dict[str, float]:
+    """Greedy predictions (argmax of the logits) from the zero state over whole sequences.
+
+    Returns ``score`` of the predictions ({"seq_acc", "bit_acc", "bits"}) and "loss": the token
+    cross-entropy averaged over the positions of ``loss_mask(loss_on, scoring)``.
+    """
+    device = model.readout.weight.device
+    predictions, loss_sum, loss_count = [], 0.0, 0
+    for start in range(0, len(data), batch_size):
+        batch = data.subset(slice(start, start + batch_size))
+        tokens = batch.inputs.t().to(device)                             # (T,B)
+        logits, _ = model(tokens, model.initial_state(tokens.shape[1], sensitivities=False))
+        logits = logits.transpose(0, 1).cpu()                           # (B,T,3)
+        mask = loss_mask(batch.targets, batch.lengths, loss_on, scoring)
+        loss_sum += F.cross_entropy(logits[mask], batch.targets[mask], reduction="sum").item()
+        loss_count += int(mask.sum())
+        predictions.append(logits.argmax(-1))
+    result = score(torch.cat(predictions), data.targets, data.lengths, scoring)
+    result["loss"] = loss_sum / max(loss_count, 1)
+    return result
