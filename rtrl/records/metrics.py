@@ -1,0 +1,96 @@
+"""metrics.csv: one writer and one reader for every run (training, the copy task, benchmarks).
+
+A metrics file is a CSV with a header of column names and one row per log point; a blank cell is
+a value not measured at that point. The writer appends (and flushes) a row at a time, so a run that
+is killed keeps every row written before; it can mirror the numbers to TensorBoard.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+__all__ = ["MetricsLog", "MetricsError", "read_metrics", "keep_rows_up_to"]
+
+
+class MetricsError(ValueError):
+    """A metrics file or column that cannot be read; the message says which and why."""
+
+
+class MetricsLog:
+    """Appends rows of ``columns`` to ``path``; ``fresh=True`` starts the file anew.
+
+    ``tensorboard``: a directory for TensorBoard event files of every numeric column, each against
+    the row's ``step_column``.
+    """
+
+    def __init__(self, path: str | Path, columns: tuple[str, ...], fresh: bool = False,
+                 tensorboard: str | Path | None = None, step_column: str = "step"):
+        self.path, self.columns, self.step_column = Path(path), tuple(columns), step_column
+        new = fresh or not self.path.exists() or self.path.stat().st_size == 0
+        self.file = self.path.open("w" if new else "a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=self.columns)
+        if new:
+            self.writer.writeheader()
+            self.file.flush()
+        self.tensorboard = None
+        if tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tensorboard = SummaryWriter(str(tensorboard))
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow({k: row.get(k, "") for k in self.columns})
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != self.step_column and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tensorboard.add_scalar(key, value, row[self.step_column])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+    def __enter__(self) -> "MetricsLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def keep_rows_up_to(path: str | Path, columns: tuple[str, ...], step: float, step_column: str = "step") -> None:
+    """Drop the rows written after ``step`` (a run resumed from an earlier checkpoint writes them again)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if r.get(step_column) and float(r[step_column]) <= step]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+
+
+def read_metrics(run_dir: str | Path, file_name: str = "metrics.csv") -> dict[str, list[float]]:
+    """The numeric columns of ``run_dir/metrics.csv`` as {column: values}; blank cells become NaN.
+
+    Columns holding any non-numeric text are left out (they cannot be plotted).
+    """
+    path = Path(run_dir) / file_name
+    if not path.is_file():
+        raise MetricsError(f"no metrics file at {path} (is {run_dir} a run directory?)")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise MetricsError(f"{path} is empty; expected a header row of column names")
+        rows = list(reader)
+    if not rows:
+        raise MetricsError(f"{path} has a header but no rows yet")
+    columns: dict[str, list[float]] = {}
+    for name in reader.fieldnames:
+        try:
+            columns[name] = [math.nan if not (row[name] or "").strip() else float(row[name]) for row in rows]
+        except ValueError:
+            continue  # a text column, e.g. an env id
+    return columns

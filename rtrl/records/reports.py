@@ -1,0 +1,69 @@
+"""Numbers written to docs/: the machine they were measured on, the command, and report sections.
+
+Every table in docs/ says when, where and how it was made: ``machine_description()`` and
+``command_line()`` give the last two; ``record_section`` replaces one named section of a markdown
+report and leaves the rest of the file as it was.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from rtrl.records.files import write_text_atomically
+
+__all__ = ["machine_description", "command_line", "utc_stamp", "record_section"]
+
+
+def machine_description() -> str:
+    """One line naming the machine: CPU model, cores, load, OS, Python, torch and its thread count."""
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = ", load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} logical cores{load}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads")
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that is running, as a user would type it (``rtrl ...`` or ``python script ...``)."""
+    argv = sys.argv if argv is None else argv
+    if argv and Path(argv[0]).name == "rtrl":
+        return "rtrl " + shlex.join(argv[1:])
+    if argv and argv[0].endswith("__main__.py"):
+        return "python -m rtrl " + shlex.join(argv[1:])
+    return "python " + shlex.join(argv)
+
+
+def utc_stamp() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def record_section(path: str | Path, name: str, body: str, command: str) -> None:
+    """Write ``body`` as the section ``name`` of the markdown file ``path``, replacing an older one.
+
+    The section carries the date, the machine and the command that produced it.
+    """
+    path = Path(path)
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    section = (f"{begin}\n## {name}\n\n- date: {utc_stamp()}\n- machine: {machine_description()}\n"
+               f"- command: `{command}`\n\n{body.rstrip()}\n{end}\n")
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the command it names.\n\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, text)
