@@ -44,13 +44,13 @@ class ELSTM(ElementwiseRNN):
             self.bias[1].fill_(self.forget_bias)
         self.output_gate.reset_parameters()
 
-    def transition(self, pre, c_prev, elementwise=None, out=None):
+    def transition(self, pre, c_prev, per_unit=None, out=None):
         z = torch.tanh(pre[..., 0, :])
         f = torch.sigmoid(pre[..., 1, :])
         # f c_prev + (1 − f) z as one op: z + f (c_prev − z)
         return torch.lerp(z, c_prev, f) if out is None else torch.lerp(z, c_prev, f, out=out)
 
-    def local(self, pre, c_prev, elementwise=None):
+    def local_derivatives(self, pre, c_prev, per_unit=None):
         z = torch.tanh(pre[..., 0, :])
         f = torch.sigmoid(pre[..., 1, :])
         one_minus_f = 1 - f
@@ -92,12 +92,12 @@ class IndRNN(ElementwiseRNN):
         nn.init.uniform_(self.weight_c, 0.0, 1.0)
         nn.init.zeros_(self.bias)
 
-    def transition(self, pre, c_prev, elementwise=None, out=None):
+    def transition(self, pre, c_prev, per_unit=None, out=None):
         if self.activation == "relu":
             return torch.clamp_min(pre[..., 0, :], 0.0, out=out)
         return torch.tanh(pre[..., 0, :], out=out)
 
-    def local(self, pre, c_prev, elementwise=None):
+    def local_derivatives(self, pre, c_prev, per_unit=None):
         if self.activation == "relu":
             slope = (pre[..., 0, :] > 0).to(pre.dtype)
         else:
@@ -113,14 +113,14 @@ class DiagonalLRU(ElementwiseRNN):
 
         c_t = λ ⊙ c_{t-1} + W x_t + b,      λ = exp(−exp(ν))  ∈ (0, 1)
 
-    ν (``elementwise[0]``) is a parameter of the transition itself, so this cell exercises the
+    ν (``per_unit[0]``) is a parameter of the transition itself, so this cell exercises the
     engine's per-unit parameter path. Output y_t = c_t (put a non-linearity after it).
     Init: λ uniform in [r_min, r_max] (the LRU's ring init, restricted to the real axis).
     """
 
     num_gates = 1
     uses_weight_c = False
-    num_elementwise = 1
+    num_per_unit = 1
 
     def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment",
                  r_min: float = 0.5, r_max: float = 0.99):
@@ -136,14 +136,14 @@ class DiagonalLRU(ElementwiseRNN):
         nn.init.zeros_(self.bias)
         with torch.no_grad():
             lam = torch.empty(self.hidden_size).uniform_(self.r_min, self.r_max)
-            self.elementwise[0] = torch.log(-torch.log(lam))
+            self.per_unit[0] = torch.log(-torch.log(lam))
 
-    def transition(self, pre, c_prev, elementwise, out=None):
-        lam = torch.exp(-torch.exp(elementwise[0]))
+    def transition(self, pre, c_prev, per_unit, out=None):
+        lam = torch.exp(-torch.exp(per_unit[0]))
         return torch.addcmul(pre[..., 0, :], lam, c_prev, out=out)
 
-    def local(self, pre, c_prev, elementwise):
-        rate = torch.exp(elementwise[0])
+    def local_derivatives(self, pre, c_prev, per_unit):
+        rate = torch.exp(per_unit[0])
         lam = torch.exp(-rate)
         d_nu = -(rate * lam) * c_prev                      # ∂c/∂ν = −e^ν λ c_prev
         return lam.expand_as(c_prev), torch.ones_like(pre), d_nu.unsqueeze(-2)

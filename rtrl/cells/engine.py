@@ -5,9 +5,9 @@ pre-activations are
 
     p^k_t = W_k x_t + r_k ⊙ c_{t-1} + b_k             (r_k and b_k optional, the same for every gate)
 
-followed by an element-wise transition c_t = φ(p_t, c_{t-1}; θ_e), where θ_e are optional
+followed by an element-wise transition c_t = φ(p_t, c_{t-1}; θ_u), where θ_u are optional
 per-unit parameters that enter φ directly (a decay rate, say). The cell states φ and its local
-derivatives: ∂φ/∂c_{t-1} (direct), u^k_t = ∂φ/∂p^k_t and v_t = ∂φ/∂θ_e. From those the engine forms
+derivatives (``local_derivatives``): ∂φ/∂c_{t-1} (direct), u^k_t = ∂φ/∂p^k_t and v_t = ∂φ/∂θ_u. From those the engine forms
 the diagonal carry
 
     a_t = ∂φ/∂c_{t-1} + Σ_k u^k_t ⊙ r_k
@@ -15,7 +15,7 @@ the diagonal carry
 and the sensitivities S^θ_t = ∂c_t/∂θ, which obey S_t = a_t ⊙ S_{t-1} + (local term):
 
     W_k: u^k_t ⊗ x_t  (B×K×N×D)     r_k: u^k_t ⊙ c_{t-1}  (B×K×N)
-    b_k: u^k_t        (B×K×N)       θ_e: v_t              (B×E×N)
+    b_k: u^k_t        (B×K×N)       θ_u: v_t              (B×E×N)
 
 An episode reset before step t zeroes c_{t-1} and every sensitivity of that batch element; the engine
 folds it into the carry as ā_t = a_t · keep_t.
@@ -34,98 +34,20 @@ Two exact ways compute the same numbers:
 Both are wrapped in one ``torch.autograd.Function``: the forward returns the states c_1..c_T (and
 optionally S_T); the backward receives the immediate gradients g_t = ∂L/∂c_t and returns the exact
 parameter gradients through the entire history summarised by S_0, and the within-segment (BPTT)
-gradient for x and c_0.
+gradient for x and c_0. The forward transition itself is ``rtrl.cells.transition``.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from rtrl.cells.transition import ElementwiseTransition, Trajectory, forward_sweep
+
 METHODS = ("segment", "step")
+FINAL_SENSITIVITY = ("new", "skip", "in_place")
 
 # names of the sensitivity tensors, in the order the autograd Function takes them
-SENSITIVITY_NAMES = ("weight_x", "weight_c", "bias", "elementwise")
-
-
-class ElementwiseTransition(Protocol):
-    """What a cell states: its element-wise transition and the transition's local derivatives."""
-
-    num_gates: int
-
-    def transition(self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None, out: Tensor | None = None) -> Tensor:
-        """c_t from pre-activations ``pre`` (...,K,N) and ``c_prev`` (...,N); plain autograd ops.
-
-        With ``out`` (no autograd) the result is written there (the engine's loop avoids a copy).
-        """
-
-    def local(
-        self, pre: Tensor, c_prev: Tensor, elementwise: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(∂c_t/∂c_prev (...,N), ∂c_t/∂pre (...,K,N), ∂c_t/∂θ_e (...,E,N) or None).
-
-        Called once on all steps of a segment (leading dims (T,B)); no autograd needed.
-        """
-
-
-@dataclass
-class Trajectory:
-    """What the forward sweep of a segment keeps for the sensitivity and gradient computations.
-
-    Shapes: carry (T,B,N) = ā_t; gate_grad (T,B,K,N) = u_t; c_prev (T,B,N) = c_{t-1} after resets
-    (kept only when the cell has recurrent weights); elementwise_grad (T,B,E,N) = v_t or None.
-    """
-
-    c: Tensor
-    carry: Tensor
-    gate_grad: Tensor
-    c_prev: Tensor | None
-    elementwise_grad: Tensor | None
-
-
-def forward_sweep(
-    cell: ElementwiseTransition,
-    x: Tensor,
-    c0: Tensor,
-    keep: Tensor | None,
-    weight_x: Tensor,
-    weight_c: Tensor | None,
-    bias: Tensor | None,
-    elementwise: Tensor | None,
-) -> Trajectory:
-    """Run the cell over x (T,B,D) from c0 (B,N) and record the local derivatives of every step.
-
-    Only the transition itself is sequential; the loop records the pre-activations and previous
-    states, and the local derivatives are then computed for all steps at once.
-    """
-    T, B, D = x.shape
-    K = cell.num_gates
-    N = c0.shape[-1]
-    # all input projections of all steps in one GEMM: (T·B, D) @ (D, K·N)
-    x2 = x.reshape(T * B, D)
-    pre = (torch.mm(x2, weight_x.t()) if bias is None else torch.addmm(bias.reshape(-1), x2, weight_x.t()))
-    pre = pre.view(T, B, K, N)
-    c_seq = x.new_empty(T, B, N)
-    c_prev_seq = x.new_empty(T, B, N)
-    c = c0
-    for t in range(T):  # the only sequential part: 2-5 ops per step, results written in place
-        c_prev = c if keep is None else torch.mul(c, keep[t].unsqueeze(-1), out=c_prev_seq[t])
-        if weight_c is not None:
-            pre[t].addcmul_(weight_c, c_prev.unsqueeze(-2))
-        c = cell.transition(pre[t], c_prev, elementwise, out=c_seq[t])
-    if keep is None:
-        c_prev_seq[0] = c0
-        c_prev_seq[1:] = c_seq[:-1]
-    direct, gate_grad, elementwise_grad = cell.local(pre, c_prev_seq, elementwise)
-    carry = direct.expand_as(c_seq).clone()
-    if weight_c is not None:
-        for k in range(K):  # a_t = ∂φ/∂c_prev + Σ_k u^k_t r_k, without a (T,B,K,N) temporary
-            carry.addcmul_(gate_grad[..., k, :], weight_c[k])
-    if keep is not None:
-        carry.mul_(keep.unsqueeze(-1))
-    return Trajectory(c_seq, carry, gate_grad, c_prev_seq if weight_c is not None else None, elementwise_grad)
+SENSITIVITY_NAMES = ("weight_x", "weight_c", "bias", "per_unit")
 
 
 def backward_recursion(carry: Tensor, immediate_grad: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,7 +72,7 @@ def _local_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...], t: int) ->
         elif name == "bias":
             terms[name] = u
         else:
-            terms[name] = traj.elementwise_grad[t]
+            terms[name] = traj.per_unit_grad[t]
     return terms
 
 
@@ -214,17 +136,17 @@ def segment_gradients(
         elif name == "bias":
             grad = eu.sum((0, 1))
         else:
-            grad = (e.unsqueeze(2) * traj.elementwise_grad).sum((0, 1))
+            grad = (e.unsqueeze(2) * traj.per_unit_grad).sum((0, 1))
         grads[name] = _weighted_sum_over_batch(e0, s0, grad)
     return grads
 
 
 def segment_final_sensitivity(
-    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], inplace: bool
+    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], in_place: bool
 ) -> dict[str, Tensor]:
     """Segment form: S_T = P_0 ⊙ S_0 + Σ_s (P_s ⊙ u_s) ⊗ (x_s | c_{s-1} | 1), P_s = Π_{r>s} ā_r.
 
-    With ``inplace`` the buffers of ``sensitivity`` are overwritten (one read and one write of S).
+    With ``in_place`` the buffers of ``sensitivity`` are overwritten (one read and one write of S).
     """
     T, B, _ = x.shape
     carry = traj.carry
@@ -236,7 +158,7 @@ def segment_final_sensitivity(
     Pu = P.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
     out = {}
     for name, s0 in sensitivity.items():
-        scaled = s0.mul_(_unit_axis(P0, s0.dim())) if inplace else s0 * _unit_axis(P0, s0.dim())
+        scaled = s0.mul_(_unit_axis(P0, s0.dim())) if in_place else s0 * _unit_axis(P0, s0.dim())
         if name == "weight_x":
             K, N = Pu.shape[2:]
             # per batch element: (K·N × T) @ (T × D), accumulated into the scaled S_0
@@ -247,7 +169,7 @@ def segment_final_sensitivity(
         elif name == "bias":
             scaled += Pu.sum(0)
         else:
-            scaled += (P.unsqueeze(2) * traj.elementwise_grad).sum(0)
+            scaled += (P.unsqueeze(2) * traj.per_unit_grad).sum(0)
         out[name] = scaled
     return out
 
@@ -256,20 +178,19 @@ class _RTRLFunction(torch.autograd.Function):
     """Autograd wrapper: forward over a segment, exact RTRL parameter gradients in backward."""
 
     @staticmethod
-    def forward(ctx, cell, method, carry_sensitivity, inplace, names, x, c0, keep,
-                weight_x, weight_c, bias, elementwise, *sensitivity_list):
+    def forward(ctx, cell, method, final_sensitivity, names, x, c0, keep,
+                weight_x, weight_c, bias, per_unit, *sensitivity_list):
         sensitivity = dict(zip(names, sensitivity_list))
-        traj = forward_sweep(cell, x, c0, keep, weight_x, weight_c, bias, elementwise)
+        traj = forward_sweep(cell, x, c0, keep, weight_x, weight_c, bias, per_unit)
         final = ()
-        if carry_sensitivity:
+        if final_sensitivity != "skip":
+            in_place = final_sensitivity == "in_place"
             if method == "segment":
-                new = segment_final_sensitivity(traj, x, sensitivity, inplace)
+                new = segment_final_sensitivity(traj, x, sensitivity, in_place)
             else:
                 new, _ = per_step_sweep(traj, x, sensitivity, None)
-                if inplace:
-                    for name, s in new.items():
-                        sensitivity[name].copy_(s)
-                    new = sensitivity
+                if in_place:
+                    new = {name: sensitivity[name].copy_(s) for name, s in new.items()}
             final = tuple(new[name] for name in names)
             ctx.mark_non_differentiable(*final)
         ctx.method = method
@@ -292,13 +213,13 @@ class _RTRLFunction(torch.autograd.Function):
         else:
             _, grads = per_step_sweep(traj, x, sensitivity, grad_c)
         grad_x = None
-        if ctx.needs_input_grad[5]:  # within-segment BPTT: ∂L/∂x_s = Σ_k W_kᵀ (e_s ⊙ u^k_s)
+        if ctx.needs_input_grad[4]:  # within-segment BPTT: ∂L/∂x_s = Σ_k W_kᵀ (e_s ⊙ u^k_s)
             T, B, D = x.shape
             grad_x = torch.mm(eu.view(T * B, -1), weight_x).view(T, B, D)
         grad_weight_x = grads["weight_x"].reshape(weight_x.shape) if "weight_x" in grads else None
         n_sens = len(sensitivity_list)
-        return (None, None, None, None, None, grad_x, e0, None, grad_weight_x,
-                grads.get("weight_c"), grads.get("bias"), grads.get("elementwise")) + (None,) * n_sens
+        return (None, None, None, None, grad_x, e0, None, grad_weight_x,
+                grads.get("weight_c"), grads.get("bias"), grads.get("per_unit")) + (None,) * n_sens
 
 
 def rtrl_segment(
@@ -309,42 +230,44 @@ def rtrl_segment(
     weight_x: Tensor,
     weight_c: Tensor | None = None,
     bias: Tensor | None = None,
-    elementwise: Tensor | None = None,
+    per_unit: Tensor | None = None,
     keep: Tensor | None = None,
     method: str = "segment",
-    carry_sensitivity: bool = True,
-    inplace: bool = False,
+    final_sensitivity: str = "new",
 ) -> tuple[Tensor, dict[str, Tensor] | None]:
     """Run an element-wise cell over a segment with exact RTRL gradients.
 
     Args:
         x: (T,B,D) inputs.  c0: (B,N) state before the segment.
         sensitivity: S_0, one tensor per parameter present: ``weight_x`` (B,K,N,D),
-            ``weight_c`` (B,K,N), ``bias`` (B,K,N), ``elementwise`` (B,E,N).
+            ``weight_c`` (B,K,N), ``bias`` (B,K,N), ``per_unit`` (B,E,N).
         weight_x: (K·N, D) stacked input matrices [W_1; …; W_K].  weight_c, bias: (K,N).
-        elementwise: (E,N) per-unit parameters of the transition itself.
+        per_unit: (E,N) per-unit parameters of the transition itself.
         keep: (T,B) float, 0 where the state (and S) is zeroed before step t, else 1.
         method: "segment" (fast) or "step" (reference).
-        carry_sensitivity: compute S_T (an actor needs it; a learner that discards it does not).
-        inplace: overwrite the buffers of ``sensitivity`` with S_T (only without autograd).
+        final_sensitivity: what to do about S_T: "new" (compute it into new tensors), "skip" (a
+            learner that discards it), "in_place" (overwrite the tensors of ``sensitivity``: an
+            actor's replay; a backward pass that still needs S_0 then fails loudly).
 
     Returns:
         c (T,B,N) states c_1..c_T — differentiable: backward yields the exact gradient of the loss
         for every parameter through the whole history, and within-segment gradients for x and c0 —
-        and S_T as a dict (or None when ``carry_sensitivity`` is False).
+        and S_T as a dict (None with "skip").
     """
     if method not in METHODS:
         raise ValueError(f"unknown RTRL method {method!r}; accepted: {', '.join(METHODS)}")
+    if final_sensitivity not in FINAL_SENSITIVITY:
+        raise ValueError(f"unknown final_sensitivity {final_sensitivity!r}; accepted: {', '.join(FINAL_SENSITIVITY)}")
     names = tuple(name for name in SENSITIVITY_NAMES if name in sensitivity)
-    if inplace and torch.is_grad_enabled() and any(
-        p is not None and p.requires_grad for p in (x, c0, weight_x, weight_c, bias, elementwise)
+    if final_sensitivity == "in_place" and torch.is_grad_enabled() and any(
+        p is not None and p.requires_grad for p in (x, c0, weight_x, weight_c, bias, per_unit)
     ):
-        raise ValueError("inplace=True overwrites S_0, which the backward pass needs; "
+        raise ValueError("final_sensitivity='in_place' overwrites S_0, which the backward pass needs; "
                          "use it only under torch.no_grad()")
     outputs = _RTRLFunction.apply(
-        cell, method, carry_sensitivity, inplace, names, x, c0, keep,
-        weight_x, weight_c, bias, elementwise, *(sensitivity[name] for name in names),
+        cell, method, final_sensitivity, names, x, c0, keep,
+        weight_x, weight_c, bias, per_unit, *(sensitivity[name] for name in names),
     )
     c_seq = outputs[0]
-    final = dict(zip(names, outputs[1:])) if carry_sensitivity else None
+    final = None if final_sensitivity == "skip" else dict(zip(names, outputs[1:]))
     return c_seq, final
