@@ -4,7 +4,8 @@ Rollout layout (time-major, T+1 steps, step 0 repeats the previous rollout's las
 at index t, ``obs[t]`` is what the agent saw, ``reward[t]`` and ``done[t]`` describe the transition
 that led to it (``done[t]``: obs[t] starts a new episode, the state is zeroed before step t), and
 ``action[t]``, ``policy_logits[t]`` are what the behaviour policy did at obs[t]. So the action at t
-earns ``reward[t+1]`` and is cut off from bootstrapping by ``done[t+1]``.
+earns ``reward[t+1]`` and is cut off from bootstrapping by ``done[t+1]``; the learner's values at
+steps 0..T-1 are trained, and its value at step T is the bootstrap.
 """
 from __future__ import annotations
 
@@ -17,37 +18,38 @@ from rtrl.algos.schedule import clip_rewards
 from rtrl.algos.vtrace import vtrace
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossConfig:
-    discounting: float = 0.99
-    baseline_cost: float = 0.5
-    entropy_cost: float = 0.01
-    reward_clip: bool = True
+    discounting: float = 0.99     # γ
+    baseline_cost: float = 0.5    # weight of the baseline loss
+    entropy_cost: float = 0.01    # weight of the entropy loss
+    reward_clip: bool = True      # clip rewards to [-1, 1]
 
 
-def impala_loss(model, batch: dict[str, Tensor], initial_state: dict[str, Tensor], cfg) -> tuple[Tensor, dict]:
+def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward: Tensor, done: Tensor,
+                behaviour_logits: Tensor, cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
     """Total loss (summed over T×B) of one batch and its parts as floats.
 
-    ``model(obs, reward, done, state, carry_sensitivity=False)`` runs from the actors' stored state
-    (for the RTRL core: c_0 and the sensitivities S_0), so ``loss.backward()`` yields the exact
-    full-history gradient of the recurrent parameters; S_T is not needed by the learner.
+    Args (all in the rollout layout above, T+1 steps):
+        policy_logits: (T+1,B,A) the learner's logits.  baseline: (T+1,B) the learner's values.
+        action: (T+1,B) int, the actions taken.  reward: (T+1,B).  done: (T+1,B) bool.
+        behaviour_logits: (T+1,B,A) the actors' logits (μ).
+        cfg: discounting, loss weights and reward clipping.
     """
-    out, _ = model(batch["obs"], batch["reward"], batch["done"], initial_state, carry_sensitivity=False)
-    logits, values = out.policy_logits[:-1], out.baseline[:-1]
-    bootstrap = out.baseline[-1]
-    actions = batch["action"][:-1]
-    rewards = batch["reward"][1:]
+    logits, values, bootstrap = policy_logits[:-1], baseline[:-1], baseline[-1]
+    actions = action[:-1]
+    rewards = reward[1:]
     if cfg.reward_clip:
         rewards = clip_rewards(rewards)
-    discounts = (~batch["done"][1:]).to(values.dtype) * cfg.discounting
+    discounts = (~done[1:]).to(values.dtype) * cfg.discounting
     target_log_probs = action_log_probs(logits, actions)
-    behaviour_log_probs = action_log_probs(batch["policy_logits"][:-1], actions)
+    behaviour_log_probs = action_log_probs(behaviour_logits[:-1], actions)
     returns = vtrace(behaviour_log_probs, target_log_probs.detach(), discounts, rewards.to(values.dtype),
                      values.detach(), bootstrap.detach())
     pg = policy_gradient_loss(logits, actions, returns.pg_advantages)
-    baseline = cfg.baseline_cost * baseline_loss(values, returns.vs)
+    baseline_part = cfg.baseline_cost * baseline_loss(values, returns.vs)
     entropy = cfg.entropy_cost * entropy_loss(logits)
-    total = pg + baseline + entropy
-    stats = {"total_loss": total.item(), "pg_loss": pg.item(), "baseline_loss": baseline.item(),
+    total = pg + baseline_part + entropy
+    stats = {"total_loss": total.item(), "pg_loss": pg.item(), "baseline_loss": baseline_part.item(),
              "entropy_loss": entropy.item()}
     return total, stats

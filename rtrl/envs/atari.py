@@ -30,6 +30,7 @@ from PIL import Image
 from rtrl.envs.wrappers import RecordEpisode
 
 OPTIONS = {"sticky": 0.0, "max_episode_steps": None, "noop_max": 30, "frame_skip": 4, "frame_stack": 4}
+FRAMES_PER_STEP = "frame_skip"   # emulator frames per agent step
 NOOP, FIRE = 0, 1
 
 
@@ -134,17 +135,18 @@ def game_names() -> dict[str, str]:
 
     gym.register_envs(ale_py)
     names = [k[len("ALE/"):-len("-v5")] for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5")]
-    return {_normalise(n): n for n in names}
+    return {normalise_game_name(n): n for n in names}
 
 
-def _normalise(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
+def normalise_game_name(name: str) -> str:
+    """'Space_Invaders', 'space-invaders', 'SpaceInvaders' -> 'spaceinvaders'."""
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
 def make(name: str, *, env_id: str, seed: int | None, training: bool, sticky: float,
          max_episode_steps: int | None, noop_max: int, frame_skip: int, frame_stack: int) -> gym.Env:
     games = game_names()
-    game = games.get(_normalise(name))
+    game = games.get(normalise_game_name(name))
     if game is None:
         close = difflib.get_close_matches(name, sorted(games.values()), n=10, cutoff=0.5)
         listed = ", ".join(close or sorted(games.values()))

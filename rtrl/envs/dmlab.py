@@ -12,8 +12,6 @@ psychlab levels need the Brady et al. image dataset).
 """
 from __future__ import annotations
 
-import importlib
-
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -21,6 +19,7 @@ from gymnasium import spaces
 from rtrl.envs.wrappers import RecordEpisode
 
 OPTIONS = {"action_repeat": 4, "width": 96, "height": 72, "dataset_path": ""}
+FRAMES_PER_STEP = "action_repeat"   # emulator frames per agent step
 
 LEVELS = (
     "rooms_collect_good_objects_train", "rooms_exploit_deferred_effects_train",
@@ -75,9 +74,10 @@ INSTALL_HINT = (
 
 def import_deepmind_lab():
     try:
-        return importlib.import_module("deepmind_lab")
+        import deepmind_lab
     except ImportError as error:
         raise ImportError(INSTALL_HINT) from error
+    return deepmind_lab
 
 
 class DMLabEnv(gym.Env):

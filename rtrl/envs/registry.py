@@ -1,21 +1,26 @@
 """One id scheme for every environment: ``prefix:name[?key=value&key=value]``.
 
-Each prefix is served by the module ``rtrl.envs.<prefix>`` (imported only when used), which defines
+Each prefix is served by one adapter module of this package (``ADAPTERS``), which defines
 
     OPTIONS: dict[str, default] | None    # accepted option keys and defaults; None = passed through
+    FRAMES_PER_STEP: str | None           # the option counting emulator frames per agent step, if any
     make(name, *, env_id, seed, training, **options) -> gymnasium.Env
 
-and returns an env that already satisfies the contract of :func:`make_env`.
+and returns an env that already satisfies the contract of :func:`make_env`. The adapters import
+their environment package (ale_py, procgen, popgym, minigrid, deepmind_lab) only when an env is made.
+A new env family is a new adapter module and one entry in ``ADAPTERS``.
 """
 from __future__ import annotations
 
-import importlib
-
 import gymnasium as gym
 
+from rtrl.envs import atari, dmlab, memory, minigrid, popgym, procgen
+from rtrl.envs import gym as gym_adapter
 from rtrl.envs.wrappers import SeedOnFirstReset
 
-PREFIXES = ("atari", "dmlab", "gym", "memory", "minigrid", "popgym", "procgen")
+ADAPTERS = {"atari": atari, "dmlab": dmlab, "gym": gym_adapter, "memory": memory, "minigrid": minigrid,
+            "popgym": popgym, "procgen": procgen}
+PREFIXES = tuple(ADAPTERS)
 
 
 def _convert(text: str):
@@ -95,8 +100,16 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, **opti
     """
     prefix, name, parsed = parse_env_id(env_id)
     parsed.update(options)
-    adapter = importlib.import_module(f"rtrl.envs.{prefix}")
+    adapter = ADAPTERS[prefix]
     if adapter.OPTIONS is not None:
         parsed = _check_options(env_id, adapter.OPTIONS, parsed)
     env = adapter.make(name, env_id=env_id, seed=seed, training=training, **parsed)
     return SeedOnFirstReset(env, seed)
+
+
+def frames_per_step(env_id: str, env_options: dict | None = None) -> int:
+    """Environment frames per agent step: the Atari frame skip, DMLab's action repeat, else 1."""
+    prefix, _, options = parse_env_id(env_id)
+    options.update(env_options or {})
+    key = getattr(ADAPTERS[prefix], "FRAMES_PER_STEP", None)
+    return 1 if key is None else int(options.get(key, ADAPTERS[prefix].OPTIONS[key]))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -14,17 +15,19 @@ from rtrl.models.stems import make_stem
 class AgentOutput:
     policy_logits: Tensor   # (T,B,A)
     baseline: Tensor        # (T,B)
-    core_input: Tensor      # (T,B,D) what the core read (an actor replays it to advance sensitivities)
+    core_input: Tensor      # (T,B,D) what the core read (an actor replays it to advance the state)
 
 
 class Agent(nn.Module):
-    """R2AC network (DESIGN.md §5).
+    """R2AC network (DESIGN.md §5). Observations, rewards and dones are time-major (T,B,...); ``done[t]``
+    means obs[t] starts an episode (the core's state is zeroed before step t, and reward[t], which
+    ended the previous episode, is not fed).
 
     Args:
         obs_shape, obs_dtype: of one observation; (C,H,W) uint8 images get the IMPALA ResNet by default.
         num_actions: size of the discrete action space.
         core: one of ``rtrl.models.CORES``.  hidden_size: N of the core.
-        stem, stem_hidden_size: stem kind (auto, mlp, resnet) and its output width (paper: 256).
+        stem, stem_hidden_size: stem kind (``rtrl.models.STEMS``) and its output width (paper: 256).
         forget_bias: initial eLSTM forget-gate bias (paper 0; 3 lets a trace survive long delays).
         feature_norm: LayerNorm on the stem's features before the core (not in the paper). Without it, an
             Atari run drove the features to large, nearly constant values that saturate the core's gates,
@@ -35,16 +38,19 @@ class Agent(nn.Module):
                  stem: str = "auto", stem_hidden_size: int = 256, forget_bias: float = 0.0,
                  feature_norm: bool = False):
         super().__init__()
-        self.num_actions = num_actions
         self.stem = make_stem(stem, tuple(obs_shape), obs_dtype, stem_hidden_size)
         self.feature_norm = nn.LayerNorm(self.stem.output_size) if feature_norm else None
-        self.core_kind = core
         self.core = make_core(core, self.stem.output_size + 1, hidden_size, forget_bias)
         self.policy = nn.Linear(hidden_size, num_actions)
         self.baseline = nn.Linear(hidden_size, 1)
+        self._register_load_state_dict_pre_hook(_rename_old_core_keys)
 
-    def initial_state(self, batch_size: int) -> dict[str, Tensor]:
+    def initial_state(self, batch_size: int) -> Any:
         return self.core.initial_state(batch_size)
+
+    def step_state(self, state: Any) -> Any:
+        """What an actor carries from step to step (the RTRL core: c without the sensitivities)."""
+        return self.core.step_state(state)
 
     def core_input(self, obs: Tensor, reward: Tensor, done: Tensor) -> Tensor:
         """[stem(obs) ; clipped reward], (T,B,D). A reward that ended the previous episode is not fed."""
@@ -54,15 +60,33 @@ class Agent(nn.Module):
         reward = reward.clamp(-1, 1) * (~done).to(features.dtype)
         return torch.cat((features, reward.unsqueeze(-1).to(features.dtype)), dim=-1)
 
-    def forward(self, obs: Tensor, reward: Tensor, done: Tensor, state: dict[str, Tensor],
-                carry_sensitivity: bool = True, inplace: bool = False) -> tuple[AgentOutput, dict[str, Tensor]]:
-        """obs (T,B,...), reward (T,B), done (T,B) bool (state zeroed before step t), state from initial_state."""
-        x = self.core_input(obs, reward, done)
-        y, new_state = self.core(x, state, done, carry_sensitivity=carry_sensitivity, inplace=inplace)
-        return AgentOutput(self.policy(y), self.baseline(y).squeeze(-1), x), new_state
+    def _heads(self, y: Tensor, x: Tensor) -> AgentOutput:
+        return AgentOutput(self.policy(y), self.baseline(y).squeeze(-1), x)
 
-    def advance_core(self, core_input: Tensor, state: dict[str, Tensor], done: Tensor) -> dict[str, Tensor]:
-        """Replay a rollout's core inputs from ``state`` (no grad): the state (and sensitivities) after it."""
-        with torch.no_grad():
-            _, new_state = self.core(core_input, state, done, carry_sensitivity=True, inplace=True)
-        return new_state
+    def forward(self, obs: Tensor, reward: Tensor, done: Tensor, state: Any) -> tuple[AgentOutput, Any]:
+        """Outputs over the steps and the core's state after them (an actor steps with T=1)."""
+        x = self.core_input(obs, reward, done)
+        y, new_state = self.core(x, state, done)
+        return self._heads(y, x), new_state
+
+    def outputs(self, obs: Tensor, reward: Tensor, done: Tensor, state: Any) -> AgentOutput:
+        """The learner's call: outputs with the core's training gradient (for the RTRL core, exact through
+        the history summarised by the state's sensitivities); the state after the steps is not computed."""
+        x = self.core_input(obs, reward, done)
+        return self._heads(self.core.outputs(x, state, done), x)
+
+    def advance(self, core_input: Tensor, state: Any, done: Tensor) -> Any:
+        """Replay a rollout's core inputs from ``state`` (no grad): the full state after them."""
+        return self.core.advance(core_input, state, done)
+
+
+def _rename_old_core_keys(state_dict, prefix, *args) -> None:
+    """Checkpoints written before the eLSTM became the core itself hold its tensors as ``core.cell.*``."""
+    old = prefix + "core.cell."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "core." + key[len(old):]] = state_dict.pop(key)
+
+
+def sample_actions(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One action per row of ``logits`` (B,A), drawn from the softmax policy with ``generator``."""
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)

@@ -1,78 +1,122 @@
-"""Recurrent cores of the agent, one interface for all:
+"""Recurrent cores of the agent behind one protocol, each with its own typed state.
 
-    state = core.initial_state(B)                 # dict of (B, ...) tensors ({} for ff)
-    y, state = core(x, state, reset)              # x (T,B,D), reset (T,B) bool -> y (T,B,N)
-
-* ``rtrl-elstm``  — eLSTM trained by exact RTRL (the paper's R2AC core); the state holds c and the
-  sensitivities, so the learner's gradient reaches back through the entire history.
+* ``rtrl-elstm``  — ``rtrl.ELSTM`` trained by exact RTRL (the paper's R2AC core); its state
+  (``RecurrentState``) holds c and the sensitivities, so the learner's gradient reaches back through
+  the entire history.
 * ``tbptt-elstm`` — the same eLSTM trained by truncated BPTT (gradient stops at the rollout start).
-* ``lstm``        — torch.nn.LSTM, truncated BPTT.
-* ``ff``          — no recurrence: a ReLU layer of the same width.
+* ``lstm``        — torch.nn.LSTM, truncated BPTT; state ``LSTMState(h, c)``.
+* ``ff``          — no recurrence: a ReLU layer of the same width; state ``NoState()``.
+
+The element-wise cells implement the protocol themselves; the other two are adapted here.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from rtrl.cells import ELSTM, RecurrentState
+from rtrl.cells import ELSTM
 
 CORES = ("rtrl-elstm", "tbptt-elstm", "lstm", "ff")
 
 
-class ELSTMCore(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int, learning: str, forget_bias: float):
+class Core(Protocol):
+    """What the agent needs of a recurrent core. x (T,B,D), reset (T,B) bool (zero the state before
+    step t), y (T,B,output_size). A state is a dataclass of (B,...) tensors."""
+
+    output_size: int
+    # True when ``step_state`` drops part of the state (the RTRL sensitivities): an actor then steps with
+    # the step state and brings the full state forward once per rollout with ``advance``
+    steps_partial_state: bool
+
+    def initial_state(self, batch_size: int) -> Any:
+        """The zero state of ``batch_size`` sequences."""
+
+    def step_state(self, state: Any) -> Any:
+        """The part of ``state`` an actor needs to step without gradients (RTRL: c, not S)."""
+
+    def forward(self, x: Tensor, state: Any, reset: Tensor | None = None) -> tuple[Tensor, Any]:
+        """Outputs and the state after the segment."""
+
+    def outputs(self, x: Tensor, state: Any, reset: Tensor | None = None) -> Tensor:
+        """Outputs only, with the gradient the core trains by (the learner's call)."""
+
+    def advance(self, x: Tensor, state: Any, reset: Tensor | None = None) -> Any:
+        """Without autograd, the full state after the segment (an actor's once-per-rollout replay);
+        may write into the tensors of ``state``."""
+
+
+@dataclass
+class LSTMState:
+    h: Tensor   # (B,N)
+    c: Tensor   # (B,N)
+
+
+@dataclass
+class NoState:
+    """The state of a core without memory."""
+
+
+class _PlainCore(nn.Module):
+    """The protocol's derived calls for a core trained by plain autograd (its full state is its step state)."""
+
+    steps_partial_state = False
+
+    def __init__(self, output_size: int):
         super().__init__()
-        self.learning = learning
-        self.cell = ELSTM(input_size, hidden_size, learning=learning, forget_bias=forget_bias)
-        self.output_size = hidden_size
+        self.output_size = output_size
 
-    def initial_state(self, batch_size: int) -> dict[str, Tensor]:
-        return self.cell.initial_state(batch_size).tensors()
+    def step_state(self, state):
+        return state
 
-    def forward(self, x, state, reset, carry_sensitivity: bool = True, inplace: bool = False):
-        recurrent = RecurrentState.from_tensors(state, self.learning)
-        y, new = self.cell(x, recurrent, reset=reset, carry_sensitivity=carry_sensitivity, inplace=inplace)
-        return y, new.tensors()
+    def outputs(self, x, state, reset=None):
+        return self(x, state, reset)[0]
+
+    @torch.no_grad()
+    def advance(self, x, state, reset=None):
+        return self(x, state, reset)[1]
 
 
-class LSTMCore(nn.Module):
+class LSTMCore(_PlainCore):
     def __init__(self, input_size: int, hidden_size: int):
-        super().__init__()
+        super().__init__(hidden_size)
         self.lstm = nn.LSTM(input_size, hidden_size)
-        self.output_size = hidden_size
 
-    def initial_state(self, batch_size: int) -> dict[str, Tensor]:
+    def initial_state(self, batch_size: int) -> LSTMState:
         w = self.lstm.weight_hh_l0
-        return {"h": w.new_zeros(batch_size, self.output_size), "c": w.new_zeros(batch_size, self.output_size)}
+        return LSTMState(w.new_zeros(batch_size, self.output_size), w.new_zeros(batch_size, self.output_size))
 
-    def forward(self, x, state, reset, carry_sensitivity: bool = True, inplace: bool = False):
-        h, c = state["h"].unsqueeze(0), state["c"].unsqueeze(0)
-        keep = (~reset).to(x.dtype).unsqueeze(-1)
+    def forward(self, x, state: LSTMState, reset=None):
+        h, c = state.h.unsqueeze(0), state.c.unsqueeze(0)
+        keep = None if reset is None else (~reset).to(x.dtype).unsqueeze(-1)
         outputs = []
         for t in range(x.shape[0]):  # step by step: the state is zeroed at episode starts
-            out, (h, c) = self.lstm(x[t:t + 1], (h * keep[t], c * keep[t]))
+            if keep is not None:
+                h, c = h * keep[t], c * keep[t]
+            out, (h, c) = self.lstm(x[t:t + 1], (h, c))
             outputs.append(out)
-        return torch.cat(outputs), {"h": h.squeeze(0), "c": c.squeeze(0)}
+        return torch.cat(outputs), LSTMState(h.squeeze(0), c.squeeze(0))
 
 
-class FeedForwardCore(nn.Module):
+class FeedForwardCore(_PlainCore):
     def __init__(self, input_size: int, hidden_size: int):
-        super().__init__()
+        super().__init__(hidden_size)
         self.linear = nn.Linear(input_size, hidden_size)
-        self.output_size = hidden_size
 
-    def initial_state(self, batch_size: int) -> dict[str, Tensor]:
-        return {}
+    def initial_state(self, batch_size: int) -> NoState:
+        return NoState()
 
-    def forward(self, x, state, reset, carry_sensitivity: bool = True, inplace: bool = False):
-        return torch.relu(self.linear(x)), {}
+    def forward(self, x, state: NoState, reset=None):
+        return torch.relu(self.linear(x)), state
 
 
 def make_core(kind: str, input_size: int, hidden_size: int, forget_bias: float = 0.0) -> nn.Module:
     if kind == "rtrl-elstm":
-        return ELSTMCore(input_size, hidden_size, "rtrl", forget_bias)
+        return ELSTM(input_size, hidden_size, learning="rtrl", forget_bias=forget_bias)
     if kind == "tbptt-elstm":
-        return ELSTMCore(input_size, hidden_size, "bptt", forget_bias)
+        return ELSTM(input_size, hidden_size, learning="bptt", forget_bias=forget_bias)
     if kind == "lstm":
         return LSTMCore(input_size, hidden_size)
     if kind == "ff":

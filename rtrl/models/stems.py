@@ -112,5 +112,5 @@ def make_stem(kind: str, obs_shape: tuple[int, ...], obs_dtype, hidden_size: int
             raise ValueError(f"the {kind} stem needs (C, H, W) image observations, got shape {obs_shape}")
         return (ImpalaResNetStem if kind == "resnet" else NatureCNNStem)(obs_shape, hidden_size)
     if len(obs_shape) != 1:
-        raise ValueError(f"the {kind} stem needs 1-D vector observations, got shape {obs_shape}; use --stem resnet or nature")
+        raise ValueError(f"the {kind} stem needs 1-D vector observations, got shape {obs_shape}; use the resnet or nature stem for images")
     return MLPStem(obs_shape[0], hidden_size) if kind == "mlp" else IdentityStem(obs_shape[0])

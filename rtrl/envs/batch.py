@@ -1,0 +1,87 @@
+"""Several environments stepped together, as actors and evaluation use them, and what an agent needs
+to know of an environment before it is built."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rtrl.envs.registry import make_env
+
+# columns of the per-step episode record: NaN except where a true episode ended on arrival at that step
+EPISODE_FIELDS = ("return", "length", "success")
+
+
+@dataclass
+class EnvSpec:
+    """What the agent and the rollout buffers need to know of the environment."""
+
+    obs_shape: tuple[int, ...]
+    obs_dtype: torch.dtype
+    num_actions: int
+
+    @classmethod
+    def probe(cls, env_id: str, env_options: dict) -> "EnvSpec":
+        env = make_env(env_id, seed=0, **env_options)
+        try:
+            space = env.observation_space
+            dtype = torch.uint8 if space.dtype == np.uint8 else torch.float32
+            return cls(tuple(space.shape), dtype, int(env.action_space.n))
+        finally:
+            env.close()
+
+
+def env_seeds(seed: int, first: int, count: int) -> list[int]:
+    """Seeds of environments ``first .. first+count-1`` of a run seeded ``seed`` (actors number theirs
+    from 0; evaluation from ``EVAL_SEED_OFFSET``, so that it never replays a training stream)."""
+    return [seed * 100_003 + first + i for i in range(count)]
+
+
+EVAL_SEED_OFFSET = 50_000
+
+
+def episodes_from(returns, lengths, successes) -> list[dict]:
+    """The episodes recorded in flat arrays of the episode fields, where the return is not NaN:
+    ``[{"return": float, "length": int, "success": float or None}]``."""
+    returns, lengths, successes = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (returns, lengths, successes))
+    ended = ~np.isnan(returns)
+    return [{"return": float(r), "length": int(n), "success": None if math.isnan(s) else float(s)}
+            for r, n, s in zip(returns[ended], lengths[ended], successes[ended])]
+
+
+class EnvBatch:
+    """Environments stepped together with auto-reset; episode statistics from ``info["episode"]``."""
+
+    def __init__(self, env_id: str, env_options: dict, seeds: list[int], training: bool = True):
+        self.envs = [make_env(env_id, seed=s, training=training, **env_options) for s in seeds]
+        self.seeds = seeds
+        first = [env.reset(seed=s)[0] for env, s in zip(self.envs, seeds)]
+        self.obs = np.stack(first)
+
+    def __len__(self) -> int:
+        return len(self.envs)
+
+    def step(self, actions: np.ndarray):
+        """obs (E,...), reward (E,), done (E,) (obs starts a new episode), episodes (E,3) NaN-filled
+        except where an episode ended (columns ``EPISODE_FIELDS``)."""
+        E = len(self.envs)
+        rewards = np.zeros(E, np.float32)
+        dones = np.zeros(E, bool)
+        episodes = np.full((E, len(EPISODE_FIELDS)), np.nan, np.float32)
+        for i, env in enumerate(self.envs):
+            obs, reward, terminated, truncated, info = env.step(int(actions[i]))
+            rewards[i] = reward
+            if "episode" in info:
+                ep = info["episode"]
+                episodes[i] = (ep["return"], ep["length"], ep.get("success", math.nan))
+            if terminated or truncated:
+                dones[i] = True
+                obs, _ = env.reset()
+            self.obs[i] = obs
+        return self.obs, rewards, dones, episodes
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
