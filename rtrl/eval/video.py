@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rtrl.eval.episodes import run_episodes
+from rtrl.settings import SettingError
+
 MIN_SIZE = 256
 FRAME_MS = 50          # 20 frames per second
 MAX_FRAMES = 3000      # a greedy policy may never end its game: the GIF then shows its first MAX_FRAMES steps
@@ -20,11 +23,12 @@ class _EnoughFrames(Exception):
 
 
 def check_renderable(obs_shape: tuple[int, ...], path: str | Path) -> None:
-    """ValueError unless observations of ``obs_shape`` can be drawn and ``path`` names a .gif file."""
+    """SettingError unless observations of ``obs_shape`` can be drawn and ``path`` names a .gif file."""
     if len(obs_shape) != 3:
-        raise ValueError(f"--video needs image observations (C, H, W); this environment's are {tuple(obs_shape)}")
+        raise SettingError(f"{{video:name}} needs image observations (C, H, W); this environment's are "
+                           f"{tuple(obs_shape)}", video=str(path))
     if Path(path).suffix.lower() != ".gif":
-        raise ValueError(f"--video writes an animated GIF; give a path ending in .gif, got {str(path)!r}")
+        raise SettingError("bad {video}: it writes an animated GIF; give a path ending in .gif", video=str(path))
 
 
 def observation_to_image(obs: np.ndarray) -> np.ndarray:
@@ -50,8 +54,6 @@ def write_gif(frames: list[np.ndarray], path: str | Path, frame_ms: int = FRAME_
 def record_video(cfg, agent, path: str | Path, greedy: bool, seed: int, env_options: dict | None = None,
                  max_frames: int = MAX_FRAMES) -> Path:
     """Play one episode (as ``rtrl eval`` does) with one environment and write its frames to ``path``."""
-    from rtrl.runtime.evaluate import run_episodes
-
     frames: list[np.ndarray] = []
 
     def observe(obs: np.ndarray) -> None:
