@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rtrl.bench import machine_description  # noqa: E402
-from rtrl.plotting import plot_runs  # noqa: E402
+from rtrl.records.reports import machine_description  # noqa: E402
+from rtrl.records.plots import plot_runs  # noqa: E402
 from rtrl.runtime.config import PRESETS  # noqa: E402
 
 

@@ -8,13 +8,32 @@ and measures the peak extra memory of (b) and (c), each in a fresh process.
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from rtrl.bench import command_line, median_time, record_section, run_in_subprocess
+from rtrl.bench import median_time, run_rtrl
 from rtrl.cells import ELSTM
+from rtrl.records.reports import command_line, record_section
+from rtrl.settings import POSITIVE_INT, setting
+
+S = setting
+
+
+@dataclass
+class CellsBenchConfig:
+    lengths: list[int] = S([1, 10, 50, 100], "segment lengths T")
+    hidden_sizes: list[int] = S([128, 512], "hidden sizes N")
+    input_size: int = S(257, "input size D", check=POSITIVE_INT)
+    batch_size: int = S(32, "batch size B", check=POSITIVE_INT)
+    dtype: str = S("float32", "floating type", choices=("float32", "float64"))
+    device: str = S("cpu", "torch device (cpu, cuda, cuda:1, ...)")
+    threads: int = S(2, "torch intra-op threads", check=POSITIVE_INT)
+    repeats: int = S(5, "timed runs per cell (the median is reported)", check=POSITIVE_INT)
+    memory: bool = S(True, "measure the peak memory of (b) and (c), each in a fresh process")
+    record: str | None = S(None, "also write the table, date, machine and command into this markdown file",
+                           flag={"metavar": "FILE"})
 
 VARIANTS = {"step": ("rtrl", "step"), "segment": ("rtrl", "segment"), "bptt": ("bptt", "segment")}
 
@@ -82,7 +101,7 @@ def measure(args) -> list[dict]:
                 row[f"{variant}_ms"] = 1e3 * median_time(step, args.repeats)
             if args.memory:
                 for variant in ("segment", "bptt"):
-                    out = run_in_subprocess([
+                    out = run_rtrl([
                         "bench", "cells", "--peak-memory-of", variant, str(T), str(N),
                         "--input-size", str(args.input_size), "--batch-size", str(args.batch_size),
                         "--dtype", args.dtype, "--device", args.device, "--threads", str(args.threads)])
@@ -106,12 +125,9 @@ def format_row(row: dict) -> str:
             f"{row['segment_ms'] / row['bptt_ms']:9.2f} | {mem} |")
 
 
-def run(args) -> int:
+def run(args: CellsBenchConfig) -> list[dict]:
+    """Print the table (and record it with ``args.record``); return its rows."""
     torch.set_num_threads(args.threads)
-    if args.peak_memory_of:
-        variant, T, N = args.peak_memory_of
-        print(f"{peak_extra_memory(variant, int(T), int(N), args.input_size, args.batch_size, getattr(torch, args.dtype), args.device):.3f}")
-        return 0
     print(f"eLSTM segment, D={args.input_size}, B={args.batch_size}, {args.dtype}, {args.device}, "
           f"{args.threads} threads, median of {args.repeats}")
     print(HEADER)
@@ -124,23 +140,4 @@ def run(args) -> int:
                 + HEADER + "\n" + "\n".join(format_row(r) for r in rows) + "\n")
         record_section(Path(args.record), "rtrl bench cells", body, command_line())
         print(f"recorded in {args.record}")
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("cells", help="per-step RTRL vs segment RTRL vs autograd BPTT (eLSTM)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--lengths", type=int, nargs="+", default=[1, 10, 50, 100], help="segment lengths T")
-    p.add_argument("--hidden-sizes", type=int, nargs="+", default=[128, 512], help="hidden sizes N")
-    p.add_argument("--input-size", type=int, default=257, help="input size D")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size B")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="floating type")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per cell (the median is reported)")
-    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
-                   help="measure the peak memory of (b) and (c), each in a fresh process")
-    p.add_argument("--record", metavar="FILE", default=None,
-                   help="also write the table, date, machine and command into this markdown file")
-    p.add_argument("--peak-memory-of", nargs=3, metavar=("VARIANT", "T", "N"), help=argparse.SUPPRESS)
-    p.set_defaults(func=run)
+    return rows

@@ -1,0 +1,58 @@
+"""`rtrl bench BENCHMARK`: flags from each benchmark's config dataclass; tables printed and optionally recorded."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import rtrl.bench as bench_package
+from rtrl.bench import cells, throughput
+from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.settings import SettingError, from_dict, validate
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser("bench", help="run a benchmark and print (and optionally record) its table",
+                                    description=bench_package.__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    benchmarks.required = True
+
+    p = benchmarks.add_parser("cells", help="per-step RTRL vs segment RTRL vs autograd BPTT (eLSTM)",
+                              description=cells.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(p, cells.CellsBenchConfig)
+    p.add_argument("--no-memory", dest="memory", action="store_false", default=argparse.SUPPRESS,
+                   help="do not measure peak memory (the same as --memory false)")
+    p.add_argument("--peak-memory-of", nargs=3, metavar=("VARIANT", "T", "N"), help=argparse.SUPPRESS)
+    p.set_defaults(func=run_cells, _parser=p)
+
+    p = benchmarks.add_parser("throughput", help="steps/s of rtrl train for each core",
+                              description=throughput.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(p, throughput.ThroughputBenchConfig)
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="further flags for rtrl train (after --)")
+    p.set_defaults(func=run_throughput, _parser=p)
+
+
+def _config(args, cls):
+    try:
+        return validate(from_dict(cls, given(args, cls)))
+    except SettingError as error:
+        args._parser.error(render_error(error))
+
+
+def run_cells(args: argparse.Namespace) -> int:
+    cfg = _config(args, cells.CellsBenchConfig)
+    if args.peak_memory_of:  # the child process of a memory measurement: print one number
+        variant, T, N = args.peak_memory_of
+        torch.set_num_threads(cfg.threads)
+        print(f"{cells.peak_extra_memory(variant, int(T), int(N), cfg.input_size, cfg.batch_size, getattr(torch, cfg.dtype), cfg.device):.3f}")
+        return 0
+    cells.run(cfg)
+    return 0
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    cfg = _config(args, throughput.ThroughputBenchConfig)
+    extra = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    throughput.run(cfg, extra)
+    return 0

@@ -1,0 +1,40 @@
+"""`rtrl plot DIR...`: a column of metrics.csv against another, one line per run directory."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, dataclass
+
+from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.records.plots import PlotError, plot_runs
+from rtrl.settings import POSITIVE_INT, SettingError, from_dict, setting, validate
+
+
+@dataclass
+class PlotConfig:
+    metric: str = setting("mean_return", "column to plot")
+    x: str = setting("step", "column for the x axis")
+    out: str | None = setting(None, "output PNG (none: DIR/curve.png for one run, ./curves.png for several)",
+                              flag={"metavar": "PNG"})
+    smooth: int = setting(1, "trailing moving average over N log points (1: no smoothing)", check=POSITIVE_INT,
+                          flag={"metavar": "N"})
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser(
+        "plot", help="plot learning curves from run directories",
+        description="Plot a column of DIR/metrics.csv against another, one line per run directory.")
+    parser.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories holding metrics.csv")
+    add_flags(parser, PlotConfig)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = validate(from_dict(PlotConfig, given(args, PlotConfig)))
+        out = plot_runs(args.run_dirs, **asdict(cfg))
+    except (PlotError, SettingError) as error:
+        print(f"rtrl plot: error: {render_error(error)}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0

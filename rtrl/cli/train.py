@@ -1,0 +1,77 @@
+"""`rtrl train`: one flag per ``TrainConfig`` setting, plus the run directory and how to treat it."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import signal
+import threading
+from pathlib import Path
+
+from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.records.plots import plot_runs
+from rtrl.runtime.backends import ActorError
+from rtrl.runtime.config import PRESETS, TrainConfig, resolve_config
+from rtrl.runtime.train import train
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser(
+        "train", help="train an R2AC agent (IMPALA actor-learner with an RTRL eLSTM core) or a baseline",
+        description="Train R2AC. Settings resolve as: defaults < --preset < --config FILE < flags. "
+                    "Running again with the same --out resumes the run from its checkpoint.")
+    add_flags(parser, TrainConfig, default_note="; a preset may change it")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="start from a named set of settings (flags still override)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="TOML, YAML or JSON file of settings (keys as the flags, '-' or '_'); flags override it")
+    parser.add_argument("--out", required=True, help="run directory (created; resumed if it holds a run)")
+    parser.add_argument("--force", action="store_true",
+                        help="resume a run directory even though its config differs (the new settings win)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw curve.png at the end")
+    parser.set_defaults(func=run)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM stops training like Ctrl-C does (a checkpoint, then exit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = resolve_config(args.preset, args.config, given(args, TrainConfig))
+        with sigterm_as_interrupt():
+            summary = train(cfg, args.out, force=args.force, progress=not args.no_progress)
+    except ActorError as error:  # an environment or actor crashed; the checkpoint was written
+        print(f"rtrl train: error: {error}")
+        return 1
+    except ValueError as error:
+        print(f"rtrl train: error: {render_error(error)}")
+        return 2
+    line = f"steps {summary['steps']}: mean return {summary['mean_return']:.3f}"
+    if not math.isnan(summary["success_rate"]):
+        line += f", success rate {summary['success_rate']:.3f}"
+    print(line + f" over the last {summary['episodes_in_window']} training episodes")
+    if not summary["finished"]:
+        print(f"interrupted at {summary['steps']} steps; checkpoint written; resume with the same command "
+              f"(--out {args.out})")
+    if summary["steps"] > 0 and not args.no_plot:
+        metric = "success_rate" if not math.isnan(summary["success_rate"]) else "mean_return"
+        try:
+            print(f"learning curve: {plot_runs([args.out], metric=metric, x='step', out=Path(args.out) / 'curve.png')}")
+        except Exception as error:  # a plot must never cost the run
+            print(f"could not draw the learning curve: {error}")
+    return 0 if summary["finished"] else 130
