@@ -1,4 +1,4 @@
-"""`rtrl plot` through the command line, on small metrics.csv files written here."""
+"""The one plotter (``plot_panels``) and `rtrl plot` through the command line, on small metrics.csv files."""
 from __future__ import annotations
 
 import csv
@@ -7,19 +7,15 @@ from pathlib import Path
 
 import pytest
 
+import numpy as np
+from PIL import Image
+
 import rtrl.cli
-from rtrl.plotting import PlotError, plot_runs, read_metrics, smooth_series
+from rtrl.records.metrics import read_metrics
+from rtrl.records.plots import Panel, PlotError, Series, plot_panels, plot_runs, smooth_series
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-REGISTERED = dict(rtrl.cli.SUBCOMMANDS)  # before the fixture below narrows it
 COLUMNS = ["step", "wall_time", "mean_return", "success_rate", "sps", "total_loss", "env"]
-
-
-@pytest.fixture(autouse=True)
-def only_plot_subcommand(monkeypatch):
-    # Build the real CLI with just this sub-command, so these tests do not depend on the
-    # other sub-commands' modules (which import heavier things and are developed separately).
-    monkeypatch.setattr(rtrl.cli, "SUBCOMMANDS", {"plot": "rtrl.plotting"})
 
 
 def write_run(run_dir: Path, n_rows: int = 30, offset: float = 0.0) -> Path:
@@ -43,8 +39,23 @@ def assert_png(path: Path) -> None:
     assert len(data) > 5000  # axes, ticks, a line: not a blank image
 
 
-def test_plot_is_registered_in_the_cli():
-    assert REGISTERED["plot"] == "rtrl.plotting"
+def colour_pixels(path: Path, rgb: tuple[int, int, int]) -> int:
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int((np.abs(image - np.array(rgb)).sum(-1) < 30).sum())
+
+
+def test_plot_panels_draws_every_series_of_every_panel(tmp_path):
+    blue, orange = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)   # matplotlib's first two line colours
+    xs = list(range(10))
+    two = Panel([Series("a", xs, xs), Series("b", xs, [9 - x for x in xs])], "x", "y", title="two lines")
+    one = Panel([Series("a", xs, xs)], "x", "y", log_y=True, ylim=(1, 10))
+    path = plot_panels([two, one], tmp_path / "sub" / "fig.png", title="figure")
+    assert_png(path)
+    assert Image.open(path).size == (1400, 450)                 # two panels side by side
+    assert colour_pixels(path, blue) > 200 and colour_pixels(path, orange) > 100
+    single = plot_panels([one], tmp_path / "one.png")
+    assert colour_pixels(single, orange) == 0 and colour_pixels(single, blue) > 100
+    assert not list(tmp_path.glob("**/*.tmp"))
 
 
 def test_plot_one_run_defaults_to_curve_png(tmp_path, capsys):
@@ -119,7 +130,9 @@ def test_header_only_and_empty_files(tmp_path):
 def test_bad_smoothing_window(tmp_path, capsys):
     run = write_run(tmp_path / "run")
     assert rtrl.cli.main(["plot", str(run), "--smooth", "0"]) == 2
-    assert "at least 1" in capsys.readouterr().err
+    assert "bad --smooth=0; accepted: a positive integer" in capsys.readouterr().err
+    with pytest.raises(PlotError, match="at least 1"):
+        plot_runs([run], smooth=0)
 
 
 def test_read_metrics_keeps_numeric_columns_only(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from rtrl.envs import PREFIXES, make_env, parse_env_id
+from rtrl.envs import PREFIXES, frames_per_step, make_env, parse_env_id
 from rtrl.envs.memory import DelayedRecall
 
 
@@ -194,3 +194,11 @@ def test_delayed_recall_zero_delay_and_bad_sizes():
     assert reward == 1.0 and terminated and info["episode"]["length"] == 2
     with pytest.raises(ValueError, match="cues >= 2"):
         make_env("memory:delayed_recall?cues=1")
+
+
+def test_frames_are_steps_times_the_frame_skip():
+    assert frames_per_step("atari:Pong") == 4
+    assert frames_per_step("atari:Pong?frame_skip=3") == 3
+    assert frames_per_step("atari:Pong", {"frame_skip": 2}) == 2
+    assert frames_per_step("dmlab:rooms_watermaze") == 4
+    assert frames_per_step("procgen:coinrun") == 1 and frames_per_step("gym:CartPole-v1") == 1

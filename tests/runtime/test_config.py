@@ -1,0 +1,49 @@
+"""The run's settings: presets hold the paper's numbers, flags override them, and the help lists every
+setting with its default."""
+import argparse
+
+import pytest
+
+from rtrl.cli import main
+from rtrl.cli.train import register
+from rtrl.cli.flags import given
+from rtrl.runtime.config import TrainConfig, resolve_config
+
+
+def parse_train(argv):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--out", "x"] + argv)
+    return resolve_config(args.preset, args.config, given(args, TrainConfig))
+
+
+@pytest.mark.parametrize("preset, env, T, N, steps", [
+    ("atari", "atari:Pong", 50, 256, 200_000_000),
+    ("procgen", "procgen:chaser?distribution_mode=hard&num_levels=500", 50, 256, 200_000_000),
+    ("dmlab", "dmlab:rooms_watermaze", 100, 512, 100_000_000),
+])
+def test_presets_hold_the_papers_numbers(preset, env, T, N, steps):
+    cfg = parse_train(["--preset", preset])
+    assert (cfg.env, cfg.unroll_length, cfg.hidden_size, cfg.total_steps) == (env, T, N, steps)
+    assert (cfg.core, cfg.batch_size, cfg.stem, cfg.stem_hidden_size, cfg.forget_bias) == ("rtrl-elstm", 32, "resnet", 256, 0.0)
+    assert (cfg.lr, cfg.entropy_cost, cfg.baseline_cost, cfg.discounting) == (6e-4, 0.01, 0.5, 0.99)
+    assert (cfg.rmsprop_alpha, cfg.rmsprop_eps, cfg.grad_norm_clip, cfg.reward_clip) == (0.99, 0.01, 40.0, True)
+    assert cfg.batch_size % cfg.envs_per_actor == 0
+    flagged = parse_train(["--preset", preset, "--env", "atari:Breakout", "--hidden-size", "64", "--num-actors", "0"])
+    assert (flagged.env, flagged.hidden_size, flagged.num_actors, flagged.unroll_length) == ("atari:Breakout", 64, 0, T)
+
+
+def test_atari_cpu_preset_is_the_documented_pong_recipe():
+    cfg = parse_train(["--preset", "atari-cpu"])
+    assert (cfg.env, cfg.stem, cfg.feature_norm, cfg.unroll_length, cfg.batch_size, cfg.envs_per_actor) == (
+        "atari:Pong", "nature", True, 20, 4, 4)
+    assert (cfg.core, cfg.lr, cfg.rmsprop_eps, cfg.total_steps) == ("rtrl-elstm", 6e-4, 0.01, 4_000_000)
+    assert cfg.batch_size % cfg.envs_per_actor == 0
+
+
+def test_train_help_renders(capsys):
+    """Flag help comes from the config's comments; a '%' in one must not break argparse."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--load-stem CKPT" in out and "--freeze-stem [BOOL]" in out and "--preset {atari,atari-cpu,dmlab,memory,procgen}" in out and "--feature-norm [BOOL]" in out

@@ -1,0 +1,92 @@
+"""The learner: its RTRL gradient from the actors' (c, S) equals full-history BPTT, and one update is
+RMSprop on the clipped gradient of the IMPALA loss at the decayed learning rate."""
+import copy
+
+import torch
+
+from conftest import collect_rollouts, small_config
+from rtrl.algos import impala_loss
+from rtrl.runtime.config import build_agent
+from rtrl.runtime.learner import Learner
+from rtrl.runtime.rollout import collate
+from rtrl.tree import map_tensors
+
+
+def as_double(batch):
+    return map_tensors(lambda t: t.double() if t.is_floating_point() else t, batch)
+
+
+def loss(out, batch, cfg):
+    return impala_loss(out.policy_logits, out.baseline, batch.action, batch.reward, batch.done,
+                       batch.policy_logits, cfg.loss_config())[0]
+
+
+def test_learner_rtrl_gradient_equals_full_history_bptt():
+    """Σ_k loss(rollout k) from the carried (c, S) equals BPTT through all rollouts (float64)."""
+    cfg = small_config()
+    T = cfg.unroll_length
+    spec, worker, rollouts = collect_rollouts(cfg, 3)
+    batches = [as_double(collate([r])[0]) for r in rollouts]
+    rtrl_agent = build_agent(cfg, spec).double()
+    rtrl_agent.load_state_dict(worker.model.state_dict())
+    rtrl_agent.core.weight_c.data.normal_(0, 0.5)  # a recurrence that matters
+    bptt_agent = build_agent(small_config(core="tbptt-elstm"), spec).double()
+    bptt_agent.load_state_dict(rtrl_agent.state_dict())
+
+    # RTRL: each rollout from the state (c, S) carried by the (float64) actor, gradients accumulate
+    state = rtrl_agent.initial_state(cfg.envs_per_actor)
+    for batch in batches:
+        loss(rtrl_agent.outputs(batch.obs, batch.reward, batch.done, state), batch, cfg).backward()
+        with torch.no_grad():
+            core_input = rtrl_agent.core_input(batch.obs[:T], batch.reward[:T], batch.done[:T])
+        state = rtrl_agent.advance(core_input, state.map(torch.clone), batch.done[:T])
+
+    def bptt_gradients(detach_between_rollouts):
+        bptt_agent.zero_grad()
+        state, total = bptt_agent.initial_state(cfg.envs_per_actor), 0
+        for batch in batches:
+            if detach_between_rollouts:
+                state = state.detach()
+            out, _ = bptt_agent(batch.obs, batch.reward, batch.done, state)
+            total = total + loss(out, batch, cfg)
+            _, state = bptt_agent(batch.obs[:T], batch.reward[:T], batch.done[:T], state)
+        total.backward()
+        return {name: p.grad.clone() for name, p in bptt_agent.named_parameters()}
+
+    # BPTT: one graph through all rollouts (steps 0..T-1 of each carry the state to the next)
+    full = bptt_gradients(detach_between_rollouts=False)
+    compared = []
+    for name, p in rtrl_agent.named_parameters():
+        if name.startswith("stem."):  # the stem gets the within-rollout gradient only (as in the paper)
+            continue
+        assert (p.grad - full[name]).abs().max() <= 1e-9 * full[name].abs().max(), name
+        compared.append(name)
+    assert len(compared) == 9  # cell weight_x, weight_c, bias; output gate, policy, baseline (weight, bias)
+    # and truncation loses something: TBPTT's recurrent gradient differs from the full-history one
+    truncated = bptt_gradients(detach_between_rollouts=True)
+    name = "core.weight_x"
+    assert (truncated[name] - full[name]).abs().max() > 1e-4 * full[name].abs().max()
+
+
+def test_one_update_is_rmsprop_on_the_clipped_gradient_at_the_decayed_rate():
+    cfg = small_config(total_steps=1000, lr=0.01, grad_norm_clip=0.05)
+    spec, worker, rollouts = collect_rollouts(cfg, 2)
+    batch, _ = collate(rollouts)
+    model = build_agent(cfg, spec)
+    model.load_state_dict(worker.model.state_dict())
+    reference = copy.deepcopy(model)
+    learner = Learner(model, cfg)
+    stats = learner.update(batch, steps_done=250)
+    # the same gradient, computed here
+    loss(reference.outputs(batch.obs, batch.reward, batch.done, batch.state), batch, cfg).backward()
+    grads = [p.grad for p in reference.parameters()]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    torch.testing.assert_close(stats["grad_norm"], norm.item(), rtol=1e-5, atol=0)
+    assert norm > cfg.grad_norm_clip  # so clipping is exercised
+    scale = cfg.grad_norm_clip / (norm + 1e-6)
+    lr = cfg.lr * (1 - 250 / 1000)
+    assert stats["lr"] == lr
+    for p_new, p_old, g in zip(model.parameters(), reference.parameters(), grads):
+        g = g * scale
+        step = lr * g / (((1 - cfg.rmsprop_alpha) * g * g).sqrt() + cfg.rmsprop_eps)   # RMSprop's first step
+        torch.testing.assert_close(p_new.detach(), p_old.detach() - step, rtol=1e-5, atol=1e-7)

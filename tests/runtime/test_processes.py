@@ -1,0 +1,139 @@
+"""Training in processes: the local backend's actors, signals, and what happens when an actor or the
+learner dies. Each test starts processes and waits on them (the ``slow`` marker)."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import MEMORY, children, small_config
+from rtrl.cli import main
+from rtrl.runtime.backends import ActorError
+from rtrl.runtime.checkpoints import load_checkpoint
+from rtrl.runtime.train import train
+
+pytestmark = pytest.mark.slow
+
+
+def test_local_multiprocess_backend_feeds_whole_rollouts_with_their_state(tmp_path, monkeypatch):
+    """Two actor processes fill the shared rollouts; every batch is whole rollouts with the state before step 0."""
+    from rtrl.runtime.backends import local
+    seen = []
+    real_collate = local.collate
+
+    def recording_collate(rollouts):
+        batch, episodes = real_collate(rollouts)
+        seen.append((batch.obs.shape[1], batch.state.c.shape[0], batch.state.sensitivity["weight_x"].abs().sum()))
+        return batch, episodes
+
+    monkeypatch.setattr(local, "collate", recording_collate)
+    cfg = small_config(num_actors=2, total_steps=200)
+    summary = train(cfg, tmp_path, progress=False)
+    assert summary["finished"] and summary["steps"] == 200 and summary["episodes_in_window"] > 0
+    assert len(seen) == 10 and all(b == s == cfg.batch_size for b, s, _ in seen)
+    assert seen[-1][2] > 0   # later rollouts carry non-zero sensitivities from the actors
+
+
+def _wait_for_metrics(run_dir, proc, rows_before=0, timeout=90.0):
+    """Wait until metrics.csv has a new row (header + rows_before + 1 lines)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        path = run_dir / "metrics.csv"
+        if path.exists() and len(path.read_text().splitlines()) >= rows_before + 2:
+            return
+        assert proc.poll() is None, "training ended early"
+        time.sleep(0.5)
+    raise AssertionError("no metrics row within the timeout")
+
+
+def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_path):
+    """SIGTERM behaves like Ctrl-C (checkpoint, exit 130); after SIGKILL the actor processes exit by themselves."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "rtrl", "train", "--env", MEMORY, "--total-steps", "100000000", "--unroll-length", "5",
+           "--batch-size", "4", "--envs-per-actor", "2", "--hidden-size", "8", "--stem", "identity",
+           "--num-actors", "2", "--log-interval", "0.2", "--out", str(run_dir), "--no-progress", "--no-plot"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_metrics(run_dir, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+    assert load_checkpoint(run_dir / "checkpoint.pt")["steps"] > 0
+    rows = len((run_dir / "metrics.csv").read_text().splitlines()) - 1
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # resumes
+    try:
+        _wait_for_metrics(run_dir, proc, rows_before=rows)
+        actors = children(proc.pid)
+        assert actors, "the local backend should run actor processes"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in actors):
+        time.sleep(0.5)
+    alive = []
+    for pid in actors:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    assert not alive, f"orphaned actor processes {alive}"
+
+
+def test_an_actor_failure_ends_the_run_with_its_traceback(tmp_path, capsys):
+    """An env id registered only in this process: the spawned actor cannot make it and fails; the
+    learner reports the actor's traceback and exits 1 (no hang, no silent restart)."""
+    import gymnasium as gym
+    gym.register("RtrlParentOnly-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv")
+    try:
+        code = main(["train", "--env", "gym:RtrlParentOnly-v0", "--num-actors", "1", "--envs-per-actor", "2",
+                     "--batch-size", "2", "--unroll-length", "5", "--hidden-size", "8", "--total-steps", "100",
+                     "--out", str(tmp_path / "run"), "--no-progress"])
+    finally:
+        gym.registry.pop("RtrlParentOnly-v0")
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "rtrl train: error: actor 0 failed:" in out and "unknown Gymnasium env 'RtrlParentOnly-v0'" in out
+    assert "Traceback" in out
+
+
+def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
+    """SIGKILL one actor process: the learner notices the dead actor instead of waiting forever."""
+    def kill_an_actor():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in children(os.getpid()):
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"spawn_main" in cmdline:
+                    time.sleep(1.0)
+                    os.kill(pid, signal.SIGKILL)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_an_actor, daemon=True)
+    killer.start()
+    cfg = small_config(num_actors=2, total_steps=10_000_000)
+    with pytest.raises(ActorError, match=r"died without a report"):
+        train(cfg, tmp_path, progress=False)
+    killer.join(timeout=5)
+
+
+def test_an_actor_whose_learner_died_before_it_started_exits_at_once():
+    """The watchdog compares against the learner's pid handed over at spawn: an actor re-parented
+    while still importing (its learner killed early) must not adopt its new parent as the learner."""
+    code = ("from rtrl.runtime.actor import exit_with_parent; import os, time; "
+            "exit_with_parent(os.getppid()); print('watched', flush=True); "
+            "exit_with_parent(os.getppid() + 100000); time.sleep(5); print('still alive')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == "watched\n", (result.returncode, result.stdout, result.stderr)

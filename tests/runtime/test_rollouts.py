@@ -1,0 +1,67 @@
+"""The rollout layout: what actors write (T+1 steps, step 0 repeating, the state before step 0) and
+how rollouts of any core's typed state are collated for the learner."""
+import pytest
+import torch
+
+from conftest import collect_rollouts, small_config
+from rtrl.cells import RecurrentState
+from rtrl.envs import EnvSpec
+from rtrl.models import CORES, LSTMState, NoState
+from rtrl.runtime.rollout import STEP_FIELDS, collate, empty_rollout
+from rtrl.tree import tensors_of
+
+
+@pytest.mark.parametrize("core", CORES)
+def test_rollout_invariants(core):
+    cfg = small_config(core=core, env="memory:delayed_recall?cues=2&delay=3")
+    T = cfg.unroll_length
+    spec, worker, rollouts = collect_rollouts(cfg, 4)
+    assert rollouts[0].done[0].all()  # the very first step starts episodes
+    assert rollouts[0].done.any(dim=0).all() and rollouts[0].done[1:].any()  # episodes end inside
+    for prev, nxt in zip(rollouts, rollouts[1:]):
+        for name in ("obs", "reward", "done", "action", "policy_logits"):
+            assert torch.equal(getattr(prev, name)[T], getattr(nxt, name)[0]), name
+        assert torch.equal(prev.episode_return[T].isnan(), nxt.episode_return[0].isnan())
+        # the stored state is the state before step 0: replay steps 0..T-1 of the previous rollout from its state
+        with torch.no_grad():
+            _, after = worker.model(prev.obs[:T], prev.reward[:T], prev.done[:T],
+                                    worker.model.step_state(prev.state) if core == "rtrl-elstm" else prev.state)
+        expected, stored = tensors_of(after), tensors_of(worker.model.step_state(nxt.state))
+        assert len(expected) == len(stored)
+        for a, b in zip(expected, stored):
+            assert torch.allclose(b, a, atol=1e-5)
+    state_type = {"rtrl-elstm": RecurrentState, "tbptt-elstm": RecurrentState, "lstm": LSTMState, "ff": NoState}[core]
+    assert type(rollouts[-1].state) is state_type
+    if core == "rtrl-elstm":
+        assert rollouts[-1].state.sensitivity["weight_x"].abs().sum() > 0
+
+
+def test_collate_concatenates_steps_and_typed_states_and_counts_episodes_once():
+    cfg = small_config(env="memory:delayed_recall?cues=2&delay=1")   # episodes of 3 steps: several per rollout
+    spec, worker, rollouts = collect_rollouts(cfg, 3)
+    batch, episodes = collate(rollouts[1:])
+    E = cfg.envs_per_actor
+    assert batch.obs.shape == (cfg.unroll_length + 1, 2 * E) + spec.obs_shape
+    for name in STEP_FIELDS:
+        torch.testing.assert_close(getattr(batch, name)[:, E:], getattr(rollouts[2], name), rtol=0, atol=0,
+                                   equal_nan=True, msg=name)
+    assert isinstance(batch.state, RecurrentState) and batch.state.learning == "rtrl"
+    assert torch.equal(batch.state.c[:E], rollouts[1].state.c)
+    for name, s in batch.state.sensitivity.items():
+        assert s.shape[0] == 2 * E and torch.equal(s[E:], rollouts[2].state.sensitivity[name])
+    # episodes that ended in steps 1..T; step 0 repeats the previous rollout's last step
+    ended = int((~rollouts[1].episode_return[1:].isnan()).sum() + (~rollouts[2].episode_return[1:].isnan()).sum())
+    assert len(episodes) == ended > 0
+    assert all(e["length"] == 3 and e["success"] in (0.0, 1.0) and e["return"] == e["success"] for e in episodes)
+    # the batch moves to a device (here: the same) without losing its types
+    moved = batch.to("cpu")
+    assert isinstance(moved.state, RecurrentState) and torch.equal(moved.state.c, batch.state.c)
+
+
+def test_shared_rollouts_hold_every_core_state_in_shared_memory():
+    spec = EnvSpec((3,), torch.float32, 2)
+    lstm = LSTMState(torch.zeros(1, 4), torch.zeros(1, 4))
+    rollout = empty_rollout(5, 2, spec, lstm, shared=True)
+    assert rollout.obs.shape == (6, 2, 3) and rollout.state.h.shape == (2, 4)
+    assert all(t.is_shared() for t in tensors_of(rollout))
+    assert type(empty_rollout(5, 2, spec, NoState()).state) is NoState

@@ -1,0 +1,136 @@
+"""`rtrl train`: checkpoint-resume, settings from presets, files and flags (and their errors), and
+end-to-end runs of every core through training and evaluation."""
+import csv
+import json
+
+import pytest
+import torch
+
+from conftest import MEMORY, small_config
+from rtrl.cli import main
+from rtrl.models import CORES
+from rtrl.runtime.backends import InlineBackend
+from rtrl.runtime.checkpoints import load_checkpoint
+from rtrl.envs import EnvSpec
+from rtrl.runtime.config import build_agent, resolve_config
+from rtrl.runtime.train import LOSS_COLUMNS, Progress, train
+from rtrl.settings import SettingError
+
+
+class InterruptingBackend:
+    """The inline backend, but Ctrl-C arrives after ``limit`` batches."""
+
+    limit = 3
+
+    def __init__(self, cfg, spec, model):
+        self.inner, self.count = InlineBackend(cfg, spec, model), 0
+
+    def next_batch(self):
+        self.count += 1
+        if self.count > self.limit:
+            raise KeyboardInterrupt
+        return self.inner.next_batch()
+
+    def publish(self, model):
+        self.inner.publish(model)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):
+    cfg = small_config(total_steps=200)  # 10 updates of T·B = 20 steps
+    summary = train(cfg, tmp_path, backend_factory=InterruptingBackend, progress=False)
+    assert not summary["finished"] and summary["steps"] == 60
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["steps"] == 60 and ckpt["updates"] == 3
+    assert all(s["step"] == 3 for s in ckpt["optimizer"]["state"].values())
+    summary = train(cfg, tmp_path, progress=False)  # resume
+    assert summary["finished"] and summary["steps"] == 200
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["updates"] == 10
+    assert all(s["step"] == 10 for s in ckpt["optimizer"]["state"].values())  # optimizer state carried over
+    with open(tmp_path / "metrics.csv") as f:
+        steps = [int(float(r["step"])) for r in csv.DictReader(f)]
+    assert steps == sorted(steps) and steps[-1] == 200 and len(set(steps)) == len(steps)
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg.to_dict()
+    # a different config in the same directory is an error unless --force
+    with pytest.raises(SettingError, match="hidden_size: 8 -> 16"):
+        train(small_config(total_steps=200, hidden_size=16), tmp_path, progress=False)
+    summary = train(small_config(total_steps=300), tmp_path, force=True, progress=False)
+    assert summary["steps"] == 300
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--env", "atar:Pong"], "known prefixes"),
+    (["--env", "gym:Pendulum-v1"], "Pendulum"),
+    (["--batch-size", "5", "--envs-per-actor", "2"], "--batch-size=5 must be a multiple of --envs-per-actor=2"),
+    (["--unroll-length", "0"], "bad --unroll-length=0; accepted: a positive integer"),
+    (["--lr", "-1"], "bad --lr=-1.0; accepted: a positive finite number"),
+    (["--device", "tpu"], "bad --device='tpu'; accepted: cpu, cuda, cuda:N, mps"),
+    (["--freeze-stem"], "--freeze-stem and --load-fc act on a stem copied with --load-stem; give --load-stem too"),
+    (["--preset", "memory", "--config", "/nonexistent.toml"], "config file '/nonexistent.toml' does not exist"),
+])
+def test_bad_ids_and_flags_give_clear_errors(tmp_path, capsys, argv, message):
+    code = main(["train", "--out", str(tmp_path / "run"), "--total-steps", "10", "--num-actors", "0"] + argv)
+    assert code == 2
+    assert message in capsys.readouterr().out
+
+
+def test_bad_flag_values_are_rejected_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path), "--core", "gru"])
+    assert "invalid choice: 'gru'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path), "--reward-clip", "maybe"])
+
+
+def test_config_file_and_preset(tmp_path):
+    (tmp_path / "c.toml").write_text('hidden-size = 12\ncore = "lstm"\n')
+    (tmp_path / "c.yaml").write_text("unroll_length: 7\nbogus: 1\n")
+    cfg = resolve_config("memory", tmp_path / "c.toml", {"core": "ff"})
+    assert (cfg.hidden_size, cfg.core, cfg.env) == (12, "ff", "memory:delayed_recall?cues=2&delay=30")
+    assert cfg.total_steps == 2_000_000   # the preset's, under the file's and the flag's
+    with pytest.raises(SettingError, match="unknown settings \\['bogus'\\]"):
+        resolve_config(None, tmp_path / "c.yaml")
+    (tmp_path / "broken.json").write_text('{"lr": ')
+    with pytest.raises(SettingError, match="broken.json' is not valid JSON"):
+        resolve_config(None, tmp_path / "broken.json")
+
+
+@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("env", ["gym:CartPole-v1", MEMORY])
+def test_end_to_end_every_core_trains_and_evaluates(tmp_path, core, env):
+    cfg = small_config(core=core, env=env, total_steps=100)
+    torch.manual_seed(cfg.seed)
+    initial = build_agent(cfg, EnvSpec.probe(cfg.env, {})).state_dict()
+    summary = train(cfg, tmp_path, progress=False)
+    assert summary["steps"] == 100 and summary["finished"]
+    checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert checkpoint["updates"] == 5 and checkpoint["steps"] == 100      # 100 steps of T·B = 20
+    changed = [k for k, v in checkpoint["model"].items() if not torch.equal(v, initial[k])]
+    assert "policy.weight" in changed and any(k.startswith("core.") for k in changed)   # the core trains too
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["step"] == "100" and rows[-1]["updates"] == "5" and float(rows[-1]["grad_norm"]) > 0
+    assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
+    assert main(["eval", str(tmp_path), "--episodes", "3", "--sample"]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["episodes"] == 3 and result["checkpoint_steps"] == 100 and result["core"] == core
+    if env == MEMORY:   # delay 6: every episode lasts 8 steps and pays 0 or 1
+        assert result["lengths"] == [8, 8, 8] and set(result["returns"]) <= {0.0, 1.0}
+    else:               # CartPole pays 1 per step
+        assert result["returns"] == result["lengths"]
+
+
+
+
+def test_metrics_rows_count_frames_and_average_the_window():
+    progress = Progress(window=2, checkpoint={"steps": 1600, "updates": 3, "wall_time": 10.0,
+                                              "recent_episodes": [{"return": 5.0, "length": 7, "success": None}]})
+    progress.recent.extend([{"return": 1.0, "length": 3, "success": 1.0}, {"return": 3.0, "length": 5, "success": 0.0}])
+    losses = [{k: float(i) for k in LOSS_COLUMNS} for i in (1, 3)]
+    row = progress.metrics_row(sps=10.0, losses=losses, frames_per_step=4)
+    assert (row["step"], row["frames"], row["updates"], row["episodes"]) == (1600, 6400, 3, 2)
+    assert (row["mean_return"], row["mean_length"], row["success_rate"]) == (2.0, 4.0, 0.5)  # the window of 2
+    assert row["total_loss"] == 2.0 and row["wall_time"] >= 10.0
