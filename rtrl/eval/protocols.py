@@ -4,7 +4,7 @@
 Every protocol plays greedy (unless told otherwise) episodes from a zero agent state, the recurrent
 state carried through each episode, on ``training=False`` environments:
 
-    none     ``--episodes`` episodes (default 100) on the training environment (Atari: capped as below)
+    none     ``episodes`` episodes (default 100) on the training environment (Atari: capped as below)
     atari    5 runs × 30 episodes (run seeds seed..seed+4), each episode capped at 27,000 agent steps
              (108,000 frames: a greedy policy may never end a game); per-run and overall mean return
              and human-normalised score
@@ -25,6 +25,7 @@ import numpy as np
 
 from rtrl.envs import parse_env_id
 from rtrl.eval.scores import ATARI_SOURCE, DMLAB_SOURCE, human_normalized
+from rtrl.settings import SettingError, literal
 
 PROTOCOLS = ("none", "atari", "procgen", "dmlab")
 ATARI_MAX_EPISODE_STEPS = 27_000           # agent steps = 108k frames (30 minutes of play at 60 Hz)
@@ -52,17 +53,19 @@ def plan(protocol: str, env_id: str, env_options: dict | None = None, seed: int 
     quick check; ``runs`` does not apply to ``none`` and ``procgen`` (whose level sets are fixed).
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown evaluation protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}")
+        raise SettingError(f"bad {{protocol}}; accepted: {', '.join(PROTOCOLS)}", protocol=protocol)
     prefix, _, id_options = parse_env_id(env_id)
     if protocol != "none" and prefix != protocol:
-        raise ValueError(f"protocol {protocol!r} evaluates {protocol}: environments; this run trained on {env_id!r}")
+        raise SettingError(f"{{protocol}} evaluates {protocol}: environments; this run trained on "
+                           f"{literal(repr(env_id))}", protocol=protocol)
     default_runs, default_episodes = DEFAULTS[protocol]
     if runs is not None and protocol in ("none", "procgen"):
-        raise ValueError(f"protocol {protocol!r} has no runs to count; use --episodes")
+        raise SettingError("{protocol} has no {runs:name} to count; use {episodes:name}", protocol=protocol,
+                           runs=runs, episodes=episodes)
     runs = default_runs if runs is None else runs
     episodes = default_episodes if episodes is None else episodes
     if runs < 1 or episodes < 1:
-        raise ValueError(f"runs and episodes must be >= 1, got runs={runs}, episodes={episodes}")
+        raise SettingError("{runs} and {episodes} must be >= 1", runs=runs, episodes=episodes)
     base = dict(env_options or {})
     merged = {**id_options, **base}
     if prefix == "atari" and merged.get("max_episode_steps") is None:

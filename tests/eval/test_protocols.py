@@ -40,14 +40,14 @@ def test_protocol_plans_have_the_papers_counts():
 
 
 @pytest.mark.parametrize("args, message", [
-    (("atri", "atari:Pong"), "unknown evaluation protocol 'atri'; accepted: none, atari, procgen, dmlab"),
-    (("atari", "procgen:chaser"), "this run trained on 'procgen:chaser'"),
-    (("dmlab", "atari:Pong"), "protocol 'dmlab'"),
+    (("atri", "atari:Pong"), "bad protocol='atri'; accepted: none, atari, procgen, dmlab"),
+    (("atari", "procgen:chaser"), "protocol='atari' evaluates atari: environments; this run trained on 'procgen:chaser'"),
+    (("dmlab", "atari:Pong"), "protocol='dmlab'"),
 ])
 def test_protocol_errors(args, message):
     with pytest.raises(ValueError, match=message):
         plan(*args)
-    with pytest.raises(ValueError, match="no runs"):
+    with pytest.raises(ValueError, match="protocol='procgen' has no runs to count; use episodes"):
         plan("procgen", "procgen:chaser", runs=2)
     with pytest.raises(ValueError, match="episodes=0"):
         plan("atari", "atari:Pong", episodes=0)
