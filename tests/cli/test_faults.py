@@ -20,6 +20,7 @@ import torch
 
 from conftest import MEMORY
 from rtrl.cli import main
+from rtrl.records.lock import DirectoryLock
 from rtrl.runtime import run_dir as run_dir_module
 
 FLAGS = ["--env", MEMORY, "--num-actors", "0", "--envs-per-actor", "2", "--batch-size", "4", "--unroll-length", "5",
@@ -223,14 +224,17 @@ CASES = [
     ("eval-not-a-directory", lambda t, r: ["eval", str(t / "nowhere")], 2, ["nowhere is not a directory"]),
     ("eval-no-checkpoint", lambda t, r: ["eval", str(t)], 2, ["has no checkpoint.pt"]),
     # --- checkpoints
-    *[(f"eval-checkpoint-{how}", lambda t, r, how=how: ["eval", str(damaged(r, t, how))], 2,
-       ["checkpoint.pt", reason])
+    *[(f"{through}-checkpoint-{how}", lambda t, r, how=how, argv=argv: argv(t, damaged(r, t, how)), 2,
+       ["checkpoint.pt", reason, *extra])
       for how, reason in [("truncated", "not a complete checkpoint file"), ("random", "not a complete checkpoint file"),
-                          ("empty", "the file is empty"), ("foreign", "is not a checkpoint of `rtrl train`")]],
-    ("resume-truncated-checkpoint", lambda t, r: train_argv(damaged(r, t, "truncated"), "--total-steps", "60"), 2,
-     ["not a complete checkpoint file", "use another run directory (--out), or move checkpoint.pt out of it"]),
-    ("load-stem-truncated", lambda t, r: train_argv(t / "o", "--load-stem", str(damaged(r, t, "truncated"))), 2,
-     ["--load-stem", "not a complete checkpoint file"]),
+                          ("empty", "the file is empty"), ("foreign", "is not a checkpoint of `rtrl train`")]
+      for through, argv, extra in [
+          ("eval", lambda t, run: ["eval", str(run)], []),
+          ("resume", lambda t, run: train_argv(run, "--total-steps", "60"),
+           ["use another run directory (--out), or move checkpoint.pt out of it"]),
+          ("load-stem", lambda t, run: train_argv(t / "o", "--load-stem", str(run)), ["--load-stem: "])]],
+    ("force-onto-another-core", lambda t, r: train_argv(copy_of(r, t), "--core", "lstm", "--force"), 2,
+     ["does not fit these settings (", "there", "another run directory (--out)"]),
     ("eval-nan-weights", lambda t, r: ["eval", str(with_nan_weights(r, t))], 2,
      ["holds non-finite weights", "policy.weight"]),
     ("resume-nan-weights", lambda t, r: train_argv(with_nan_weights(r, t), "--total-steps", "60"), 2,
@@ -248,6 +252,16 @@ def test_bad_input_ends_with_one_clear_message(tmp_path, trained, capsys, case):
     for piece in pieces:
         assert piece.replace("{t}", str(tmp_path)) in text, text
     assert len([line for line in text.splitlines() if "error:" in line]) == 1, text
+
+
+def test_a_second_run_on_a_busy_directory_is_refused_with_the_first_ones_pid(tmp_path, trained, capsys):
+    """The lock as another process holds it (a second open file description; flock refuses it the same)."""
+    run = copy_of(trained, tmp_path)
+    with DirectoryLock(run / "run.lock"):
+        code, text = run_cli(capsys, train_argv(run, "--total-steps", "60"))
+    assert code == 2 and f"is in use by another run (pid {os.getpid()}, started " in text, text
+    assert "wait for it to end or stop it; use another run directory (--out)" in text
+    assert main(train_argv(run, "--total-steps", "60", "--force")) == 0   # released: the run resumes
 
 
 def test_a_refused_run_changes_nothing_in_its_directory(tmp_path, trained, capsys):

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import collect_rollouts, small_config
 from rtrl.cli import main
@@ -113,6 +114,9 @@ def test_skipped_updates_are_counted_logged_and_the_run_goes_on(tmp_path, monkey
     assert [r["nonfinite_updates"] for r in rows][-1] == "2" and rows[-1]["updates"] == "8"
     checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
     assert checkpoint["nonfinite_updates"] == 2 and checkpoint["updates"] == 8 and not nonfinite_tensors(checkpoint["model"])
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("nonfinite_updates")[-1].value == 2
 
 
 def test_k_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -132,6 +132,7 @@ def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
     with pytest.raises(ActorError, match=r"died without a report"):
         train(cfg, tmp_path, progress=False)
     killer.join(timeout=5)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["steps"] >= 0   # the run ends with a checkpoint
 
 
 def test_an_actor_whose_learner_died_before_it_started_exits_at_once():
