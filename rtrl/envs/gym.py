@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import multiprocessing
 
 import gymnasium as gym
 import numpy as np
@@ -47,15 +48,16 @@ def adapt(env: gym.Env, env_id: str) -> gym.Env:
     return RecordEpisode(vector_or_image(require_discrete(env, env_id)))
 
 
-SPAWNED_HINT = ("an env registered with gymnasium.register by the running program only is unknown to rtrl's actor "
-                "processes (they are spawned): register it when a module is imported and name the module "
-                "(gym:<module>:<id>), or pass env_fn= to rtrl.runtime.train.train")
+SPAWNED_HINT = ("; an env that the training program registered with gymnasium.register is unknown to rtrl's actor "
+                "processes (they are spawned, and import only modules): register it when a module is imported and "
+                "name the module (gym:<module>:<id>), or pass env_fn= to rtrl.runtime.train.train")
 
 
 def _unknown(name: str, env_id: str) -> ValueError:
     close = difflib.get_close_matches(name, list(gym.registry), n=8, cutoff=0.5)
     hint = f"close matches: {', '.join(close)}" if close else "see gymnasium.pprint_registry()"
-    return ValueError(f"unknown Gymnasium env {name!r} in {env_id!r}; {hint}; {SPAWNED_HINT}")
+    in_an_actor = multiprocessing.parent_process() is not None   # the learner found it: it was registered there only
+    return ValueError(f"unknown Gymnasium env {name!r} in {env_id!r}; {hint}{SPAWNED_HINT if in_an_actor else ''}")
 
 
 def make(name: str, *, env_id: str, seed: int | None, training: bool, **options) -> gym.Env:

@@ -97,7 +97,13 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     except BaseException:
         run.close()   # a directory this call created goes again
         raise
-    run.commit(cfg, checkpoint)
+    try:
+        run.commit(cfg, checkpoint)
+        log = run.metrics_log(counters.steps)
+    except BaseException:   # a full disk, say: no actor outlives the error
+        backend.close()
+        run.close()
+        raise
     in_a_row, saved_step = 0, counters.steps
 
     def save() -> None:
@@ -107,7 +113,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
         broken = nonfinite_tensors(model.state_dict())
         if broken:
             logger.warning("checkpoint not written: the weights are not finite (%s); checkpoint.pt keeps step %d",
-                        ", ".join(broken[:3]), saved_step)
+                           ", ".join(broken[:3]), saved_step)
             return
         log.flush()   # TensorBoard's events up to the checkpoint are on disk before it is
         run.save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(),
@@ -124,7 +130,6 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     frame_skip = frames_per_step(cfg.env, cfg.env_options)
     last_log = last_checkpoint = time.monotonic()
     steps_at_log, losses, interrupted, save_at_end = counters.steps, [], False, True
-    log = run.metrics_log(counters.steps)
     try:
         if checkpoint is None:
             save()   # from now on a killed run always leaves a checkpoint to resume
@@ -139,7 +144,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
                 in_a_row += 1
                 terms = ", ".join(f"{k}={stats[k]}" for k in stats["nonfinite"])
                 logger.warning("update skipped at step %d: non-finite %s (%d in a row; the run stops after %d)",
-                            counters.steps, terms, in_a_row, cfg.max_nonfinite)
+                               counters.steps, terms, in_a_row, cfg.max_nonfinite)
             else:
                 counters.updates += 1
                 in_a_row = 0
