@@ -350,3 +350,26 @@ def test_the_real_process_prints_one_line_and_its_exit_code(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith("rtrl train: error: dmlab: environments need the Python package 'deepmind_lab'")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_a_file(tmp_path, capsys, monkeypatch):
+    import rtrl.cli.train as train_command
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an rtrl bug")
+
+    monkeypatch.setattr(train_command, "train", broken)
+    (tmp_path / "run").mkdir()
+    code, text = run_cli(capsys, train_argv(tmp_path / "run"))
+    trace = tmp_path / "run" / "rtrl-train-error.txt"
+    assert code == 1 and text == f"rtrl train: error: unexpected RuntimeError: an rtrl bug (traceback: {trace})\n"
+    assert "Traceback" in trace.read_text() and "an rtrl bug" in trace.read_text()
+
+
+def test_a_default_that_gives_way_is_a_note_on_stderr(tmp_path, capsys):
+    argv = train_argv(tmp_path / "run")
+    at = argv.index("--envs-per-actor")
+    del argv[at:at + 2]   # batch 4 and the default envs_per_actor 16
+    code, text = run_cli(capsys, argv)
+    assert code == 0 and "rtrl train: note: envs_per_actor=4 chosen: batch_size=4 is not a multiple of " \
+                         "envs_per_actor=16, which was not set" in text, text
