@@ -17,21 +17,24 @@ from __future__ import annotations
 
 import json
 import math
+import types
+import typing
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["Check", "SettingError", "setting", "validate", "from_dict", "load_settings_file", "default_of",
-           "literal",
-           "POSITIVE_INT", "NON_NEGATIVE_INT", "POSITIVE", "NON_NEGATIVE", "UNIT_INTERVAL", "optional"]
+__all__ = ["Check", "SettingError", "SettingsMessage", "setting", "validate", "from_dict", "load_settings_file",
+           "default_of", "literal",
+           "POSITIVE_INT", "NON_NEGATIVE_INT", "POSITIVE", "NON_NEGATIVE", "UNIT_INTERVAL", "FINITE", "SEED",
+           "optional"]
 
 
-class SettingError(ValueError):
-    """A bad setting. ``template`` names settings as ``{name}`` (rendered ``name=value``, or the bare name
-    when the value is True) or ``{name:name}`` (the name alone); ``values`` gives their values.
+class SettingsMessage:
+    """A message that names settings: ``template`` names them as ``{name}`` (rendered ``name=value``, or
+    the bare name when the value is True) or ``{name:name}`` (the name alone); ``values`` gives their values.
 
     ``str(error)`` spells settings as the library does; ``error.render(spell)`` with another speller
-    (the CLI's ``--flag-name``) gives the same message in the caller's terms.
+    (the CLI's ``--flag-name``) gives the same message in the caller's terms. Mixed into exceptions.
     """
 
     def __init__(self, template: str, **values: Any):
@@ -41,6 +44,10 @@ class SettingError(ValueError):
 
     def render(self, spell: Callable[[str], str] = lambda name: name) -> str:
         return self.template.format(**{name: _Spelled(spell(name), value) for name, value in self.values.items()})
+
+
+class SettingError(SettingsMessage, ValueError):
+    """A bad setting (see :class:`SettingsMessage` for how it names settings)."""
 
 
 def literal(text: str) -> str:
@@ -86,6 +93,38 @@ POSITIVE = Check("a positive finite number", lambda v: _is_number(v) and v > 0)
 NON_NEGATIVE = Check("a finite number >= 0", lambda v: _is_number(v) and v >= 0)
 UNIT_INTERVAL = Check("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)
 FINITE = Check("a finite number", _is_number)
+SEED = Check("an integer from 0 to 2**32 - 1", lambda v: _is_int(v) and 0 <= v < 2 ** 32)
+
+# what a value of each annotated type looks like, for a value of the wrong type with no check of its own
+_TYPE_PHRASES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                 dict: "a table of key = value"}
+
+
+def _has_type(value, annotation) -> bool:
+    """Whether ``value`` fits a field annotation: bool, int, float (ints too), str, dict, list[X], X | None."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_has_type(v, args[0]) for v in value)
+    if annotation is float:
+        return _is_int(value) or isinstance(value, float)
+    if annotation is int:
+        return _is_int(value)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True  # an annotation this check does not know (Any, a callable...): accept
+
+
+def _type_phrase(annotation) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_type_phrase(a) for a in args) + ", or none"
+    if typing.get_origin(annotation) in (list, tuple):
+        return f"a list of {_type_phrase(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    return _TYPE_PHRASES.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
 def optional(check: Check) -> Check:
@@ -107,12 +146,18 @@ def setting(default: Any, help: str, *, check: Check | None = None, choices: tup
 
 
 def validate(config):
-    """Check every field of a config dataclass, then its ``check_together()`` (cross-field rules)."""
+    """Check every field of a config dataclass (its type, choices and check), then its ``check_together()``
+    (cross-field rules). A value of the wrong type (a string in a YAML file where a number belongs, say)
+    is named with what the field accepts."""
+    hints = typing.get_type_hints(type(config))
     for f in fields(config):
         value = getattr(config, f.name)
         choices, check = f.metadata.get("choices"), f.metadata.get("check")
         if choices is not None and value not in choices:
             raise SettingError(f"bad {{{f.name}}}; accepted: {literal(', '.join(map(str, choices)))}", **{f.name: value})
+        if not _has_type(value, hints[f.name]):
+            accepted = check.accepted if check is not None else _type_phrase(hints[f.name])
+            raise SettingError(f"bad {{{f.name}}}; accepted: {literal(accepted)}", **{f.name: value})
         if check is not None and not check(value):
             raise SettingError(f"bad {{{f.name}}}; accepted: {check.accepted}", **{f.name: value})
     together = getattr(config, "check_together", None)
@@ -139,7 +184,11 @@ def load_settings_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SettingError(literal(f"config file {str(path)!r} does not exist or is not a file"))
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise SettingError(literal(f"config file {str(path)!r} cannot be read: {reason}")) from None
     try:
         if path.suffix == ".toml":
             import tomllib
@@ -155,7 +204,9 @@ def load_settings_file(path: str | Path) -> dict:
     except SettingError:
         raise
     except Exception as error:  # each parser has its own error type; all mean "not valid syntax"
-        raise SettingError(literal(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {error}")) from None
+        mark = getattr(error, "problem_mark", None)   # YAML's errors span lines; say where, in one
+        reason = f"{error.problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else error
+        raise SettingError(literal(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {reason}")) from None
     if not isinstance(data, dict):
         raise SettingError(literal(f"config file {str(path)!r} must hold a table of settings, "
                                    f"got {type(data).__name__}"))

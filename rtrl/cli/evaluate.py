@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.cli.flags import add_flags, given
 from rtrl.eval.evaluation import EvalConfig, evaluate
 from rtrl.eval.protocols import summary_lines
 from rtrl.settings import from_dict
@@ -22,11 +22,7 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        summary = evaluate(args.run_dir, from_dict(EvalConfig, given(args, EvalConfig)))
-    except ValueError as error:
-        print(f"rtrl eval: error: {render_error(error)}")
-        return 2
+    summary = evaluate(args.run_dir, from_dict(EvalConfig, given(args, EvalConfig)))   # errors: rtrl.cli.main
     if summary.get("protocol", "none") != "none":
         print("\n".join(summary_lines(summary)))
     else:

@@ -14,7 +14,7 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-from rtrl.settings import SettingError, default_of
+from rtrl.settings import SettingsMessage, default_of
 
 __all__ = ["flag_name", "add_flags", "given", "parse_bool", "render_error"]
 
@@ -25,7 +25,7 @@ def flag_name(name: str) -> str:
 
 def render_error(error: Exception) -> str:
     """A library error in the command line's terms: settings named as flags."""
-    return error.render(flag_name) if isinstance(error, SettingError) else str(error)
+    return error.render(flag_name) if isinstance(error, SettingsMessage) else str(error)
 
 
 def parse_bool(text: str) -> bool:

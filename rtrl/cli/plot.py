@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import asdict, dataclass
 
-from rtrl.cli.flags import add_flags, given, render_error
-from rtrl.records.plots import PlotError, plot_runs
-from rtrl.settings import POSITIVE_INT, SettingError, from_dict, setting, validate
+from rtrl.cli.flags import add_flags, given
+from rtrl.records.plots import plot_runs
+from rtrl.settings import POSITIVE_INT, from_dict, setting, validate
 
 
 @dataclass
@@ -30,11 +29,7 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = validate(from_dict(PlotConfig, given(args, PlotConfig)))
-        out = plot_runs(args.run_dirs, **asdict(cfg))
-    except (PlotError, SettingError) as error:
-        print(f"rtrl plot: error: {render_error(error)}", file=sys.stderr)
-        return 2
+    cfg = validate(from_dict(PlotConfig, given(args, PlotConfig)))   # errors (PlotError too): rtrl.cli.main
+    out = plot_runs(args.run_dirs, **asdict(cfg))
     print(f"wrote {out}")
     return 0

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-import signal
-import threading
 from pathlib import Path
 
-from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.cli.errors import interrupted_exit_code
+from rtrl.cli.flags import add_flags, given
 from rtrl.records.plots import plot_runs
-from rtrl.runtime.backends import ActorError
 from rtrl.runtime.config import PRESETS, TrainConfig, resolve_config
 from rtrl.runtime.train import train
 
@@ -33,38 +30,17 @@ def register(subcommands) -> None:
     parser.set_defaults(func=run)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within the block SIGTERM stops training like Ctrl-C does (a checkpoint, then exit)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = resolve_config(args.preset, args.config, given(args, TrainConfig))
-        with sigterm_as_interrupt():
-            summary = train(cfg, args.out, force=args.force, progress=not args.no_progress)
-    except ActorError as error:  # an environment or actor crashed; the checkpoint was written
-        print(f"rtrl train: error: {error}")
-        return 1
-    except ValueError as error:
-        print(f"rtrl train: error: {render_error(error)}")
-        return 2
+    """Errors end up in ``rtrl.cli.main``, which prints them as one message with their exit code."""
+    cfg = resolve_config(args.preset, args.config, given(args, TrainConfig))
+    summary = train(cfg, args.out, force=args.force, progress=not args.no_progress)
     line = f"steps {summary['steps']}: mean return {summary['mean_return']:.3f}"
     if not math.isnan(summary["success_rate"]):
         line += f", success rate {summary['success_rate']:.3f}"
     print(line + f" over the last {summary['episodes_in_window']} training episodes")
+    if summary["nonfinite_updates"]:
+        print(f"{summary['nonfinite_updates']} updates were skipped for a non-finite loss or gradient "
+              "(nonfinite_updates in metrics.csv)")
     if not summary["finished"]:
         print(f"interrupted at {summary['steps']} steps; checkpoint written; resume with the same command "
               f"(--out {args.out})")
@@ -74,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"learning curve: {plot_runs([args.out], metric=metric, x='step', out=Path(args.out) / 'curve.png')}")
         except Exception as error:  # a plot must never cost the run
             print(f"could not draw the learning curve: {error}")
-    return 0 if summary["finished"] else 130
+    return 0 if summary["finished"] else interrupted_exit_code()

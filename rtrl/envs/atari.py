@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
+from rtrl.envs.packages import MissingPackage
 from rtrl.envs.wrappers import RecordEpisode
 
 OPTIONS = {"sticky": 0.0, "max_episode_steps": None, "noop_max": 30, "frame_skip": 4, "frame_stack": 4}
@@ -131,8 +132,10 @@ class ResizeFrame(gym.ObservationWrapper):
 
 def game_names() -> dict[str, str]:
     """Normalised name ('spaceinvaders') -> ALE name ('SpaceInvaders') for every installed ROM."""
-    import ale_py
-
+    try:
+        import ale_py
+    except ImportError as error:
+        raise MissingPackage("atari", "ale_py", error) from None
     gym.register_envs(ale_py)
     names = [k[len("ALE/"):-len("-v5")] for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5")]
     return {normalise_game_name(n): n for n in names}

@@ -3,7 +3,8 @@ to know of an environment before it is built."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,19 +17,21 @@ EPISODE_FIELDS = ("return", "length", "success")
 
 @dataclass
 class EnvSpec:
-    """What the agent and the rollout buffers need to know of the environment."""
+    """What the agent and the rollout buffers need to know of the environment, and the ``env_fn`` that
+    makes a ``python:`` env (it travels with the spec to the actors)."""
 
     obs_shape: tuple[int, ...]
     obs_dtype: torch.dtype
     num_actions: int
+    env_fn: Callable | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def probe(cls, env_id: str, env_options: dict) -> "EnvSpec":
-        env = make_env(env_id, seed=0, **env_options)
+    def probe(cls, env_id: str, env_options: dict, env_fn: Callable | None = None) -> "EnvSpec":
+        env = make_env(env_id, seed=0, env_fn=env_fn, **env_options)
         try:
             space = env.observation_space
             dtype = torch.uint8 if space.dtype == np.uint8 else torch.float32
-            return cls(tuple(space.shape), dtype, int(env.action_space.n))
+            return cls(tuple(space.shape), dtype, int(env.action_space.n), env_fn)
         finally:
             env.close()
 
@@ -54,8 +57,8 @@ def episodes_from(returns, lengths, successes) -> list[dict]:
 class EnvBatch:
     """Environments stepped together with auto-reset; episode statistics from ``info["episode"]``."""
 
-    def __init__(self, env_id: str, env_options: dict, seeds: list[int], training: bool = True):
-        self.envs = [make_env(env_id, seed=s, training=training, **env_options) for s in seeds]
+    def __init__(self, env_id: str, env_options: dict, seeds: list[int], training: bool = True, env_fn=None):
+        self.envs = [make_env(env_id, seed=s, training=training, env_fn=env_fn, **env_options) for s in seeds]
         self.seeds = seeds
         first = [env.reset(seed=s)[0] for env, s in zip(self.envs, seeds)]
         self.obs = np.stack(first)

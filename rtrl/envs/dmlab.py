@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rtrl.envs.packages import MissingPackage
 from rtrl.envs.wrappers import RecordEpisode
 
 OPTIONS = {"action_repeat": 4, "width": 96, "height": 72, "dataset_path": ""}
@@ -64,7 +65,7 @@ ACTION_SET = np.array(
 )
 
 INSTALL_HINT = (
-    "DeepMind Lab is not installed (no module 'deepmind_lab'). It is not on PyPI: build it from "
+    "DeepMind Lab is not on PyPI: build it from "
     "https://github.com/deepmind/lab with Bazel (see docs/users/build.md there; "
     "`bazel build -c opt //python/pip_package:build_pip_package`, then "
     "`./bazel-bin/python/pip_package/build_pip_package /tmp/dmlab_pkg`) and pip-install the "
@@ -76,7 +77,7 @@ def import_deepmind_lab():
     try:
         import deepmind_lab
     except ImportError as error:
-        raise ImportError(INSTALL_HINT) from error
+        raise MissingPackage("dmlab", "deepmind_lab", error, install=INSTALL_HINT) from None
     return deepmind_lab
 
 

@@ -1,4 +1,7 @@
-"""``gym:<id>`` — any installed Gymnasium env with a Discrete action space.
+"""``gym:<id>`` — any Gymnasium env with a Discrete action space; ``gym:<module>:<id>`` imports ``module``
+first (Gymnasium's own ``module:EnvId`` form: the module registers the env when imported). That is how
+a user's own env runs from the command line: ``--env gym:my_package.envs:MyEnv-v0``, with
+``my_package`` importable (installed, or on PYTHONPATH); each actor process imports it too.
 
 Options: ``max_episode_steps`` (int) plus any keyword the env's constructor accepts (forwarded to
 ``gymnasium.make``). Observations: uint8 (H, W, C) images become (C, H, W); everything else
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import multiprocessing
 
 import gymnasium as gym
 import numpy as np
@@ -38,17 +42,38 @@ def accepted_options(name: str) -> list[str]:
     return list(dict.fromkeys(accepted + names))
 
 
+def adapt(env: gym.Env, env_id: str) -> gym.Env:
+    """A Gymnasium env held to the adapters' contract (``rtrl.envs.make_env``): Discrete actions
+    (MultiDiscrete flattened), a float32 vector or uint8 (C, H, W) image observation, episode records."""
+    return RecordEpisode(vector_or_image(require_discrete(env, env_id)))
+
+
+SPAWNED_HINT = ("; an env that the training program registered with gymnasium.register is unknown to rtrl's actor "
+                "processes (they are spawned, and import only modules): register it when a module is imported and "
+                "name the module (gym:<module>:<id>), or pass env_fn= to rtrl.runtime.train.train")
+
+
+def _unknown(name: str, env_id: str) -> ValueError:
+    close = difflib.get_close_matches(name, list(gym.registry), n=8, cutoff=0.5)
+    hint = f"close matches: {', '.join(close)}" if close else "see gymnasium.pprint_registry()"
+    in_an_actor = multiprocessing.parent_process() is not None   # the learner found it: it was registered there only
+    return ValueError(f"unknown Gymnasium env {name!r} in {env_id!r}; {hint}{SPAWNED_HINT if in_an_actor else ''}")
+
+
 def make(name: str, *, env_id: str, seed: int | None, training: bool, **options) -> gym.Env:
-    if name not in gym.registry:
-        close = difflib.get_close_matches(name, list(gym.registry), n=8, cutoff=0.5)
-        hint = f"close matches: {', '.join(close)}" if close else "see gymnasium.pprint_registry()"
-        raise ValueError(f"unknown Gymnasium env {name!r} in {env_id!r}; {hint}")
+    module, _, registered = name.rpartition(":")
+    if not module and name not in gym.registry:
+        raise _unknown(name, env_id)
     try:
-        env = gym.make(name, **options)
+        env = gym.make(name, **options)   # for module:id, gymnasium imports the module first
+    except ModuleNotFoundError as error:
+        raise ValueError(f"cannot import the module {module!r} named in {env_id!r} ({error.__cause__ or error}); "
+                         "it must be importable here: installed, or on PYTHONPATH") from None
+    except gym.error.Error:
+        raise _unknown(registered, env_id) from None
     except TypeError as error:
         raise ValueError(
             f"bad option for {env_id!r} ({', '.join(sorted(options))}); accepted options: "
-            f"{', '.join(accepted_options(name))} ({error})"
+            f"{', '.join(accepted_options(registered))} ({error})"
         ) from error
-    env = require_discrete(env, env_id)
-    return RecordEpisode(vector_or_image(env))
+    return adapt(env, env_id)

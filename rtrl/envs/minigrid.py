@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rtrl.envs.packages import MissingPackage
 from rtrl.envs.wrappers import ChannelFirstImage, RecordEpisode, SuccessOnPositiveReward, require_discrete
 
 OPTIONS = {"obs": "flat", "tile_size": 8}
@@ -40,7 +41,10 @@ class MiniGridFlatObservation(gym.ObservationWrapper):
 
 
 def minigrid_ids() -> list[str]:
-    import minigrid  # noqa: F401  (registers the MiniGrid-* and BabyAI-* ids)
+    try:
+        import minigrid  # noqa: F401  (registers the MiniGrid-* and BabyAI-* ids)
+    except ImportError as error:
+        raise MissingPackage("minigrid", "minigrid", error) from None
 
     return sorted(k for k in gym.registry if k.startswith(("MiniGrid-", "BabyAI-")))
 

@@ -11,6 +11,7 @@ import inspect
 
 import gymnasium as gym
 
+from rtrl.envs.packages import MissingPackage
 from rtrl.envs.wrappers import FloatVectorObservation, RecordEpisode, require_discrete
 
 OPTIONS = None  # checked against the env class's constructor below
@@ -18,7 +19,10 @@ OPTIONS = None  # checked against the env class's constructor below
 
 def env_classes() -> dict[str, type]:
     """Every gymnasium.Env subclass exported by ``popgym.envs``, by class name."""
-    import popgym.envs
+    try:
+        import popgym.envs
+    except ImportError as error:
+        raise MissingPackage("popgym", "popgym", error) from None
 
     return {
         name: value

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rtrl.envs.packages import MissingPackage
 from rtrl.envs.wrappers import RecordEpisode
 
 OPTIONS = {"num_levels": 0, "start_level": 0, "distribution_mode": "hard"}
@@ -30,6 +31,15 @@ MODE_GAMES = {
     "memory": ("caveflyer", "dodgeball", "heist", "jumper", "maze", "miner"),
     "exploration": ("caveflyer", "climber", "coinrun", "heist", "jumper", "leaper", "maze", "ninja"),
 }
+
+
+def import_procgen():
+    """The procgen package, imported when first used: it pulls in gym3 (and the old `gym`)."""
+    try:
+        import procgen
+    except ImportError as error:
+        raise MissingPackage("procgen", "procgen", error) from None
+    return procgen
 
 
 class ProcgenEnv(gym.Env):
@@ -47,8 +57,7 @@ class ProcgenEnv(gym.Env):
         self._at_episode_start = False
 
     def _build(self, rand_seed: int) -> None:
-        import procgen  # imported here: it pulls in gym3 (and the old `gym`) only when used
-
+        procgen = import_procgen()
         self._gym3_env = procgen.ProcgenGym3Env(
             num=1, env_name=self.game, rand_seed=rand_seed, num_threads=0, **self.level_options
         )
@@ -82,6 +91,7 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, num_levels
          start_level: int, distribution_mode: str) -> gym.Env:
     if name not in GAMES:
         raise ValueError(f"unknown ProcGen game {name!r} in {env_id!r}; known: {', '.join(GAMES)}")
+    import_procgen()   # here, not at the first reset: a missing package must show before any process starts
     if distribution_mode not in DISTRIBUTION_MODES:
         raise ValueError(
             f"option distribution_mode={distribution_mode!r} for {env_id!r}; "

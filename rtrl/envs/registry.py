@@ -16,10 +16,11 @@ import gymnasium as gym
 
 from rtrl.envs import atari, dmlab, memory, minigrid, popgym, procgen
 from rtrl.envs import gym as gym_adapter
+from rtrl.envs import python as python_adapter
 from rtrl.envs.wrappers import SeedOnFirstReset
 
 ADAPTERS = {"atari": atari, "dmlab": dmlab, "gym": gym_adapter, "memory": memory, "minigrid": minigrid,
-            "popgym": popgym, "procgen": procgen}
+            "popgym": popgym, "procgen": procgen, "python": python_adapter}
 PREFIXES = tuple(ADAPTERS)
 
 
@@ -82,12 +83,14 @@ def _check_options(env_id: str, accepted: dict, options: dict) -> dict:
     return checked
 
 
-def make_env(env_id: str, seed: int | None = None, training: bool = True, **options) -> gym.Env:
+def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn=None, **options) -> gym.Env:
     """Build the environment named by ``env_id``; ``options`` override those in the id string.
+    ``env_fn``: the callable that makes a ``python:<label>`` env (``rtrl.envs.python``).
 
     Examples: ``atari:Pong``, ``procgen:chaser?num_levels=500&distribution_mode=memory``,
     ``dmlab:rooms_watermaze``, ``popgym:RepeatPreviousEasy``, ``minigrid:MiniGrid-MemoryS7-v0``,
-    ``gym:CartPole-v1``, ``memory:delayed_recall?delay=30&cues=2``.
+    ``gym:CartPole-v1``, ``gym:my_package.envs:MyEnv-v0``, ``memory:delayed_recall?delay=30&cues=2``,
+    ``python:my-env`` (with ``env_fn``).
 
     ``seed`` is used by the first ``reset()`` called without a seed (and seeds the action space).
     ``training=False`` selects evaluation semantics (Atari: no end-of-life episode ends;
@@ -103,6 +106,11 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, **opti
     adapter = ADAPTERS[prefix]
     if adapter.OPTIONS is not None:
         parsed = _check_options(env_id, adapter.OPTIONS, parsed)
+    if prefix == "python":
+        parsed["env_fn"] = env_fn
+    elif env_fn is not None:
+        raise ValueError(f"env_fn is given, so the env id must be python:<label> (the label names the env in the "
+                         f"run's config), not {env_id!r}")
     env = adapter.make(name, env_id=env_id, seed=seed, training=training, **parsed)
     return SeedOnFirstReset(env, seed)
 

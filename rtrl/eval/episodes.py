@@ -9,35 +9,44 @@ import torch
 
 from rtrl.envs import EVAL_SEED_OFFSET, EnvBatch, EnvSpec, env_seeds, episodes_from
 from rtrl.models import Agent, sample_actions
-from rtrl.runtime.checkpoints import load_checkpoint
+from rtrl.runtime.checkpoints import CheckpointError, check_finite, load_checkpoint, load_weights
 from rtrl.runtime.config import TrainConfig, build_agent
+from rtrl.settings import SettingError
 
 
-def load_trained_agent(run_dir: str | Path) -> tuple[TrainConfig, EnvSpec, Agent, dict]:
-    """(config, env spec, agent in eval mode on the CPU, checkpoint) of a run directory."""
+def load_trained_agent(run_dir: str | Path, env_fn=None) -> tuple[TrainConfig, EnvSpec, Agent, dict]:
+    """(config, env spec, agent in eval mode on the CPU, checkpoint) of a run directory. The checkpoint is
+    read without running code from it (``load_checkpoint``); one with non-finite weights is refused.
+    ``env_fn``: the callable of a run on a ``python:`` env (see ``rtrl.runtime.train.train``)."""
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoint.pt"
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is not a directory: give the run directory of `rtrl train`")
     if not checkpoint_path.exists():
         raise ValueError(f"{run_dir} has no checkpoint.pt: is it a run directory of `rtrl train`?")
     checkpoint = load_checkpoint(checkpoint_path)
-    cfg = TrainConfig.from_dict(checkpoint["config"])
-    spec = EnvSpec.probe(cfg.env, cfg.env_options)
+    check_finite(checkpoint, checkpoint_path)
+    try:
+        cfg = TrainConfig.from_dict(checkpoint["config"])
+    except SettingError as error:
+        raise CheckpointError(f"{checkpoint_path} holds settings this version of rtrl does not know ({error})") from None
+    spec = EnvSpec.probe(cfg.env, cfg.env_options, env_fn)
     agent = build_agent(cfg, spec)
-    agent.load_state_dict(checkpoint["model"])
+    load_weights(agent, checkpoint, checkpoint_path)
     agent.eval()
     return cfg, spec, agent, checkpoint
 
 
 def run_episodes(cfg: TrainConfig, agent: Agent, episodes: int, greedy: bool, seed: int, num_envs: int = 8,
-                 env_id: str | None = None, env_options: dict | None = None, observe=None) -> list[dict]:
+                 env_id: str | None = None, env_options: dict | None = None, observe=None, env_fn=None) -> list[dict]:
     """Play ``episodes`` full episodes and return them as ``{"return", "length", "success"}`` dicts.
 
     ``env_id``/``env_options`` override the run's. ``observe(obs)``, if given, sees the (num_envs, ...)
-    observations before every action.
+    observations before every action. ``env_fn`` makes a ``python:`` env.
     """
     num_envs = max(1, min(num_envs, episodes))
     envs = EnvBatch(env_id or cfg.env, cfg.env_options if env_options is None else env_options,
-                    env_seeds(seed, EVAL_SEED_OFFSET, num_envs), training=False)
+                    env_seeds(seed, EVAL_SEED_OFFSET, num_envs), training=False, env_fn=env_fn)
     generator = torch.Generator().manual_seed(seed)
     results: list[dict] = []
     state = agent.step_state(agent.initial_state(num_envs))   # no sensitivities: nothing is learned here

@@ -15,7 +15,7 @@ import torch
 from rtrl.eval.episodes import load_trained_agent, run_episodes, summarise
 from rtrl.eval.protocols import PROTOCOLS, aggregate, plan
 from rtrl.records.files import write_text_atomically
-from rtrl.settings import POSITIVE_INT, optional, setting, validate
+from rtrl.settings import POSITIVE_INT, SEED, optional, setting, validate
 
 
 @dataclass
@@ -28,7 +28,7 @@ class EvalConfig:
                                    "protocol's 30/200/100", check=optional(POSITIVE_INT))
     runs: int | None = setting(None, "runs of the atari/dmlab protocol (none: 5 / 3)", check=optional(POSITIVE_INT))
     greedy: bool = setting(True, "take the most probable action (false: sample from the policy, as --sample)")
-    seed: int = setting(0, "seeds the environments and the action sampling")
+    seed: int = setting(0, "seeds the environments and the action sampling", check=SEED)
     num_envs: int = setting(8, "environments run side by side", check=POSITIVE_INT)
     video: str | None = setting(None, "also record one episode as an animated GIF at this path (the flag alone: "
                                 "DIR/eval.gif)", flag={"nargs": "?", "const": "", "metavar": "PATH"})
@@ -37,11 +37,12 @@ class EvalConfig:
         return validate(self)
 
 
-def evaluate(run_dir: str | Path, cfg: EvalConfig | None = None) -> dict:
-    """Evaluate a run as ``cfg`` says; write and return eval.json's content."""
+def evaluate(run_dir: str | Path, cfg: EvalConfig | None = None, env_fn=None) -> dict:
+    """Evaluate a run as ``cfg`` says; write and return eval.json's content. ``env_fn``: the callable that
+    made the run's ``python:`` env (``rtrl.runtime.train.train``)."""
     cfg = (cfg or EvalConfig()).validate()
     run_dir = Path(run_dir)
-    train_cfg, spec, agent, checkpoint = load_trained_agent(run_dir)
+    train_cfg, spec, agent, checkpoint = load_trained_agent(run_dir, env_fn)
     sets = plan(cfg.protocol, train_cfg.env, train_cfg.env_options, cfg.seed, cfg.episodes, cfg.runs)
     video = None if cfg.video is None else Path(cfg.video or run_dir / "eval.gif")
     if video is not None:  # fail before the evaluation if no frame can be drawn
@@ -49,11 +50,12 @@ def evaluate(run_dir: str | Path, cfg: EvalConfig | None = None) -> dict:
         check_renderable(spec.obs_shape, video)
     torch.manual_seed(cfg.seed)
     summaries = [summarise(run_episodes(train_cfg, agent, s.episodes, cfg.greedy, s.seed, cfg.num_envs,
-                                        env_options=s.env_options)) for s in sets]
+                                        env_options=s.env_options, env_fn=env_fn)) for s in sets]
     summary = aggregate(cfg.protocol, train_cfg.env, sets, summaries)
     if video is not None:
         from rtrl.eval.video import record_video
-        summary["video"] = str(record_video(train_cfg, agent, video, cfg.greedy, cfg.seed, sets[0].env_options))
+        summary["video"] = str(record_video(train_cfg, agent, video, cfg.greedy, cfg.seed, sets[0].env_options,
+                                            env_fn=env_fn))
     summary.update({"env": train_cfg.env, "core": train_cfg.core, "greedy": cfg.greedy, "seed": cfg.seed,
                     "checkpoint_steps": checkpoint["steps"]})
     write_text_atomically(run_dir / "eval.json", json.dumps(summary, indent=2) + "\n")

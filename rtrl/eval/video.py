@@ -52,7 +52,7 @@ def write_gif(frames: list[np.ndarray], path: str | Path, frame_ms: int = FRAME_
 
 
 def record_video(cfg, agent, path: str | Path, greedy: bool, seed: int, env_options: dict | None = None,
-                 max_frames: int = MAX_FRAMES) -> Path:
+                 max_frames: int = MAX_FRAMES, env_fn=None) -> Path:
     """Play one episode (as ``rtrl eval`` does) with one environment and write its frames to ``path``."""
     frames: list[np.ndarray] = []
 
@@ -62,7 +62,8 @@ def record_video(cfg, agent, path: str | Path, greedy: bool, seed: int, env_opti
             raise _EnoughFrames
 
     try:
-        run_episodes(cfg, agent, 1, greedy, seed, num_envs=1, env_options=env_options, observe=observe)
+        run_episodes(cfg, agent, 1, greedy, seed, num_envs=1, env_options=env_options, observe=observe,
+                     env_fn=env_fn)
     except _EnoughFrames:
         pass
     return write_gif(frames, path)

@@ -88,5 +88,13 @@ def _rename_old_core_keys(state_dict, prefix, *args) -> None:
 
 
 def sample_actions(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One action per row of ``logits`` (B,A), drawn from the softmax policy with ``generator``."""
-    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+    """One action per row of ``logits`` (B,A), drawn from the softmax policy with ``generator``.
+
+    A row that is not finite (a diverged model's) gets a uniformly random action instead of an error in
+    the actor: its logits stay in the rollout, where the learner's non-finite guard skips, counts and
+    reports the update (``rtrl.runtime.train``)."""
+    probs = torch.softmax(logits, -1)
+    diverged = ~probs.isfinite().all(-1)
+    if diverged.any():
+        probs = torch.where(diverged[:, None], torch.ones_like(probs), probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

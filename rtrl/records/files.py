@@ -4,14 +4,58 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+TMP_SUFFIX = ".tmp"
+
 
 def write_atomically(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` on a sibling temporary file, then move it into place with os.replace."""
+    """Call ``write(tmp_path)`` on a sibling temporary file, flush it to the disk, then move it into place
+    with os.replace: a reader, a SIGKILL or a power cut sees the old file or the new one, never a mix.
+    If writing fails (a full disk, say) the temporary file is removed and the old file stays as it was."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def write_bytes_atomically(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, names) -> list[Path]:
+    """Delete ``name.tmp`` left in ``directory`` by a writer that was killed before its os.replace;
+    returns the files removed. Call it only while no writer can be running (under the run's lock)."""
+    removed = []
+    for name in names:
+        tmp = Path(directory) / (name + TMP_SUFFIX)
+        if tmp.is_file():
+            tmp.unlink()
+            removed.append(tmp)
+    return removed

@@ -7,8 +7,11 @@ is killed keeps every row written before; it can mirror the numbers to TensorBoa
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
+
+from rtrl.records.files import write_text_atomically
 
 __all__ = ["MetricsLog", "MetricsError", "read_metrics", "keep_rows_up_to"]
 
@@ -25,26 +28,39 @@ class MetricsLog:
     """
 
     def __init__(self, path: str | Path, columns: tuple[str, ...], fresh: bool = False,
-                 tensorboard: str | Path | None = None, step_column: str = "step"):
+                 tensorboard: str | Path | None = None, step_column: str = "step", purge_step: int | None = None):
+        """``purge_step``: a resumed run's first new step; TensorBoard hides the events an earlier session
+        wrote at that step or later (its rows in this file are trimmed by :func:`keep_rows_up_to`)."""
         self.path, self.columns, self.step_column = Path(path), tuple(columns), step_column
         new = fresh or not self.path.exists() or self.path.stat().st_size == 0
         self.file = self.path.open("w" if new else "a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=self.columns)
         if new:
-            self.writer.writeheader()
-            self.file.flush()
+            self._write(self.writer.writeheader)
         self.tensorboard = None
         if tensorboard is not None:
             from torch.utils.tensorboard import SummaryWriter
-            self.tensorboard = SummaryWriter(str(tensorboard))
+            self.tensorboard = SummaryWriter(str(tensorboard), purge_step=purge_step)
+
+    def _write(self, write, *args) -> None:
+        try:
+            write(*args)
+            self.file.flush()
+        except OSError as error:  # name the file: a full disk's error alone does not say which
+            raise OSError(error.errno, error.strerror, str(self.path)) from error
 
     def write(self, row: dict) -> None:
-        self.writer.writerow({k: row.get(k, "") for k in self.columns})
-        self.file.flush()
+        self._write(self.writer.writerow, {k: row.get(k, "") for k in self.columns})
         if self.tensorboard is not None:
             for key, value in row.items():
                 if key != self.step_column and isinstance(value, (int, float)) and math.isfinite(value):
                     self.tensorboard.add_scalar(key, value, row[self.step_column])
+
+    def flush(self) -> None:
+        """Everything written so far on the disk, TensorBoard's buffered events included."""
+        self.file.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
 
     def close(self) -> None:
         self.file.close()
@@ -59,17 +75,32 @@ class MetricsLog:
 
 
 def keep_rows_up_to(path: str | Path, columns: tuple[str, ...], step: float, step_column: str = "step") -> None:
-    """Drop the rows written after ``step`` (a run resumed from an earlier checkpoint writes them again)."""
+    """Drop the rows written after ``step`` (a run resumed from an earlier checkpoint writes them again),
+    and rows cut short by a crash: a last line without its newline, a row with missing cells. The kept
+    rows get the header ``columns`` (columns added since the file was written stay blank in old rows).
+    The file is replaced atomically."""
     path = Path(path)
     if not path.exists():
         return
     with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    kept = [r for r in rows if r.get(step_column) and float(r[step_column]) <= step]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(kept)
+        text = f.read()
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]     # a row the writer did not finish
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    complete = [r for r in reader if None not in r and None not in r.values()]
+    kept = [r for r in complete if _number(r.get(step_column)) <= step]
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(kept)
+    write_text_atomically(path, buffer.getvalue())
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.inf   # not a step: the row is dropped
 
 
 def read_metrics(run_dir: str | Path, file_name: str = "metrics.csv") -> dict[str, list[float]]:

@@ -46,7 +46,7 @@ class RolloutWorker:
         T, E = cfg.unroll_length, cfg.envs_per_actor
         seeds = env_seeds(cfg.seed, actor_index * E, E)
         self.generator = torch.Generator().manual_seed(seeds[0])
-        self.envs = EnvBatch(cfg.env, cfg.env_options, seeds)
+        self.envs = EnvBatch(cfg.env, cfg.env_options, seeds, env_fn=spec.env_fn)
         self.model = build_agent(cfg, spec).eval()
         with torch.no_grad():
             self.state_before = self.model.initial_state(E)   # full state before step 0 of the next rollout

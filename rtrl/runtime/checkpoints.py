@@ -1,32 +1,130 @@
-"""Checkpoint files: reading them, the random-number state they carry, and copying a stem out of one.
+"""Checkpoint files: reading them safely, the random-number state they carry, and copying a stem out of one.
 
 A checkpoint of `rtrl train` is a dict: ``config`` (TrainConfig as a dict), ``model`` and
-``optimizer`` state dicts, ``steps``, ``updates``, ``wall_time``, ``recent_episodes`` and ``rng``.
+``optimizer`` state dicts, ``steps``, ``updates``, ``wall_time``, ``recent_episodes``, ``nonfinite_updates``
+and ``rng``. Every value is a tensor, a number, a string, None, or a list, tuple or dict of them, so
+that ``torch.load(weights_only=True)`` reads it: loading a file never runs code from it, and a file
+holding anything else (a crafted pickle) is refused before any of it runs.
+
+Checkpoints written before this form (rtrl 0.1.0) hold numpy's RNG state as a numpy array. They still
+load, with ``weights_only=True`` and exactly the numpy globals that rebuild a plain array allowed
+(``_reconstruct``, ``ndarray``, ``dtype`` and the uint32 dtype: constructors of data that call nothing
+else); the next checkpoint the run writes has the new form.
 """
 from __future__ import annotations
 
+import io
 import random
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rtrl.models import Agent
-from rtrl.settings import SettingError
+from rtrl.settings import SettingError, literal
+
+_MULTIARRAY = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray   # numpy 2 or 1
+# what a numpy array in a pickle needs, under the names numpy 1 and numpy 2 write (see the module docstring)
+_NUMPY_ARRAY_GLOBALS = [(_MULTIARRAY._reconstruct, "numpy.core.multiarray._reconstruct"),
+                        (_MULTIARRAY._reconstruct, "numpy._core.multiarray._reconstruct"),
+                        np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and why."""
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """The checkpoint of `rtrl train` at ``path``, read with ``weights_only=True`` (no code in the file
+    runs); a :class:`CheckpointError` naming the file for anything that is not such a checkpoint."""
+    path = Path(path)
+    try:
+        file = path.open("rb")
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read: {error.strerror or error}") from None
+    with file:
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{path} cannot be loaded: the file is empty")
+        try:
+            with warnings.catch_warnings(), torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
+                warnings.simplefilter("ignore")   # torch warns about the pickle protocol of foreign files
+                checkpoint = torch.load(file, map_location=map_location, weights_only=True)
+        except Exception as error:  # torch reports a damaged file with many types (RuntimeError, OSError, ...)
+            refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+            if refused:
+                raise CheckpointError(f"{path} cannot be loaded: it holds a Python object ({refused.group(1)}) that "
+                                      "no checkpoint of rtrl holds, and loading it could run code; refused") from None
+            raise CheckpointError(f"{path} cannot be loaded: it is not a complete checkpoint file (cut short, "
+                                  "damaged, or not written by torch.save); nothing in it was run") from None
+    if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict)
+            and isinstance(checkpoint.get("config"), dict) and isinstance(checkpoint.get("steps"), int)
+            and all(isinstance(v, torch.Tensor) for v in checkpoint["model"].values())):
+        raise CheckpointError(f"{path} is not a checkpoint of `rtrl train` (it holds no config, model weights and "
+                              "step count)")
+    return checkpoint
+
+
+def nonfinite_tensors(state: dict) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an infinity."""
+    return [name for name, tensor in state.items()
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(tensor.isfinite().all())]
+
+
+def check_finite(checkpoint: dict, path: str | Path) -> None:
+    """A :class:`CheckpointError` if the checkpoint's weights hold a NaN or an infinity (a diverged model)."""
+    bad = nonfinite_tensors(checkpoint["model"])
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite weights (NaN or infinity in {len(bad)} tensor(s): "
+                              f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the model diverged "
+                              "when this checkpoint was written")
+
+
+def load_weights(model: torch.nn.Module, checkpoint: dict, path: str | Path) -> None:
+    """The checkpoint's model weights into ``model``; a :class:`CheckpointError` naming the first tensors that
+    do not fit (missing, extra, or of another shape)."""
+    theirs, ours = checkpoint["model"], model.state_dict()
+    misfits = ([f"{k} is {tuple(theirs[k].shape)} there, {tuple(v.shape)} here"
+                for k, v in ours.items() if k in theirs and theirs[k].shape != v.shape] +
+               [f"no {k} there" for k in ours if k not in theirs] + [f"no {k} here" for k in theirs if k not in ours])
+    if misfits:
+        raise CheckpointError(f"the model in {path} does not fit these settings ({'; '.join(misfits[:3])}"
+                              f"{'; ...' if len(misfits) > 3 else ''})")
+    model.load_state_dict(theirs)
 
 
 def rng_states() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The random-number states of torch, numpy and Python, as tensors and plain data."""
+    kind, key, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"bit_generator": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(position),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}}
 
 
 def set_rng_states(states: dict) -> None:
+    """Restore :func:`rng_states` (or the numpy-array form of rtrl 0.1.0 checkpoints)."""
+    numpy_state = states["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = (numpy_state["bit_generator"], numpy_state["key"].numpy().astype(np.uint32),
+                       numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"])
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    np.random.set_state(numpy_state)
     random.setstate(states["python"])
+
+
+def checkpoint_bytes(checkpoint: dict) -> bytes:
+    """A checkpoint serialised as ``torch.save`` writes it (in memory: a full disk then shows as the OSError
+    of the file write, not as torch's "unexpected pos" message)."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
+
+
+def estimated_checkpoint_size(model: torch.nn.Module) -> int:
+    """Bytes of a checkpoint of ``model``: its weights, RMSprop's running average of each, and some margin."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return 2 * weights + 1_000_000
 
 
 def stem_parameter_names(model: Agent, include_fc: bool) -> list[str]:
@@ -47,9 +145,11 @@ def load_stem(model: Agent, source: str | Path, include_fc: bool) -> list[str]:
         path = path / "checkpoint.pt"
     if not path.exists():
         raise SettingError("{load_stem}: no such checkpoint file", load_stem=str(source))
-    checkpoint = load_checkpoint(path)
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        raise SettingError("{load_stem} is not a checkpoint.pt of `rtrl train` (no 'model' entry)", load_stem=str(path))
+    try:
+        checkpoint = load_checkpoint(path)
+        check_finite(checkpoint, path)
+    except CheckpointError as error:
+        raise SettingError("{load_stem:name}: " + literal(str(error)), load_stem=str(source)) from None
     theirs = checkpoint["model"]
     ours = dict(model.named_parameters())
     names = stem_parameter_names(model, include_fc)

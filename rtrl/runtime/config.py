@@ -6,6 +6,7 @@ settings (``resolve_config``). The command line turns each field into a flag (``
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -13,10 +14,11 @@ import torch
 from rtrl.algos import LossConfig
 from rtrl.envs import EnvSpec
 from rtrl.models import CORES, STEMS, Agent
-from rtrl.settings import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, UNIT_INTERVAL, SettingError,
-                           from_dict, literal, load_settings_file, setting, validate)
+from rtrl.settings import (FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
+                           SettingError, from_dict, literal, load_settings_file, setting, validate)
 
 S = setting
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,7 +34,7 @@ class TrainConfig:
     stem_hidden_size: int = S(64, "width of the stem's output features (paper: 256)", check=POSITIVE_INT)
     feature_norm: bool = S(False, "LayerNorm on the stem's features before the core (not in the paper; keeps the "
                            "core's gates out of saturation on Atari)")
-    forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)")
+    forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)", check=FINITE)
     num_actors: int = S(2, "actor processes (0: step the environments inline in the learner)", check=NON_NEGATIVE_INT)
     envs_per_actor: int = S(16, "environments stepped together by one actor (batch_size % this == 0)",
                             check=POSITIVE_INT)
@@ -46,9 +48,9 @@ class TrainConfig:
     baseline_cost: float = S(0.5, "weight of the baseline loss", check=NON_NEGATIVE)
     entropy_cost: float = S(0.01, "weight of the entropy loss", check=NON_NEGATIVE)
     reward_clip: bool = S(True, "clip rewards to [-1, 1] for the loss")
-    seed: int = S(0, "seeds the model init, the actors' environments and sampling")
+    seed: int = S(0, "seeds the model init, the actors' environments and sampling", check=SEED)
     device: str = S("cpu", "learner device (cpu, cuda, cuda:1, mps); actors always run on the CPU")
-    learner_threads: int = S(1, "torch threads of the learner process")
+    learner_threads: int = S(1, "torch threads of the learner process", check=POSITIVE_INT)
     checkpoint_interval: float = S(300.0, "seconds between checkpoints (one is always written at the end)",
                                    check=POSITIVE)
     log_interval: float = S(5.0, "seconds between metrics.csv rows", check=POSITIVE)
@@ -57,6 +59,9 @@ class TrainConfig:
                        flag={"metavar": "CKPT"})
     load_fc: bool = S(False, "with load_stem: also copy the stem's final FC layer")
     freeze_stem: bool = S(False, "with load_stem: do not train the copied stem layers (kept in checkpoints)")
+    # --- faults (issue 14) ---
+    max_nonfinite: int = S(10, "stop the run after this many updates in a row with a non-finite loss or gradient "
+                           "(each one is skipped, counted in metrics.csv and logged)", check=POSITIVE_INT)
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
 
     def check_together(self) -> None:
@@ -65,6 +70,11 @@ class TrainConfig:
             raise SettingError("{batch_size} must be a multiple of {envs_per_actor}: a learner batch is made "
                                "of whole actor rollouts", batch_size=self.batch_size,
                                envs_per_actor=self.envs_per_actor)
+        if self.total_steps < self.steps_per_update:
+            raise SettingError("{total_steps} is less than one learner update of {unroll_length} x {batch_size} = "
+                               f"{self.steps_per_update} steps; accepted: at least {self.steps_per_update}",
+                               total_steps=self.total_steps, unroll_length=self.unroll_length,
+                               batch_size=self.batch_size)
         if not self.device.startswith(("cpu", "cuda", "mps")):
             raise SettingError("bad {device}; accepted: cpu, cuda, cuda:N, mps", device=self.device)
         if (self.load_fc or self.freeze_stem) and not self.load_stem:
@@ -136,13 +146,31 @@ PRESETS: dict[str, dict] = {
 
 def resolve_config(preset: str | None = None, config_file: str | None = None,
                    overrides: dict | None = None) -> TrainConfig:
-    """Defaults < ``PRESETS[preset]`` < the settings in ``config_file`` < ``overrides``, validated."""
+    """Defaults < ``PRESETS[preset]`` < the settings in ``config_file`` < ``overrides``, validated.
+
+    A default the user did not set gives way to what they did set: with ``batch_size`` set (in the file
+    or the overrides) but not ``envs_per_actor``, a batch size that is not a multiple of the default (or
+    the preset's) ``envs_per_actor`` gets the largest divisor below it instead, and the log says so.
+    """
     values: dict = {}
     if preset:
         if preset not in PRESETS:
             raise SettingError(literal(f"unknown preset {preset!r}; accepted: {', '.join(sorted(PRESETS))}"))
         values.update(PRESETS[preset])
-    if config_file:
-        values.update(load_settings_file(config_file))
-    values.update(overrides or {})
+    user_set = dict(load_settings_file(config_file)) if config_file else {}
+    user_set.update(overrides or {})
+    values.update(user_set)
+    if "batch_size" in user_set and "envs_per_actor" not in user_set:
+        _adapt_envs_per_actor(values)
     return TrainConfig.from_dict(values).validate()
+
+
+def _adapt_envs_per_actor(values: dict) -> None:
+    batch_size, envs_per_actor = values["batch_size"], values.get("envs_per_actor", TrainConfig.envs_per_actor)
+    if not (isinstance(batch_size, int) and batch_size > 0 and batch_size % envs_per_actor):
+        return  # fits already, or validate() will name the bad batch size
+    chosen = max(d for d in range(1, envs_per_actor + 1) if batch_size % d == 0)
+    values["envs_per_actor"] = chosen
+    log.info("envs_per_actor=%d chosen: batch_size=%d is not a multiple of envs_per_actor=%d, which was not set "
+             "(a batch is made of whole actor rollouts); set envs_per_actor to choose another", chosen,
+             batch_size, envs_per_actor)

@@ -8,6 +8,8 @@ actors' state is what carries forward.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rtrl.algos import impala_loss, linear_decay
@@ -18,7 +20,7 @@ from rtrl.runtime.rollout import Rollout
 
 class Learner:
     """RMSprop on the IMPALA loss, the learning rate decayed linearly to 0 over ``total_steps``,
-    global gradient-norm clipping (RTRL gradients included)."""
+    global gradient-norm clipping (RTRL gradients included); no step on a non-finite loss or gradient."""
 
     def __init__(self, model: Agent, cfg: TrainConfig):
         self.model = model
@@ -27,8 +29,10 @@ class Learner:
         self.loss_config = cfg.loss_config()
         self.lr, self.total_steps, self.grad_norm_clip = cfg.lr, cfg.total_steps, cfg.grad_norm_clip
 
-    def update(self, batch: Rollout, steps_done: int) -> dict[str, float]:
-        """One gradient step on ``batch`` (on the model's device); returns the losses, grad norm and lr."""
+    def update(self, batch: Rollout, steps_done: int) -> dict:
+        """One gradient step on ``batch`` (on the model's device); returns the losses, grad norm and lr, and
+        under ``"nonfinite"`` the terms that were NaN or infinite: then the step is skipped (the weights and
+        the optimizer's state stay as they were)."""
         lr = self.lr * linear_decay(steps_done, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -36,7 +40,13 @@ class Learner:
         loss, stats = impala_loss(out.policy_logits, out.baseline, batch.action, batch.reward, batch.done,
                                   batch.policy_logits, self.loss_config)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.trained, self.grad_norm_clip))
-        self.optimizer.step()
-        return {**stats, "lr": lr}
+        nonfinite = [k for k, v in stats.items() if not math.isfinite(v)]   # then no backward, no step
+        stats["grad_norm"] = math.nan
+        if not nonfinite:
+            loss.backward()
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.trained, self.grad_norm_clip))
+            if math.isfinite(stats["grad_norm"]):
+                self.optimizer.step()
+            else:
+                nonfinite = ["grad_norm"]
+        return {**stats, "lr": lr, "nonfinite": nonfinite}

@@ -5,59 +5,171 @@
     tensorboard/      TensorBoard event files of the same numbers
     checkpoint.pt     model, optimizer, step counters, recent episodes, RNG states (written atomically)
     curve.png         the learning curve, drawn at the end by the command line
+    run.lock          while a run writes here: its pid, start time and command
 
-Running again on the same directory resumes it: same settings, or different ones with ``force``.
+Running again on the same directory resumes it: same settings, or different ones with ``force``. One
+run at a time: a second one is refused with the first one's pid; the lock of a killed run does not
+block (the kernel drops it with the process). A SIGKILL at any moment leaves the last complete
+checkpoint.pt and config.json (both are replaced atomically); the rerun trims metrics.csv after the
+checkpoint's step (and rows cut short), hides TensorBoard's events after it and removes half-written
+temporary files. Nothing in the directory changes until the new run has checked what it found there.
 """
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
-import torch
-
-from rtrl.records.files import write_atomically, write_text_atomically
+from rtrl.records.files import remove_stale_temporaries, write_bytes_atomically, write_text_atomically
+from rtrl.records.lock import DirectoryLock, LockedError
 from rtrl.records.metrics import MetricsLog, keep_rows_up_to
-from rtrl.runtime.checkpoints import load_checkpoint
+from rtrl.runtime.checkpoints import (CheckpointError, check_finite, checkpoint_bytes, load_checkpoint, load_weights,
+                                      set_rng_states)
 from rtrl.runtime.config import TrainConfig
 from rtrl.settings import SettingError, literal
 
 # frames = environment frames (steps × the Atari frame skip or DMLab action repeat, else = steps)
 METRIC_COLUMNS = ("step", "frames", "wall_time", "sps", "updates", "episodes", "mean_return", "mean_length",
-                  "success_rate", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr")
+                  "success_rate", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr",
+                  "nonfinite_updates")
+
+log = logging.getLogger(__name__)
+
+
+class RunDirectoryError(SettingError):
+    """A run directory that cannot be used as asked; the message says why and the ways out (settings and
+    ``out``, the directory, are named as in :class:`rtrl.settings.SettingError`)."""
 
 
 class RunDirectory:
-    """Creates, checks and resumes a run directory."""
+    """Creates, checks, locks and resumes a run directory: ``open``, then ``commit``, then ``close``."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.config_path = self.path / "config.json"
         self.checkpoint_path = self.path / "checkpoint.pt"
         self.metrics_path = self.path / "metrics.csv"
+        self.lock = DirectoryLock(self.path / "run.lock")
+        self.created = False
 
-    def existing_config(self) -> dict | None:
-        return json.loads(self.config_path.read_text()) if self.config_path.exists() else None
+    def _error(self, text: str, alternative: str = "") -> RunDirectoryError:
+        """``text``; use another run directory (``out``)[, or ``alternative``]."""
+        return RunDirectoryError(literal(text) + "; use another run directory ({out:name})" +
+                                 literal(f", or {alternative}" if alternative else ""), out=str(self.path))
 
-    def prepare(self, cfg: TrainConfig, force: bool) -> dict | None:
-        """Write config.json; return the checkpoint to resume from (or None for a fresh run)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        old = self.existing_config()
-        new = cfg.to_dict()
-        if old is not None:  # settings added to rtrl since the run started take their defaults
-            old = {**TrainConfig().to_dict(), **old}
+    def open(self, cfg: TrainConfig, force: bool) -> dict | None:
+        """Take the directory for a run of ``cfg``: create it, lock it, check what it holds. Returns the
+        checkpoint to resume from (None for a fresh run). Writes nothing but the lock file."""
+        if self.path.exists() and not self.path.is_dir():
+            raise self._error(f"{self.path} is a file, not a run directory")
+        blocking = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise self._error(f"cannot create the run directory {self.path}: {blocking} is a file")
+        self.created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise self._error(f"cannot create the run directory {self.path}: {error.strerror}") from None
+        try:
+            self.lock.acquire()
+        except LockedError as error:
+            holder = error.holder
+            raise self._error(f"{self.path} is in use by another run (pid {holder.get('pid', 'unknown')}, started "
+                              f"{holder.get('started', 'at an unknown time')}: {holder.get('command', '')}); wait "
+                              "for it to end or stop it") from None
+        except OSError as error:
+            raise self._error(f"cannot write in the run directory {self.path}: {error.strerror}") from None
+        try:
+            return self._resumable_checkpoint(cfg, force)
+        except BaseException:
+            self.close()
+            raise
+
+    def _resumable_checkpoint(self, cfg: TrainConfig, force: bool) -> dict | None:
+        old = self._existing_config(force)
+        checkpoint = None
+        if self.checkpoint_path.exists():
+            try:
+                checkpoint = load_checkpoint(self.checkpoint_path)
+                check_finite(checkpoint, self.checkpoint_path)
+            except CheckpointError as error:
+                raise self._error(f"{error}; it was left as it is",
+                                  "move checkpoint.pt out of it to start this directory over from step 0") from None
+            if old is None:
+                old = checkpoint["config"]
+        if old is not None and not force:
+            old, new = {**TrainConfig().to_dict(), **old}, cfg.to_dict()  # settings added since take their defaults
             differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            if differing and not force:
+            if differing:
                 details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
-                raise SettingError(literal(f"{self.path} holds a run with a different config ({details})") + "; use the same "
-                                   "settings to resume it, another run directory for a new run, or {force} to "
-                                   "resume it with the new settings", force=True)
-        write_text_atomically(self.config_path, json.dumps(new, indent=2) + "\n")
-        checkpoint = load_checkpoint(self.checkpoint_path) if self.checkpoint_path.exists() else None
-        keep_rows_up_to(self.metrics_path, METRIC_COLUMNS, checkpoint["steps"] if checkpoint else 0)
+                raise RunDirectoryError(literal(f"{self.path} holds a run with a different config ({details})") +
+                                        "; use the same settings to resume it, another run directory ({out:name}) "
+                                        "for a new run, or {force} to resume it with the new settings",
+                                        force=True, out=str(self.path))
         return checkpoint
 
-    def save_checkpoint(self, checkpoint: dict) -> None:
-        write_atomically(self.checkpoint_path, lambda tmp: torch.save(checkpoint, tmp))
+    def _existing_config(self, force: bool) -> dict | None:
+        if not self.config_path.exists():
+            return None
+        try:
+            config = json.loads(self.config_path.read_text())
+            if not isinstance(config, dict):
+                raise ValueError(f"it holds a {type(config).__name__}, not a table of settings")
+            return config
+        except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            if force:
+                log.warning("%s cannot be read (%s); forced: it is replaced by these settings", self.config_path, error)
+                return None
+            raise RunDirectoryError(literal(f"{self.config_path} cannot be read ({error}); it was left as it is. "
+                                            "Resume the run with these settings with ") + "{force} (config.json is "
+                                    "then rewritten), or use another run directory ({out:name})",
+                                    force=True, out=str(self.path)) from None
 
-    def metrics_log(self) -> MetricsLog:
-        return MetricsLog(self.metrics_path, METRIC_COLUMNS, tensorboard=self.path / "tensorboard")
+    def restore(self, checkpoint: dict, model, optimizer) -> None:
+        """The checkpoint's weights, optimizer state and random-number states into this run's objects."""
+        try:
+            load_weights(model, checkpoint, self.checkpoint_path)
+            try:
+                optimizer.load_state_dict(checkpoint["optimizer"])
+                set_rng_states(checkpoint["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as error:
+                raise CheckpointError(f"the optimizer or random-number state in {self.checkpoint_path} does not "
+                                      f"fit these settings ({error})") from None
+        except CheckpointError as error:
+            raise self._error(f"{error}; a checkpoint resumes only under settings that keep the model's shape and "
+                              "its trained parameters (core, sizes, stem, freeze_stem)") from None
+
+    def check_free_space(self, checkpoint_size: int) -> None:
+        """Refuse to start when the disk cannot hold a new checkpoint beside the old one (and some metrics)."""
+        free = shutil.disk_usage(self.path).free
+        needed = 2 * checkpoint_size + 10_000_000
+        if free < needed:
+            raise self._error(f"only {free / 1e6:.1f} MB are free on the file system of {self.path}; a checkpoint of "
+                              f"this model takes about {checkpoint_size / 1e6:.1f} MB and replacing it needs room for "
+                              f"two plus the metrics ({needed / 1e6:.1f} MB): free some space")
+
+    def commit(self, cfg: TrainConfig, checkpoint: dict | None) -> None:
+        """The run has started: write config.json, trim metrics.csv to the checkpoint, drop stale temporaries."""
+        for stale in remove_stale_temporaries(self.path, ("checkpoint.pt", "config.json", "metrics.csv")):
+            log.info("removed %s, left by a run that was killed while writing it", stale)
+        write_text_atomically(self.config_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        keep_rows_up_to(self.metrics_path, METRIC_COLUMNS, checkpoint["steps"] if checkpoint else 0)
+
+    def save_checkpoint(self, checkpoint: dict) -> None:
+        try:
+            write_bytes_atomically(self.checkpoint_path, checkpoint_bytes(checkpoint))
+        except OSError as error:
+            raise OSError(error.errno, f"{error.strerror}; the previous checkpoint.pt is kept",
+                          str(self.checkpoint_path)) from error
+
+    def metrics_log(self, steps: int) -> MetricsLog:
+        """The metrics writer of a run resuming at ``steps`` (TensorBoard hides older sessions' later events)."""
+        return MetricsLog(self.metrics_path, METRIC_COLUMNS, tensorboard=self.path / "tensorboard",
+                          purge_step=steps + 1)
+
+    def close(self) -> None:
+        """Release the lock; a directory this run created and left empty (it failed at start-up) goes too."""
+        self.lock.release()
+        if self.created and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()

@@ -69,6 +69,25 @@ def test_errors_name_settings_in_the_library_and_flags_on_the_command_line():
             validate(Example(lr=bad))
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("hidden_size", "8", "bad hidden_size='8'; accepted: a positive integer"),       # a check speaks for the type
+    ("hidden_size", 8.0, "bad hidden_size=8.0; accepted: a positive integer"),
+    ("norm", "yes", "bad norm='yes'; accepted: true or false"),                       # no check: the type's phrase
+    ("secret", 5, "bad secret=5; accepted: a table of key = value"),
+    ("lengths", [1, "2"], "bad lengths=[1, '2']; accepted: a list of integers"),
+    ("core", 5, "bad core=5; accepted: a, b"),                                         # choices come first
+])
+def test_a_value_of_the_wrong_type_is_named_with_what_is_accepted(field, value, message):
+    """As a YAML or JSON file may give them: every field's annotation is checked, not only its check."""
+    with pytest.raises(SettingError) as error:
+        validate(Example(**{field: value}))
+    assert str(error.value) == message
+
+
+def test_right_types_pass_the_type_check():
+    assert validate(Example(hidden_size=3, lr=1, norm=False, lengths=[], secret={"a": 1})).lr == 1   # an int is a float
+
+
 def test_settings_files_in_three_formats_and_their_errors(tmp_path):
     (tmp_path / "a.toml").write_text('hidden-size = 8\nlr = 0.5\n')
     (tmp_path / "a.yaml").write_text("hidden_size: 8\nlr: 0.5\n")

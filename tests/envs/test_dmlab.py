@@ -74,7 +74,7 @@ def test_missing_deepmind_lab_says_how_to_install(monkeypatch):
     with pytest.raises(ImportError) as error:
         make_env("dmlab:rooms_watermaze")
     message = str(error.value)
-    assert "DeepMind Lab is not installed" in message
+    assert "dmlab: environments need the Python package 'deepmind_lab'" in message and "not on PyPI" in message
     assert "github.com/deepmind/lab" in message and "Bazel" in message and "pip install" in message
 
 

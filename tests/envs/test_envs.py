@@ -32,7 +32,7 @@ def test_parse_env_id_converts_option_types():
     assert options == {"num_levels": 500, "rate": 0.5, "flag": True, "off": False, "mode": "memory"}
     assert type(options["num_levels"]) is int and type(options["rate"]) is float
     assert parse_env_id("gym:CartPole-v1") == ("gym", "CartPole-v1", {})
-    assert set(PREFIXES) == {"atari", "dmlab", "gym", "memory", "minigrid", "popgym", "procgen"}
+    assert set(PREFIXES) == {"atari", "dmlab", "gym", "memory", "minigrid", "popgym", "procgen", "python"}
 
 
 def test_kwargs_override_options_in_the_id():

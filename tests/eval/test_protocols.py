@@ -79,7 +79,7 @@ def fake_episodes(monkeypatch):
     """run_episodes replaced by one that records its calls; episode returns = 10·seed + index."""
     calls = []
 
-    def run_episodes(cfg, agent, episodes, greedy, seed, num_envs=8, env_id=None, env_options=None, observe=None):
+    def run_episodes(cfg, agent, episodes, greedy, seed, num_envs=8, env_id=None, env_options=None, observe=None, env_fn=None):
         calls.append(dict(episodes=episodes, seed=seed, env_options=env_options, greedy=greedy))
         return [{"return": 10.0 * seed + i, "length": 5, "success": None} for i in range(episodes)]
 
@@ -132,7 +132,7 @@ def test_procgen_protocol_and_unknown_game_scores(tmp_path, fake_episodes):
 def test_bad_protocol_for_the_run_is_a_clear_cli_error(tmp_path, capsys):
     make_run(tmp_path)
     assert main(["eval", str(tmp_path), "--protocol", "atari"]) == 2
-    assert "this run trained on 'procgen:coinrun" in capsys.readouterr().out
+    assert "this run trained on 'procgen:coinrun" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", str(tmp_path), "--protocol", "mujoco"])
 

@@ -24,6 +24,6 @@ def test_video_is_a_valid_gif(tmp_path, capsys):
     vector = tmp_path / "vector"
     make_run(vector, env="gym:CartPole-v1", stem="mlp")
     assert main(["eval", str(vector), "--episodes", "1", "--video"]) == 2
-    assert "--video needs image observations" in capsys.readouterr().out
+    assert "--video needs image observations" in capsys.readouterr().err
     assert main(["eval", str(tmp_path), "--episodes", "1", "--video", str(tmp_path / "clip.mp4")]) == 2
-    assert "ending in .gif" in capsys.readouterr().out
+    assert "ending in .gif" in capsys.readouterr().err

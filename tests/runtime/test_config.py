@@ -8,6 +8,7 @@ from rtrl.cli import main
 from rtrl.cli.train import register
 from rtrl.cli.flags import given
 from rtrl.runtime.config import TrainConfig, resolve_config
+from rtrl.settings import SettingError
 
 
 def parse_train(argv):
@@ -47,3 +48,31 @@ def test_train_help_renders(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "--load-stem CKPT" in out and "--freeze-stem [BOOL]" in out and "--preset {atari,atari-cpu,dmlab,memory,procgen}" in out and "--feature-norm [BOOL]" in out
+
+
+@pytest.mark.parametrize("argv, envs_per_actor", [
+    (["--batch-size", "4"], 4),                          # the default 16 does not divide 4
+    (["--batch-size", "12"], 12),
+    (["--batch-size", "40"], 10),                        # the largest divisor of 40 up to 16
+    (["--batch-size", "48"], 16),                        # 16 divides 48: the default stays
+    (["--preset", "memory", "--batch-size", "8"], 8),    # a preset's value was not set by the user either
+])
+def test_an_unset_envs_per_actor_adapts_to_the_batch_size(argv, envs_per_actor, caplog):
+    with caplog.at_level("INFO", logger="rtrl"):
+        cfg = parse_train(argv)
+    assert cfg.envs_per_actor == envs_per_actor and cfg.batch_size % cfg.envs_per_actor == 0
+    notes = [r.getMessage() for r in caplog.records if "envs_per_actor" in r.getMessage()]
+    assert notes == ([] if envs_per_actor == 16 else
+                     [f"envs_per_actor={envs_per_actor} chosen: batch_size={cfg.batch_size} is not a multiple of "
+                      "envs_per_actor=16, which was not set (a batch is made of whole actor rollouts); set "
+                      "envs_per_actor to choose another"])
+
+
+def test_a_set_envs_per_actor_is_never_changed(tmp_path):
+    with pytest.raises(SettingError, match="batch_size=4 must be a multiple of envs_per_actor=16"):
+        parse_train(["--batch-size", "4", "--envs-per-actor", "16"])
+    (tmp_path / "c.toml").write_text("envs_per_actor = 16\n")
+    with pytest.raises(SettingError, match="batch_size=4 must be a multiple of envs_per_actor=16"):
+        resolve_config(None, tmp_path / "c.toml", {"batch_size": 4})
+    (tmp_path / "b.toml").write_text("batch_size = 6\n")
+    assert resolve_config(None, tmp_path / "b.toml").envs_per_actor == 6   # a batch size from a file counts as set

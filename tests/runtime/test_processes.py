@@ -1,5 +1,6 @@
 """Training in processes: the local backend's actors, signals, and what happens when an actor or the
 learner dies. Each test starts processes and waits on them (the ``slow`` marker)."""
+import csv
 import os
 import signal
 import subprocess
@@ -51,7 +52,7 @@ def _wait_for_metrics(run_dir, proc, rows_before=0, timeout=90.0):
 
 
 def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_path):
-    """SIGTERM behaves like Ctrl-C (checkpoint, exit 130); after SIGKILL the actor processes exit by themselves."""
+    """SIGTERM behaves like Ctrl-C (a checkpoint) and exits 143; after SIGKILL the actor processes exit by themselves."""
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "rtrl", "train", "--env", MEMORY, "--total-steps", "100000000", "--unroll-length", "5",
            "--batch-size", "4", "--envs-per-actor", "2", "--hidden-size", "8", "--stem", "identity",
@@ -60,7 +61,7 @@ def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_pat
     try:
         _wait_for_metrics(run_dir, proc)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 130
+        assert proc.wait(timeout=60) == 143
     finally:
         proc.kill()
     assert load_checkpoint(run_dir / "checkpoint.pt")["steps"] > 0
@@ -90,7 +91,8 @@ def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_pat
 
 def test_an_actor_failure_ends_the_run_with_its_traceback(tmp_path, capsys):
     """An env id registered only in this process: the spawned actor cannot make it and fails; the
-    learner reports the actor's traceback and exits 1 (no hang, no silent restart)."""
+    learner reports the actor's error in one line, keeps its traceback in a file and exits 1 (no hang,
+    no silent restart)."""
     import gymnasium as gym
     gym.register("RtrlParentOnly-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv")
     try:
@@ -99,10 +101,13 @@ def test_an_actor_failure_ends_the_run_with_its_traceback(tmp_path, capsys):
                      "--out", str(tmp_path / "run"), "--no-progress"])
     finally:
         gym.registry.pop("RtrlParentOnly-v0")
-    out = capsys.readouterr().out
-    assert code == 1, out
-    assert "rtrl train: error: actor 0 failed:" in out and "unknown Gymnasium env 'RtrlParentOnly-v0'" in out
-    assert "Traceback" in out
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "rtrl train: error: actor 0 failed: ValueError: unknown Gymnasium env 'RtrlParentOnly-v0'" in err
+    assert "spawned" in err and "Traceback" not in err
+    trace = tmp_path / "run" / "rtrl-train-error.txt"
+    assert f"(traceback: {trace})" in err and "Traceback" in trace.read_text()
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["steps"] == 0   # the step-0 checkpoint stays
 
 
 def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
@@ -127,6 +132,7 @@ def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
     with pytest.raises(ActorError, match=r"died without a report"):
         train(cfg, tmp_path, progress=False)
     killer.join(timeout=5)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["steps"] >= 0   # the run ends with a checkpoint
 
 
 def test_an_actor_whose_learner_died_before_it_started_exits_at_once():
@@ -137,3 +143,87 @@ def test_an_actor_whose_learner_died_before_it_started_exits_at_once():
             "exit_with_parent(os.getppid() + 100000); time.sleep(5); print('still alive')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stdout == "watched\n", (result.returncode, result.stdout, result.stderr)
+
+
+def _training(run_dir, total_steps, *extra) -> list[str]:
+    """A tiny run with an actor process, writing a metrics row every 0.05 s and a checkpoint every 0.02 s
+    (so that a kill often lands while one is being written)."""
+    return [sys.executable, "-m", "rtrl", "train", "--env", MEMORY, "--total-steps", str(total_steps),
+            "--unroll-length", "5", "--batch-size", "4", "--envs-per-actor", "2", "--hidden-size", "8",
+            "--stem", "identity", "--num-actors", "1", "--log-interval", "0.05", "--checkpoint-interval", "0.02",
+            "--out", str(run_dir), "--no-progress", "--no-plot", *extra]
+
+
+def _checkpoint_steps(run_dir) -> int:
+    try:
+        return load_checkpoint(run_dir / "checkpoint.pt")["steps"]
+    except (FileNotFoundError, ValueError):
+        return -1
+
+
+def _wait_until(condition, proc, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "training ended early"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _gone(pids, timeout=20.0) -> list[int]:
+    """The pids among ``pids`` still alive (not zombies) after up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(pid)
+            except OSError:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+def test_a_learner_killed_at_any_moment_resumes_consistently(tmp_path, capsys):
+    """SIGKILL the learner while it starts up, right after its first checkpoint and in the middle of a run
+    that writes checkpoints back to back. Each time: no actor outlives it, what it left loads, a second run
+    on the directory is refused with the first one's pid while it lives and the stale lock does not block
+    the rerun; at the end metrics.csv and TensorBoard hold each step once, consistent with the checkpoints."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run_dir = tmp_path / "run"
+    moments = [("starting up", lambda before: (run_dir / "run.lock").exists(), 0.0),
+               ("after its first checkpoint", lambda before: _checkpoint_steps(run_dir) >= 0, 0.0),
+               ("mid-run", lambda before: _checkpoint_steps(run_dir) >= before + 60, 0.3)]
+    for name, ready, delay in moments:
+        before = _checkpoint_steps(run_dir)
+        proc = subprocess.Popen(_training(run_dir, 1_000_000), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_until(lambda: ready(before), proc)
+            if name == "after its first checkpoint":
+                code = main(_training(run_dir, 1_000_000)[3:])   # the same command, in this process
+                assert code == 2 and f"is in use by another run (pid {proc.pid}" in capsys.readouterr().err
+            time.sleep(delay)
+            actors = children(proc.pid)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            proc.kill()
+        assert not _gone(actors), f"orphaned actors after a kill {name}"
+        if (run_dir / "checkpoint.pt").exists():
+            assert _checkpoint_steps(run_dir) >= max(before, 0), name   # loadable, never older than before
+    assert _checkpoint_steps(run_dir) >= 60
+    final = _checkpoint_steps(run_dir) + 100
+    result = subprocess.run(_training(run_dir, final, "--force"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _checkpoint_steps(run_dir) == final
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(set(steps)) and steps[-1] == final
+    assert all(int(r["updates"]) * 20 == int(r["step"]) for r in rows)   # counters restored with the weights
+    assert all(None not in r.values() and r["sps"] for r in rows)
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("updates")] == steps
+    assert sorted(os.listdir(run_dir)) == ["checkpoint.pt", "config.json", "metrics.csv", "tensorboard"]

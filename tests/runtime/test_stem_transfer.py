@@ -73,4 +73,4 @@ def test_stem_mismatch_and_missing_checkpoint_errors(tmp_path, capsys):
         load_stem(model, tmp_path / "nowhere.pt", include_fc=False)
     code = main(["train", "--out", str(tmp_path / "run"), "--env", PROCGEN, "--num-actors", "0",
                  "--freeze-stem"])
-    assert code == 2 and "give --load-stem too" in capsys.readouterr().out
+    assert code == 2 and "give --load-stem too" in capsys.readouterr().err

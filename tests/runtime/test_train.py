@@ -72,9 +72,9 @@ def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):
     (["--preset", "memory", "--config", "/nonexistent.toml"], "config file '/nonexistent.toml' does not exist"),
 ])
 def test_bad_ids_and_flags_give_clear_errors(tmp_path, capsys, argv, message):
-    code = main(["train", "--out", str(tmp_path / "run"), "--total-steps", "10", "--num-actors", "0"] + argv)
+    code = main(["train", "--out", str(tmp_path / "run"), "--total-steps", "1000", "--num-actors", "0"] + argv)
     assert code == 2
-    assert message in capsys.readouterr().out
+    assert message in capsys.readouterr().err
 
 
 def test_bad_flag_values_are_rejected_by_the_parser(tmp_path, capsys):

@@ -2,4 +2,9 @@
 
 
 class ActorError(RuntimeError):
-    """An actor failed (its environment raised, its process died); the message holds its traceback."""
+    """An actor failed (its environment raised, its process died). The message says which and why in one
+    line; ``trace`` holds the actor's traceback, when it sent one."""
+
+    def __init__(self, message: str, trace: str | None = None):
+        super().__init__(message)
+        self.trace = trace

@@ -8,7 +8,9 @@ frees them. Weights are published into a shared-memory copy of the agent.
 from __future__ import annotations
 
 import os
+import pickle
 import queue
+import sys
 import time
 
 import torch
@@ -20,10 +22,32 @@ from rtrl.runtime.actor import actor_process
 from rtrl.runtime.backends.errors import ActorError
 from rtrl.runtime.config import TrainConfig, build_agent
 from rtrl.runtime.rollout import Rollout, collate, empty_rollout
+from rtrl.settings import SettingError, literal
+
+
+def check_sendable(env_fn) -> None:
+    """A ``SettingError`` if the spawned actors could not receive ``env_fn`` (they unpickle it by name)."""
+    try:
+        pickle.dumps(env_fn)
+        problem = None
+    except Exception as error:  # pickle raises PicklingError, AttributeError or TypeError, by object
+        problem = f"it cannot be pickled: {error}"
+    else:
+        main = sys.modules.get("__main__")
+        if getattr(env_fn, "__module__", None) == "__main__" and not getattr(main, "__file__", None):
+            problem = "it is defined in an interactive session, which the actor processes cannot import"
+    if problem:
+        raise SettingError(literal(f"env_fn {env_fn!r} cannot be sent to the actor processes ({problem}); they are "
+                                   "spawned and receive it by pickling: give a class or a function defined at the "
+                                   "top level of a module or script (or a functools.partial of one), not a lambda "
+                                   "or a nested function; or set ") + "{num_actors:name} to 0 to step the "
+                           "environments in this process", num_actors=True)
 
 
 class LocalBackend:
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
+        if spec.env_fn is not None:
+            check_sendable(spec.env_fn)
         self.slots_per_batch = cfg.batch_size // cfg.envs_per_actor
         self.ctx = mp.get_context("spawn")
         self.shared_model = build_agent(cfg, spec)
@@ -54,7 +78,8 @@ class LocalBackend:
             if dead:
                 raise ActorError(f"actor process(es) {dead} died without a report")
             return
-        raise ActorError(f"actor {index} failed:\n{trace}")
+        cause = [line for line in trace.splitlines() if line.strip()][-1]   # "ValueError: ..."
+        raise ActorError(f"actor {index} failed: {cause}", trace)
 
     def next_batch(self) -> tuple[Rollout, list[dict]]:
         indices = []

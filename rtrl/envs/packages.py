@@ -1,0 +1,17 @@
+"""Optional environment packages: an adapter that cannot import its package says how to install it."""
+from __future__ import annotations
+
+# the versions the Makefile installs (ENV_PINS); `pip install -e ".[envs]"` installs all four unpinned
+INSTALL = {"ale_py": 'pip install "ale-py==0.12.*"', "procgen": "pip install procgen2==0.10.7",
+           "popgym": "pip install popgym==1.0.7", "minigrid": 'pip install "minigrid==3.2.*"'}
+
+
+class MissingPackage(ImportError):
+    """An environment family's package is not installed (or does not import); the message holds the
+    command that installs it. ``install`` overrides the pip command (DeepMind Lab is not on PyPI)."""
+
+    def __init__(self, prefix: str, module: str, error: ImportError, install: str | None = None):
+        self.prefix, self.module = prefix, module
+        self.install = install or f"install it with: {INSTALL[module]}"
+        super().__init__(f"{prefix}: environments need the Python package {module!r}, which cannot be imported here "
+                         f"({error}); {self.install}", name=module)
