@@ -6,7 +6,8 @@
     checkpoint.pt     model, optimizer, step counters, recent episodes, RNG states (written atomically)
     curve.png         the learning curve, drawn at the end by the command line
 
-Running again on the same directory resumes it: same settings, or different ones with ``force``.
+Running again on the same directory resumes it: same settings, or different ones with ``force``; the
+runtime settings (``config.RUNTIME_SETTINGS``: backend, actors, device, ...) may differ without it.
 """
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ import torch
 from rtrl.records.files import write_atomically, write_text_atomically
 from rtrl.records.metrics import MetricsLog, keep_rows_up_to
 from rtrl.runtime.checkpoints import load_checkpoint
-from rtrl.runtime.config import TrainConfig
+from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig
 from rtrl.settings import SettingError, literal
 
-# frames = environment frames (steps × the Atari frame skip or DMLab action repeat, else = steps)
+# frames = environment frames (steps × the Atari frame skip or DMLab action repeat, else = steps);
+# policy_lag = learner weight version minus the version the batch's rollouts were made with (mean);
+# actor_restarts = actors replaced after a failure since the run started
 METRIC_COLUMNS = ("step", "frames", "wall_time", "sps", "updates", "episodes", "mean_return", "mean_length",
-                  "success_rate", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr")
+                  "success_rate", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr",
+                  "policy_lag", "actor_restarts")
 
 
 class RunDirectory:
@@ -45,7 +49,7 @@ class RunDirectory:
         new = cfg.to_dict()
         if old is not None:  # settings added to rtrl since the run started take their defaults
             old = {**TrainConfig().to_dict(), **old}
-            differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            differing = sorted(k for k in (set(old) | set(new)) - RUNTIME_SETTINGS if old.get(k) != new.get(k))
             if differing and not force:
                 details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
                 raise SettingError(literal(f"{self.path} holds a run with a different config ({details})") + "; use the same "
