@@ -1,7 +1,8 @@
 """Checkpoint files: reading them, the random-number state they carry, and copying a stem out of one.
 
 A checkpoint of `rtrl train` is a dict: ``config`` (TrainConfig as a dict), ``model`` and
-``optimizer`` state dicts, ``steps``, ``updates``, ``wall_time``, ``recent_episodes`` and ``rng``.
+``optimizer`` state dicts, ``steps``, ``updates``, ``wall_time``, ``recent_episodes``, ``rng`` and
+``actor_restarts``.
 """
 from __future__ import annotations
 

@@ -43,18 +43,20 @@ class Progress:
         self.steps, self.updates = checkpoint.get("steps", 0), checkpoint.get("updates", 0)
         self.wall_before = checkpoint.get("wall_time", 0.0)   # seconds spent in earlier sessions
         self.recent = deque(checkpoint.get("recent_episodes", []), maxlen=window)
+        self.restarts_before = checkpoint.get("actor_restarts", 0)   # actors replaced in earlier sessions
         self.start = time.monotonic()
 
     def wall_time(self) -> float:
         return self.wall_before + time.monotonic() - self.start
 
-    def metrics_row(self, sps: float, losses: list[dict], frames_per_step: int = 1) -> dict:
+    def metrics_row(self, sps: float, losses: list[dict], frames_per_step: int = 1, actor_restarts: int = 0) -> dict:
         row = {"step": self.steps, "frames": self.steps * frames_per_step, "wall_time": round(self.wall_time(), 3),
                "sps": sps, "updates": self.updates, "episodes": len(self.recent),
                "mean_return": _mean(e["return"] for e in self.recent),
                "mean_length": _mean(e["length"] for e in self.recent),
                "success_rate": _mean(e["success"] for e in self.recent)}
-        row.update({key: _mean(s[key] for s in losses) for key in LOSS_COLUMNS})
+        row.update({key: _mean(s.get(key) for s in losses) for key in LOSS_COLUMNS + ("policy_lag",)})
+        row["actor_restarts"] = self.restarts_before + actor_restarts
         return row
 
     def summary(self, run: RunDirectory, finished: bool) -> dict:
@@ -92,7 +94,8 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
         run.save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(),
                              "optimizer": learner.optimizer.state_dict(), "steps": counters.steps,
                              "updates": counters.updates, "wall_time": counters.wall_time(),
-                             "recent_episodes": list(counters.recent), "rng": rng_states()})
+                             "recent_episodes": list(counters.recent), "rng": rng_states(),
+                             "actor_restarts": counters.restarts_before + backend.actor_restarts})
 
     backend = backend_factory(cfg, spec, model)
     bar = None
@@ -106,7 +109,8 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     try:
         while counters.steps < cfg.total_steps:
             batch, episodes = backend.next_batch()
-            losses.append(learner.update(batch.to(device), counters.steps))
+            policy_lag = backend.version - batch.version.double().mean().item()
+            losses.append({**learner.update(batch.to(device), counters.steps), "policy_lag": policy_lag})
             backend.publish(model)
             counters.steps += cfg.steps_per_update
             counters.updates += 1
@@ -115,7 +119,8 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
                 bar.update(cfg.steps_per_update)
             now = time.monotonic()
             if now - last_log >= cfg.log_interval or counters.steps >= cfg.total_steps:
-                row = counters.metrics_row((counters.steps - steps_at_log) / (now - last_log), losses, frame_skip)
+                row = counters.metrics_row((counters.steps - steps_at_log) / (now - last_log), losses, frame_skip,
+                                           backend.actor_restarts)
                 log.write(row)
                 if bar is not None:
                     bar.set_postfix(sps=f"{row['sps']:.0f}", ret=f"{row['mean_return']:.3f}",

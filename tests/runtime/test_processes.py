@@ -1,5 +1,6 @@
 """Training in processes: the local backend's actors, signals, and what happens when an actor or the
 learner dies. Each test starts processes and waits on them (the ``slow`` marker)."""
+import csv
 import os
 import signal
 import subprocess
@@ -89,25 +90,26 @@ def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_pat
 
 
 def test_an_actor_failure_ends_the_run_with_its_traceback(tmp_path, capsys):
-    """An env id registered only in this process: the spawned actor cannot make it and fails; the
-    learner reports the actor's traceback and exits 1 (no hang, no silent restart)."""
+    """An env id registered only in this process: every spawned actor fails to make it. The learner
+    replaces the actor --max-actor-restarts times, then reports its traceback, checkpoints and exits 1."""
     import gymnasium as gym
     gym.register("RtrlParentOnly-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv")
     try:
         code = main(["train", "--env", "gym:RtrlParentOnly-v0", "--num-actors", "1", "--envs-per-actor", "2",
                      "--batch-size", "2", "--unroll-length", "5", "--hidden-size", "8", "--total-steps", "100",
-                     "--out", str(tmp_path / "run"), "--no-progress"])
+                     "--max-actor-restarts", "1", "--out", str(tmp_path / "run"), "--no-progress"])
     finally:
         gym.registry.pop("RtrlParentOnly-v0")
     out = capsys.readouterr().out
     assert code == 1, out
-    assert "rtrl train: error: actor 0 failed:" in out and "unknown Gymnasium env 'RtrlParentOnly-v0'" in out
-    assert "Traceback" in out
+    assert "rtrl train: error: actor 0 failed 2 times in a row, more than max_actor_restarts=1 allows" in out
+    assert "unknown Gymnasium env 'RtrlParentOnly-v0'" in out and "Traceback" in out
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["actor_restarts"] == 1
 
 
-def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
-    """SIGKILL one actor process: the learner notices the dead actor instead of waiting forever."""
-    def kill_an_actor():
+def kill_an_actor_process(after_seconds: float = 1.0) -> threading.Thread:
+    """A thread that SIGKILLs one spawned child process of this one ``after_seconds`` after it appears."""
+    def kill():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for pid in children(os.getpid()):
@@ -116,15 +118,34 @@ def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
                 except OSError:
                     continue
                 if b"spawn_main" in cmdline:
-                    time.sleep(1.0)
+                    time.sleep(after_seconds)
                     os.kill(pid, signal.SIGKILL)
                     return
             time.sleep(0.2)
 
-    killer = threading.Thread(target=kill_an_actor, daemon=True)
+    killer = threading.Thread(target=kill, daemon=True)
     killer.start()
-    cfg = small_config(num_actors=2, total_steps=10_000_000)
-    with pytest.raises(ActorError, match=r"died without a report"):
+    return killer
+
+
+def test_a_killed_actor_is_replaced_and_the_run_finishes(tmp_path):
+    """SIGKILL one actor process mid-run: a fresh one takes its slots, the run reaches its step count."""
+    killer = kill_an_actor_process()
+    cfg = small_config(num_actors=2, total_steps=30_000, log_interval=0.2)
+    summary = train(cfg, tmp_path, progress=False)
+    killer.join(timeout=5)
+    assert summary["finished"] and summary["steps"] == 30_000
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert int(rows[-1]["actor_restarts"]) == 1
+
+
+def test_with_no_restarts_allowed_a_killed_actor_ends_the_run(tmp_path):
+    """--max-actor-restarts 0: the learner notices the dead actor (no report) and ends the run."""
+    killer = kill_an_actor_process()
+    cfg = small_config(num_actors=2, total_steps=10_000_000, max_actor_restarts=0)
+    with pytest.raises(ActorError, match=r"failed once, more than max_actor_restarts=0 allows; its last failure:\n"
+                                         r"its process \d+ died without a report \(exit code -9\)"):
         train(cfg, tmp_path, progress=False)
     killer.join(timeout=5)
 
