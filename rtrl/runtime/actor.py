@@ -52,10 +52,10 @@ class RolloutWorker:
         self.version = 0   # of the weights loaded: learner updates published before them
         with torch.no_grad():
             self.state_before = self.model.initial_state(E)   # full state before step 0 of the next rollout
-            self.last = Step(torch.as_tensor(self.envs.obs).clone(), torch.zeros(E), torch.ones(E, dtype=torch.bool),
-                             torch.full((E, len(EPISODE_FIELDS)), math.nan))
-            self.last_input, self.step_state = self._act(self.last, self.model.step_state(self.state_before))
-        self.core_inputs = torch.zeros(T, E, self.last_input.shape[-1])
+        self.last = Step(torch.as_tensor(self.envs.obs).clone(), torch.zeros(E), torch.ones(E, dtype=torch.bool),
+                         torch.full((E, len(EPISODE_FIELDS)), math.nan))
+        # the very first step is acted on in the first fill, with the weights loaded by then
+        self.last_input = self.step_state = self.core_inputs = None
         self.dones = torch.zeros(T, E, dtype=torch.bool)
 
     def load_weights(self, weights: Agent | dict[str, Tensor], version: int = 0) -> None:
@@ -74,9 +74,12 @@ class RolloutWorker:
 
     @torch.no_grad()
     def fill(self, rollout: Rollout) -> None:
-        T = self.core_inputs.shape[0]
+        T = len(self.dones)
         map_tensors(Tensor.copy_, rollout.state, self.state_before)
         rollout.version.fill_(self.version)
+        if self.last_input is None:
+            self.last_input, self.step_state = self._act(self.last, self.model.step_state(self.state_before))
+            self.core_inputs = torch.zeros((len(self.dones),) + self.last_input.shape)
         step, state = self.last, self.step_state
         self.core_inputs[0] = self.last_input
         for t in range(T + 1):
