@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 import warnings
+from collections import deque
 
 import numpy as np
 import torch
@@ -137,7 +138,7 @@ class RayBackend:
         self.cfg = cfg
         self.rollouts_per_batch = cfg.batch_size // cfg.envs_per_actor
         self.started_ray = start_ray(ray, cfg)
-        self.actors, self.pending = [], {}   # pending: ObjectRef of a rollout -> the slot that makes it
+        self.actors, self.pending = [], []   # pending[slot]: its rollout requests' ObjectRefs, oldest first
         try:
             state = map_tensors(torch.Tensor.cpu, model.initial_state(1))
             self.template = empty_rollout(cfg.unroll_length, cfg.envs_per_actor, spec, state)
@@ -149,6 +150,7 @@ class RayBackend:
             self.failures = ActorFailures(cfg.num_actors, cfg.max_actor_restarts)
             for slot in range(cfg.num_actors):
                 self.actors.append(self._start(slot))
+                self.pending.append(deque())
                 self._request(slot, cfg.rollouts_in_flight)
         except BaseException:
             self.close()
@@ -163,23 +165,24 @@ class RayBackend:
 
     def _request(self, slot: int, count: int = 1) -> None:
         for _ in range(count):
-            self.pending[self.actors[slot].rollout.remote()] = slot
+            self.pending[slot].append(self.actors[slot].rollout.remote())
 
     def _replace(self, slot: int, report: str) -> None:
         stream = self.failures.failed(slot, report)   # raises ActorError when no restart is left
-        self.pending = {ref: s for ref, s in self.pending.items() if s != slot}
         self._kill(self.actors[slot])
-        self.actors[slot] = self._start(stream)
+        self.actors[slot], self.pending[slot] = self._start(stream), deque()   # its requests are lost with it
         self._request(slot, self.cfg.rollouts_in_flight)
 
     def next_batch(self) -> tuple[Rollout, list[dict]]:
+        """Waits on the oldest request of each actor only: an actor's rollouts arrive in the order it
+        made them (``ray.wait`` on all requests may return a later one first)."""
         ray, rollouts = self.ray, []
         while len(rollouts) < self.rollouts_per_batch:
-            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=1.0)
+            oldest = {requests[0]: slot for slot, requests in enumerate(self.pending) if requests}
+            ready, _ = ray.wait(list(oldest), num_returns=1, timeout=1.0)
             for ref in ready:
-                slot = self.pending.pop(ref, None)
-                if slot is None:   # made by an actor replaced meanwhile
-                    continue
+                slot = oldest[ref]
+                self.pending[slot].popleft()
                 try:
                     arrays = ray.get(ref)
                 except ray.exceptions.RayError as error:   # the env raised, the actor or its node died
@@ -210,6 +213,6 @@ class RayBackend:
     def close(self) -> None:
         for actor in self.actors:
             self._kill(actor)
-        self.actors, self.pending = [], {}
+        self.actors, self.pending = [], []
         if self.started_ray and self.ray.is_initialized():
             self.ray.shutdown()
