@@ -131,10 +131,10 @@ def kill_an_actor_process(after_seconds: float = 1.0) -> threading.Thread:
 def test_a_killed_actor_is_replaced_and_the_run_finishes(tmp_path):
     """SIGKILL one actor process mid-run: a fresh one takes its slots, the run reaches its step count."""
     killer = kill_an_actor_process()
-    cfg = small_config(num_actors=2, total_steps=30_000, log_interval=0.2)
+    cfg = small_config(num_actors=2, total_steps=4_000, log_interval=0.2)
     summary = train(cfg, tmp_path, progress=False)
     killer.join(timeout=5)
-    assert summary["finished"] and summary["steps"] == 30_000
+    assert summary["finished"] and summary["steps"] == 4_000
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert int(rows[-1]["actor_restarts"]) == 1
