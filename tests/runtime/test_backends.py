@@ -1,15 +1,22 @@
 """What every backend shares: the restart rule for failed actors, the weight versions and policy lag,
 settings that may change when a run resumes, and the error when Ray is missing."""
+import argparse
 import csv
+import re
+import shlex
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import FailsOnceEnv, register_test_envs, small_config
 from rtrl.cli import main
+from rtrl.cli.flags import given
+from rtrl.cli.train import register
 from rtrl.runtime.backends import ActorError, ActorFailures, make_backend
 from rtrl.runtime.checkpoints import load_checkpoint
-from rtrl.runtime.config import TrainConfig
+from rtrl.runtime.config import TrainConfig, resolve_config
 from rtrl.runtime.run_dir import RunDirectory
 from rtrl.runtime.train import train
 from rtrl.settings import SettingError
@@ -106,3 +113,43 @@ def test_without_ray_the_ray_backend_names_the_extra_to_install(tmp_path, capsys
     assert code == 2
     assert "rtrl train: error: --backend='ray' needs Ray, which is not installed here: pip install 'rtrl[ray]'" in (
         capsys.readouterr().out)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def documented_train_commands(text: str) -> list[list[str]]:
+    """The arguments of every `rtrl train` command in a markdown text (continued lines joined)."""
+    commands = []
+    for line in text.replace("\\\n", " ").splitlines():
+        match = re.search(r"(?:^|\s|/)rtrl train (.*)$", line)
+        if match:
+            commands.append(shlex.split(match.group(1).split(" # ")[0]))
+    return commands
+
+
+def test_the_cluster_docs_commands_are_valid_settings():
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    commands = documented_train_commands((DOCS / "CLUSTER.md").read_text())
+    assert len(commands) >= 3
+    for argv in commands:
+        args = parser.parse_args(["train"] + argv)
+        cfg = resolve_config(args.preset, args.config, given(args, TrainConfig))
+        assert cfg.backend == "ray"
+    paper = [c for c in commands if "dmlab" in c]
+    assert paper, "the paper's DMLab command"
+    args = parser.parse_args(["train"] + paper[0])
+    cfg = resolve_config(args.preset, args.config, given(args, TrainConfig))
+    assert (cfg.num_actors, cfg.unroll_length, cfg.hidden_size, cfg.batch_size, cfg.ray_address, cfg.device) == (
+        48, 100, 512, 32, "auto", "cuda")
+
+
+def test_the_cluster_launcher_yaml_has_a_gpu_head_and_cpu_workers_for_48_actors():
+    config = yaml.safe_load((DOCS / "ray-cluster.yaml").read_text())
+    head = config["available_node_types"][config["head_node_type"]]
+    assert head["resources"] == {"CPU": 0, "GPU": 1}
+    (workers,) = [t for name, t in config["available_node_types"].items() if name != config["head_node_type"]]
+    assert workers["min_workers"] * workers["resources"]["CPU"] == 48 and "GPU" not in workers["resources"]
+    assert any("ray start --head" in c for c in config["head_start_ray_commands"])
+    assert any("ray start --address=$RAY_HEAD_IP:6379" in c for c in config["worker_start_ray_commands"])
