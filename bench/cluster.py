@@ -83,7 +83,7 @@ class Sender:
 
 def transfer_table(repeats: int, envs: int) -> str:
     ray = import_ray()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     rows = [f"| setting | rollout of {envs} envs | actor -> learner, collated: median ms | MB/s |", "|---|---:|---:|---:|"]
     try:
         for preset in SPECS:

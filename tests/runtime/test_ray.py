@@ -43,7 +43,7 @@ def ray_instance():
     before = descendants(os.getpid())
     register_test_envs()
     cloudpickle.register_pickle_by_value(conftest)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
              runtime_env={"worker_process_setup_hook": register_test_envs})
     yield
     ray.shutdown()

@@ -119,12 +119,14 @@ def start_ray(ray, cfg: TrainConfig) -> bool:
     try:
         if cfg.ray_address:
             ray.init(address=cfg.ray_address, **options)
-        else:  # this machine's cores, or as many logical CPUs as the actors ask for (they then share the cores)
-            ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(cfg.num_actors * cfg.actor_cpus)),
+        else:  # "local": a new Ray even if `ray start` left one running here; this machine's cores, or as many
+            # logical CPUs as the actors ask for (they then share the cores)
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(cfg.num_actors * cfg.actor_cpus)),
                      include_dashboard=False, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise SettingError(f"could not join a Ray cluster at {{ray_address}} ({error}); start one with `ray start "
-                           "--head`, or leave {ray_address:name} empty for a private Ray on this machine",
+                           "--head`, or leave {ray_address:name} empty for a private Ray on this machine (a cluster "
+                           "with token authentication also needs RAY_AUTH_MODE=token and its token here)",
                            ray_address=cfg.ray_address) from None
     finally:
         for signum, handler in handlers.items():   # the caller's Ctrl-C / SIGTERM handling stays in force
