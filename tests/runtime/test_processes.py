@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MEMORY, children, small_config
+from conftest import MEMORY, children, running, small_config
 from rtrl.cli import main
 from rtrl.runtime.backends import ActorError
 from rtrl.runtime.checkpoints import load_checkpoint
@@ -78,15 +78,7 @@ def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_pat
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in actors):
         time.sleep(0.5)
-    alive = []
-    for pid in actors:
-        try:
-            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.append(pid)
-    assert not alive, f"orphaned actor processes {alive}"
+    assert not running(actors), f"orphaned actor processes {running(actors)}"
 
 
 def test_an_actor_failure_ends_the_run_with_its_traceback(tmp_path, capsys):

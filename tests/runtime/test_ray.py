@@ -216,53 +216,59 @@ def start_training(run_dir: Path, *flags: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for_rows(run_dir: Path, proc: subprocess.Popen, rows: int, timeout: float = 120.0) -> set[int]:
-    """Wait for ``rows`` metrics rows; returns the process's descendants seen meanwhile."""
-    seen, deadline = set(), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen |= descendants(proc.pid)
-        path = run_dir / "metrics.csv"
-        if path.exists() and len(path.read_text().splitlines()) >= rows + 1:
-            return seen | descendants(proc.pid)
-        assert proc.poll() is None, f"training ended early:\n{proc.stdout.read()}"
-        time.sleep(0.3)
-    raise AssertionError("no metrics row within the timeout")
+def seen_processes(pid: int, seen: dict[int, str]) -> dict[int, str]:
+    """Add ``pid``'s descendants to ``seen`` (pid -> command line)."""
+    for child in descendants(pid) - set(seen):
+        try:
+            seen[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            pass
+    return seen
+
+
+def stop_after_rows(run_dir: Path, proc: subprocess.Popen, rows: int, signum: int,
+                    timeout: float = 120.0) -> tuple[int, str, dict[int, str]]:
+    """Send ``signum`` once metrics.csv has ``rows`` rows; the exit code, the output, and the processes
+    seen meanwhile (pid -> command line)."""
+    seen, deadline = {}, time.monotonic() + timeout
+    try:
+        while True:
+            seen_processes(proc.pid, seen)
+            path = run_dir / "metrics.csv"
+            if path.exists() and len(path.read_text().splitlines()) >= rows + 1:
+                break
+            assert proc.poll() is None, f"training ended early:\n{proc.stdout.read()}"
+            assert time.monotonic() < deadline, "no metrics row within the timeout"
+            time.sleep(0.3)
+        seen_processes(proc.pid, seen)
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, out, seen
+
+
+def metrics_rows(run_dir: Path) -> int:
+    return len((run_dir / "metrics.csv").read_text().splitlines()) - 1
 
 
 def test_sigterm_and_sigint_checkpoint_and_leave_nothing_running_and_the_run_resumes_on_the_other_backend(tmp_path):
     run_dir = tmp_path / "run"
-    proc = start_training(run_dir, "--backend", "ray")
-    try:
-        processes = wait_for_rows(run_dir, proc, rows=1)
-        assert any(b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes() for p in running(processes))
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, out
-    assert "checkpoint written" in out and "Traceback" not in out
+    code, out, processes = stop_after_rows(run_dir, start_training(run_dir, "--backend", "ray"), 1, signal.SIGTERM)
+    assert code == 130 and "checkpoint written" in out and "Traceback" not in out, out
+    assert any("raylet" in cmdline for cmdline in processes.values()), "a private Ray ran"
     assert_all_gone(processes)
     steps = load_checkpoint(run_dir / "checkpoint.pt")["steps"]
     assert steps > 0
-    rows = len((run_dir / "metrics.csv").read_text().splitlines()) - 1
-    proc = start_training(run_dir, "--backend", "local")   # resumes, no --force: the backend is a runtime setting
-    try:
-        processes = wait_for_rows(run_dir, proc, rows=rows + 1)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, out
+    # resumes without --force: the backend is a runtime setting
+    code, out, processes = stop_after_rows(run_dir, start_training(run_dir, "--backend", "local"),
+                                           metrics_rows(run_dir) + 1, signal.SIGINT)
+    assert code == 130 and "checkpoint written" in out and "Traceback" not in out, out
     assert load_checkpoint(run_dir / "checkpoint.pt")["steps"] > steps
     assert_all_gone(processes)
-    proc = start_training(run_dir, "--backend", "ray")   # and back on Ray
-    try:
-        processes = wait_for_rows(run_dir, proc, rows=rows + 2)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130 and "Traceback" not in out, out
+    code, out, processes = stop_after_rows(run_dir, start_training(run_dir, "--backend", "ray"),
+                                           metrics_rows(run_dir) + 1, signal.SIGINT)   # and back on Ray
+    assert code == 130 and "checkpoint written" in out and "Traceback" not in out, out
     assert_all_gone(processes)
 
 
@@ -277,17 +283,17 @@ def test_a_failing_actor_ends_a_command_line_run_with_exit_1_and_nothing_left_ru
                              "--hidden-size", "8", "--total-steps", "100", "--max-actor-restarts", "0",
                              "--out", str(run_dir), "--no-progress"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    processes = set()
+    processes = {}
     try:
         while proc.poll() is None:
-            processes |= descendants(proc.pid)
+            seen_processes(proc.pid, processes)
             time.sleep(0.2)
         out = proc.stdout.read()
     finally:
         proc.kill()
     assert proc.returncode == 1, out
     assert "rtrl train: error: actor 0 failed once, more than max_actor_restarts=0 allows" in out
-    assert "unknown Gymnasium env 'RtrlParentOnly-v0'" in out and "Traceback" in out
+    assert "ValueError: unknown Gymnasium env 'RtrlParentOnly-v0'" in out   # the actor's error, from its node
     assert load_checkpoint(run_dir / "checkpoint.pt")["steps"] == 0
     assert len(processes) >= 3   # Ray's own processes and the actors ran...
     assert_all_gone(processes)   # ...and are gone
