@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q $(TORCH_PIN) $(ENV_PINS) pytest -e .
+	$(PY) -m pip install -q $(TORCH_PIN) $(ENV_PINS) pytest -e ".[ray]"
 	touch $@
 
 install: $(VENV)/.installed

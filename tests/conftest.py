@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import torch
 
+from rtrl.algos import impala_loss
 from rtrl.envs import EnvSpec
 from rtrl.runtime.actor import RolloutWorker
 from rtrl.runtime.config import TrainConfig, build_agent
 from rtrl.runtime.rollout import empty_rollout
+from rtrl.tree import map_tensors, tensors_of
 
 MEMORY = "memory:delayed_recall?cues=2&delay=6"
 PROCGEN = "procgen:coinrun?distribution_mode=easy&num_levels=10"
@@ -76,3 +80,109 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             kids.append(int(stat.parent.name))
     return kids
+
+
+def check_rollout_invariants(model, rollouts, core: str) -> None:
+    """Consecutive rollouts of one actor (fixed weights ``model``) are one history: step 0 repeats the
+    previous rollout's step T, and the stored state is the state before step 0 (replayed from the
+    previous rollout's state to 1e-5)."""
+    T = rollouts[0].obs.shape[0] - 1
+    assert rollouts[0].done[0].all()  # the very first step starts episodes
+    for prev, nxt in zip(rollouts, rollouts[1:]):
+        for name in ("obs", "reward", "done", "action", "policy_logits"):
+            assert torch.equal(getattr(prev, name)[T], getattr(nxt, name)[0]), name
+        assert torch.equal(prev.episode_return[T].isnan(), nxt.episode_return[0].isnan())
+        with torch.no_grad():
+            _, after = model(prev.obs[:T], prev.reward[:T], prev.done[:T],
+                             model.step_state(prev.state) if core == "rtrl-elstm" else prev.state)
+        expected, stored = tensors_of(after), tensors_of(model.step_state(nxt.state))
+        assert len(expected) == len(stored)
+        for a, b in zip(expected, stored):
+            assert torch.allclose(b, a, atol=1e-5)
+
+
+def as_double(tree):
+    return map_tensors(lambda t: t.double() if t.is_floating_point() else t, tree)
+
+
+def rollout_loss(out, batch, cfg: TrainConfig):
+    """The learner's IMPALA loss of agent outputs ``out`` on ``batch``."""
+    return impala_loss(out.policy_logits, out.baseline, batch.action, batch.reward, batch.done,
+                       batch.policy_logits, cfg.loss_config())[0]
+
+
+def bptt_gradients(agent, batches, cfg: TrainConfig, detach_between_rollouts: bool = False) -> dict:
+    """Gradients of Σ_k loss(rollout k) by BPTT through consecutive rollouts of one actor: steps 0..T-1
+    of each carry the state to the next (one graph through all of them, or cut between rollouts)."""
+    T = cfg.unroll_length
+    agent.zero_grad()
+    state, total = agent.initial_state(batches[0].obs.shape[1]), 0
+    for batch in batches:
+        if detach_between_rollouts:
+            state = state.detach()
+        out, _ = agent(batch.obs, batch.reward, batch.done, state)
+        total = total + rollout_loss(out, batch, cfg)
+        _, state = agent(batch.obs[:T], batch.reward[:T], batch.done[:T], state)
+    total.backward()
+    return {name: p.grad.clone() for name, p in agent.named_parameters()}
+
+
+class AlwaysRaisingEnv(gym.Env):
+    """Resets fine; every step raises (a broken simulator)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        raise RuntimeError("this environment always raises")
+
+
+class FailsOnceEnv(AlwaysRaisingEnv):
+    """Episodes of 4 steps; the first instance in a process to reach its 20th step raises there (set
+    ``failed = False`` to arm it again)."""
+
+    failed = False
+
+    def __init__(self):
+        self.t = 0
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 20 and not FailsOnceEnv.failed:
+            FailsOnceEnv.failed = True
+            raise RuntimeError("this environment failed once")
+        return np.zeros(3, np.float32), 0.0, self.t % 4 == 0, False, {}
+
+
+def register_test_envs() -> None:
+    """gym:RtrlAlwaysRaises-v0 and gym:RtrlFailsOnce-v0 (in this process; Ray workers run it at start-up)."""
+    for name, env in (("RtrlAlwaysRaises-v0", AlwaysRaisingEnv), ("RtrlFailsOnce-v0", FailsOnceEnv)):
+        if name not in gym.registry:
+            gym.register(name, entry_point=env)
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid``'s children, their children, and so on (from /proc)."""
+    found, frontier = set(), [pid]
+    while frontier:
+        kids = children(frontier.pop())
+        found.update(kids)
+        frontier.extend(kids)
+    return found
+
+
+def running(pids) -> list[int]:
+    """Those of ``pids`` that still run (zombies, already dead, count as gone)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive

@@ -1,7 +1,7 @@
 """Benchmarks behind `rtrl bench`: they print tables and can record them in docs/ (not timed tests).
 
     cells       per-step RTRL vs segment RTRL vs autograd BPTT of one eLSTM segment
-    throughput  steady-state steps/s of `rtrl train` for each core
+    throughput  steady-state steps/s of `rtrl train` for each core and backend (local vs ray)
 """
 from __future__ import annotations
 

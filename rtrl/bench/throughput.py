@@ -1,12 +1,15 @@
-"""`rtrl bench throughput`: steady-state steps/s (and frames/s) of `rtrl train` for each core.
+"""`rtrl bench throughput`: steady-state steps/s (and frames/s) of `rtrl train` for each core and backend.
 
-Each core trains in a fresh `rtrl train` process for ``--total-steps``; the rate is measured from the
-run's metrics.csv between its first and last rows, so process start-up and the first batch (actor
-spawn, env creation) are excluded.
+Each (backend, core) trains in a fresh `rtrl train` process for ``--total-steps``; the rate is measured
+from the run's metrics.csv between its first and last rows, so process start-up, Ray's start and the
+first batch (actor spawn, env creation) are excluded. With ``--repeats R`` the runs are interleaved
+(every backend and core once, R times) and the table reports medians, so that a busy machine's load
+weighs on all of them alike; backend ratios are taken between medians of the same run of the command.
 """
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 import tempfile
 import time
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from rtrl.bench import run_rtrl
 from rtrl.models import CORES
+from rtrl.runtime.config import BACKENDS
 from rtrl.records.reports import command_line, record_section
 from rtrl.settings import POSITIVE, POSITIVE_INT, setting
 
@@ -25,57 +29,88 @@ S = setting
 class ThroughputBenchConfig:
     env: str = S("memory:delayed_recall?cues=2&delay=30", "environment id")
     cores: list[str] = S(list(CORES), "cores to measure", flag={"choices": CORES})
+    backends: list[str] = S(["local"], "backends of rtrl train to measure", flag={"choices": BACKENDS})
+    repeats: int = S(1, "runs of each backend and core, interleaved; the table shows medians", check=POSITIVE_INT)
     preset: str = S("memory", "preset of rtrl train ('' for none)")
-    total_steps: int = S(300_000, "agent steps per core", check=POSITIVE_INT)
+    total_steps: int = S(300_000, "agent steps per run", check=POSITIVE_INT)
     log_interval: float = S(2.0, "seconds between metrics rows", check=POSITIVE)
     frames_per_step: int = S(1, "frames per agent step (4 for Atari)", check=POSITIVE_INT)
     record: str | None = S(None, "also write the table into this markdown file", flag={"metavar": "FILE"})
 
 
-def steady_rate(metrics_csv: Path) -> tuple[float, float]:
-    """(steps/s between the first and the last metrics row, median of the per-row steps/s)."""
+def read_run(metrics_csv: Path) -> tuple[float, float, float]:
+    """(steps/s between the first and the last metrics row, median of the per-row steps/s, mean policy lag
+    over the rows after the first)."""
     with metrics_csv.open() as f:
-        rows = [(float(r["step"]), float(r["wall_time"]), float(r["sps"])) for r in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))
     if len(rows) < 2:
         raise RuntimeError(f"{metrics_csv} has {len(rows)} rows; train longer (total_steps) to measure a rate")
-    (s0, w0, _), (s1, w1, _) = rows[0], rows[-1]
-    return (s1 - s0) / (w1 - w0), statistics.median(r[2] for r in rows[1:])
+    (s0, w0), (s1, w1) = ((float(r["step"]), float(r["wall_time"])) for r in (rows[0], rows[-1]))
+    lags = [float(r["policy_lag"]) for r in rows[1:] if r.get("policy_lag")]
+    return ((s1 - s0) / (w1 - w0), statistics.median(float(r["sps"]) for r in rows[1:]),
+            statistics.fmean(lags) if lags else math.nan)
 
 
-def run(args: ThroughputBenchConfig, train_args: list[str] = ()) -> dict[str, float]:
-    """Train each core for ``total_steps`` (extra ``rtrl train`` flags: ``train_args``); print and
-    optionally record the table; return the steady steps/s of each core."""
-    rows = []
-    header = ("| core | steps/s | frames/s | median row steps/s | wall s |\n"
-              "|---|---:|---:|---:|---:|")
+def measure(args: ThroughputBenchConfig, backend: str, core: str, train_args: list[str]) -> dict:
+    """One `rtrl train` run: its steady rate, median row rate, mean policy lag and wall time."""
+    with tempfile.TemporaryDirectory(prefix="rtrl-throughput-") as tmp:
+        cmd = ["train", "--env", args.env, "--core", core, "--backend", backend,
+               "--total-steps", str(args.total_steps), "--out", tmp, "--no-progress", "--no-plot",
+               "--log-interval", str(args.log_interval)]
+        if args.preset:
+            cmd += ["--preset", args.preset]
+        start = time.monotonic()
+        run_rtrl(cmd + train_args, capture=False)
+        wall = time.monotonic() - start
+        rate, median_row, lag = read_run(Path(tmp) / "metrics.csv")
+    return {"rate": rate, "median_row": median_row, "lag": lag, "wall": wall}
+
+
+def run(args: ThroughputBenchConfig, train_args: list[str] = ()) -> dict[tuple[str, str], float]:
+    """Train each backend and core ``repeats`` times for ``total_steps`` (extra ``rtrl train`` flags:
+    ``train_args``); print and optionally record the table; return the median steady steps/s of each
+    (backend, core)."""
     train_args = list(train_args)
-    print(f"env {args.env}, preset {args.preset}, {args.total_steps} steps per core, extra: {train_args}")
-    print(header)
-    for core in args.cores:
-        with tempfile.TemporaryDirectory(prefix="rtrl-throughput-") as tmp:
-            cmd = ["train", "--env", args.env, "--core", core,
-                   "--total-steps", str(args.total_steps), "--out", tmp, "--no-progress", "--no-plot",
-                   "--log-interval", str(args.log_interval)]
-            if args.preset:
-                cmd += ["--preset", args.preset]
-            cmd += train_args
-            start = time.monotonic()
-            run_rtrl(cmd, capture=False)
-            wall = time.monotonic() - start
-            rate, median_rate = steady_rate(Path(tmp) / "metrics.csv")
-        row = (f"| {core} | {rate:.0f} | {rate * args.frames_per_step:.0f} | {median_rate:.0f} | {wall:.0f} |")
-        rows.append((core, rate, row))
-        print(row, flush=True)
-    by_core = {core: rate for core, rate, _ in rows}
-    ratio = ""
-    if "rtrl-elstm" in by_core and "tbptt-elstm" in by_core:
-        ratio = f"rtrl-elstm / tbptt-elstm = {by_core['rtrl-elstm'] / by_core['tbptt-elstm']:.2f} (target >= 0.8)"
-        print(ratio)
+    print(f"env {args.env}, preset {args.preset}, {args.total_steps} steps per run, {args.repeats} run(s) each, "
+          f"extra: {train_args}")
+    runs: dict[tuple[str, str], list[dict]] = {(b, c): [] for b in args.backends for c in args.cores}
+    for repeat in range(args.repeats):
+        for core in args.cores:
+            for backend in args.backends:
+                result = measure(args, backend, core, train_args)
+                runs[backend, core].append(result)
+                print(f"  run {repeat + 1}: {backend} {core}: {result['rate']:.0f} steps/s, policy lag "
+                      f"{result['lag']:.2f}, {result['wall']:.0f} s", flush=True)
+    header = ("| backend | core | steps/s (median) | frames/s | each run's steps/s | policy lag | wall s |\n"
+              "|---|---|---:|---:|---|---:|---:|")
+    table, rates = [], {}
+    for (backend, core), results in runs.items():
+        rate = statistics.median(r["rate"] for r in results)
+        rates[f"{backend}/{core}"] = rate
+        each = ", ".join(f"{r['rate']:.0f}" for r in results)
+        table.append(f"| {backend} | {core} | {rate:.0f} | {rate * args.frames_per_step:.0f} | {each} | "
+                     f"{statistics.median(r['lag'] for r in results):.2f} | "
+                     f"{statistics.median(r['wall'] for r in results):.0f} |")
+    ratios = []
+    first = args.backends[0]
+    for backend in args.backends[1:]:
+        for core in args.cores:
+            ratios.append(f"{backend} / {first} ({core}) = {rates[f'{backend}/{core}'] / rates[f'{first}/{core}']:.2f}"
+                          + (" (target >= 0.8)" if (first, backend) == ("local", "ray") else ""))
+    if "rtrl-elstm" in args.cores and "tbptt-elstm" in args.cores:
+        for backend in args.backends:
+            ratios.append(f"{backend}: rtrl-elstm / tbptt-elstm = "
+                          f"{rates[f'{backend}/rtrl-elstm'] / rates[f'{backend}/tbptt-elstm']:.2f} (target >= 0.8)")
+    print(header + "\n" + "\n".join(table) + "\n\n" + "\n".join(ratios))
     if args.record:
         body = (f"Steady-state throughput of `rtrl train` on `{args.env}` (preset `{args.preset}`, extra flags "
-                f"`{' '.join(train_args) or '-'}`), {args.total_steps} agent steps per core, measured from "
-                f"metrics.csv between its first and last rows; frames = {args.frames_per_step} x steps.\n\n"
-                + header + "\n" + "\n".join(r for _, _, r in rows) + "\n\n" + ratio + "\n")
-        record_section(Path(args.record), f"rtrl bench throughput: {args.env}", body, command_line())
+                f"`{' '.join(train_args) or '-'}`), {args.total_steps} agent steps per run, measured from metrics.csv "
+                f"between its first and last rows (start-up excluded); {args.repeats} interleaved run(s) of each "
+                f"backend and core, medians shown; frames = {args.frames_per_step} x steps; policy lag = learner "
+                f"weight version minus the rollouts' version, mean over the run.\n\n"
+                + header + "\n" + "\n".join(table) + "\n\n" + "\n".join(f"- {r}" for r in ratios) + "\n")
+        name = f"rtrl bench throughput: {args.env}" + ("" if args.backends == ["local"] else
+                                                       f" ({', '.join(args.backends)})")
+        record_section(Path(args.record), name, body, command_line())
         print(f"recorded in {args.record}")
-    return by_core
+    return {(backend, core): rates[f"{backend}/{core}"] for backend, core in runs}

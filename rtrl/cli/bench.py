@@ -26,7 +26,7 @@ def register(subcommands) -> None:
     p.add_argument("--peak-memory-of", nargs=3, metavar=("VARIANT", "T", "N"), help=argparse.SUPPRESS)
     p.set_defaults(func=run_cells, _parser=p)
 
-    p = benchmarks.add_parser("throughput", help="steps/s of rtrl train for each core",
+    p = benchmarks.add_parser("throughput", help="steps/s of rtrl train for each core and backend",
                               description=throughput.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(p, throughput.ThroughputBenchConfig)
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="further flags for rtrl train (after --)")

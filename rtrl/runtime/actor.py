@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +38,10 @@ class Step:
 
 
 class RolloutWorker:
-    """One actor's environments, model copy and recurrent state; ``fill(rollout)`` writes one rollout."""
+    """One actor's environments, model copy and recurrent state; ``fill(rollout)`` writes one rollout.
+
+    ``actor_index`` picks the environments' seeds (``env_seeds``): a replacement for a failed actor
+    takes an index of its own, so that it plays fresh episodes."""
 
     def __init__(self, actor_index: int, cfg: TrainConfig, spec: EnvSpec):
         T, E = cfg.unroll_length, cfg.envs_per_actor
@@ -48,16 +49,20 @@ class RolloutWorker:
         self.generator = torch.Generator().manual_seed(seeds[0])
         self.envs = EnvBatch(cfg.env, cfg.env_options, seeds, env_fn=spec.env_fn)
         self.model = build_agent(cfg, spec).eval()
+        self.version = 0   # of the weights loaded: learner updates published before them
         with torch.no_grad():
             self.state_before = self.model.initial_state(E)   # full state before step 0 of the next rollout
-            self.last = Step(torch.as_tensor(self.envs.obs).clone(), torch.zeros(E), torch.ones(E, dtype=torch.bool),
-                             torch.full((E, len(EPISODE_FIELDS)), math.nan))
-            self.last_input, self.step_state = self._act(self.last, self.model.step_state(self.state_before))
-        self.core_inputs = torch.zeros(T, E, self.last_input.shape[-1])
+        self.last = Step(torch.as_tensor(self.envs.obs).clone(), torch.zeros(E), torch.ones(E, dtype=torch.bool),
+                         torch.full((E, len(EPISODE_FIELDS)), math.nan))
+        # the very first step is acted on in the first fill, with the weights loaded by then
+        self.last_input = self.step_state = self.core_inputs = None
         self.dones = torch.zeros(T, E, dtype=torch.bool)
 
-    def load_weights(self, model: Agent) -> None:
-        self.model.load_state_dict(model.state_dict())
+    def load_weights(self, weights: Agent | dict[str, Tensor], version: int = 0) -> None:
+        """Act with ``weights`` (an agent or its state dict) from the next rollout on; ``version`` is
+        recorded in the rollouts made with them."""
+        self.model.load_state_dict(weights if isinstance(weights, dict) else weights.state_dict())
+        self.version = version
 
     def _act(self, step: Step, state):
         """Sample the action at one step (fills ``step.action``, ``step.policy_logits``); returns the core's
@@ -69,8 +74,12 @@ class RolloutWorker:
 
     @torch.no_grad()
     def fill(self, rollout: Rollout) -> None:
-        T = self.core_inputs.shape[0]
+        T = len(self.dones)
         map_tensors(Tensor.copy_, rollout.state, self.state_before)
+        rollout.version.fill_(self.version)
+        if self.last_input is None:
+            self.last_input, self.step_state = self._act(self.last, self.model.step_state(self.state_before))
+            self.core_inputs = torch.zeros((len(self.dones),) + self.last_input.shape)
         step, state = self.last, self.step_state
         self.core_inputs[0] = self.last_input
         for t in range(T + 1):
@@ -102,7 +111,7 @@ class RolloutWorker:
 
 def exit_with_parent(learner_pid: int, poll_seconds: float = 1.0) -> None:
     """A daemon thread that ends this process when the learner process is gone (killed, say): an
-    orphaned actor would otherwise wait on its queue forever. ``learner_pid`` comes from the learner:
+    orphaned actor would otherwise go on stepping its environments. ``learner_pid`` comes from the learner:
     an actor still starting up when the learner died has already been re-parented, so its own
     ``getppid()`` at this point would name the wrong process."""
     if os.getppid() != learner_pid:
@@ -116,19 +125,3 @@ def exit_with_parent(learner_pid: int, poll_seconds: float = 1.0) -> None:
 
     threading.Thread(target=watch, daemon=True, name="rtrl-parent-watch").start()
 
-
-def actor_process(actor_index: int, cfg: TrainConfig, spec: EnvSpec, shared_model: Agent, rollouts: list[Rollout],
-                  free_queue, full_queue, error_queue, learner_pid: int) -> None:
-    """Process entry point: fill free rollout slots until a None index arrives; report a crash."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process handles Ctrl-C and stops us
-    torch.set_num_threads(1)
-    exit_with_parent(learner_pid)
-    try:
-        worker = RolloutWorker(actor_index, cfg, spec)
-        while (index := free_queue.get()) is not None:
-            worker.load_weights(shared_model)  # the latest published weights, fixed for the rollout
-            worker.fill(rollouts[index])
-            full_queue.put(index)
-        worker.close()
-    except Exception:  # report to the learner, which raises it
-        error_queue.put((actor_index, traceback.format_exc()))

@@ -1,8 +1,8 @@
 """Checkpoint files: reading them safely, the random-number state they carry, and copying a stem out of one.
 
 A checkpoint of `rtrl train` is a dict: ``config`` (TrainConfig as a dict), ``model`` and
-``optimizer`` state dicts, ``steps``, ``updates``, ``wall_time``, ``recent_episodes``, ``nonfinite_updates``
-and ``rng``. Every value is a tensor, a number, a string, None, or a list, tuple or dict of them, so
+``optimizer`` state dicts, ``steps``, ``updates``, ``wall_time``, ``recent_episodes``, ``nonfinite_updates``,
+``actor_restarts`` and ``rng``. Every value is a tensor, a number, a string, None, or a list, tuple or dict of them, so
 that ``torch.load(weights_only=True)`` reads it: loading a file never runs code from it, and a file
 holding anything else (a crafted pickle) is refused before any of it runs.
 

@@ -19,6 +19,7 @@ from rtrl.settings import (FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POS
 
 S = setting
 log = logging.getLogger(__name__)
+BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -62,6 +63,19 @@ class TrainConfig:
     # --- faults (issue 14) ---
     max_nonfinite: int = S(10, "stop the run after this many updates in a row with a non-finite loss or gradient "
                            "(each one is skipped, counted in metrics.csv and logged)", check=POSITIVE_INT)
+    # --- backends (issue 11) ---
+    backend: str = S("local", "where the actors run: local (processes on this machine) or ray (Ray actors, "
+                     "on this machine or across a cluster)", choices=BACKENDS)
+    ray_address: str = S("", "with --backend ray: empty starts a private Ray on this machine (no dashboard, no "
+                         "network); auto or HOST:PORT joins a running cluster", flag={"metavar": "ADDRESS"})
+    actor_cpus: float = S(1.0, "CPUs Ray reserves for each actor", check=POSITIVE)
+    rollouts_in_flight: int = S(2, "rollout requests the learner keeps in flight per Ray actor (1: lockstep)",
+                                check=POSITIVE_INT)
+    broadcast_interval: int = S(1, "send the learner's weights to the actors after every K-th update",
+                                check=POSITIVE_INT)
+    max_actor_restarts: int = S(3, "replace an actor that dies or fails (fresh environments) up to K times in a row "
+                                "per actor slot; the next failure ends the run with its traceback (0: the first)",
+                                check=NON_NEGATIVE_INT)
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
 
     def check_together(self) -> None:
@@ -77,6 +91,14 @@ class TrainConfig:
                                batch_size=self.batch_size)
         if not self.device.startswith(("cpu", "cuda", "mps")):
             raise SettingError("bad {device}; accepted: cpu, cuda, cuda:N, mps", device=self.device)
+        if self.backend == "ray" and self.num_actors == 0:
+            raise SettingError("{backend} needs actors: give {num_actors} >= 1", backend=self.backend,
+                               num_actors=self.num_actors)
+        if self.backend == "ray" and self.num_actors * self.rollouts_in_flight < self.batch_size // self.envs_per_actor:
+            raise SettingError("{num_actors} x {rollouts_in_flight} requests in flight cannot fill a batch of "
+                               f"{self.batch_size // self.envs_per_actor} rollouts ({{batch_size}} / {{envs_per_actor}})",
+                               num_actors=self.num_actors, rollouts_in_flight=self.rollouts_in_flight,
+                               batch_size=self.batch_size, envs_per_actor=self.envs_per_actor)
         if (self.load_fc or self.freeze_stem) and not self.load_stem:
             raise SettingError("{freeze_stem:name} and {load_fc:name} act on a stem copied with {load_stem:name}; "
                                "give {load_stem:name} too", load_fc=self.load_fc, freeze_stem=self.freeze_stem,
@@ -110,6 +132,13 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         return from_dict(cls, data)
+
+
+# Settings that say where and how a run executes, not what it learns: a run resumes with other values of
+# these without --force (a run started on one machine continues on a cluster, say).
+RUNTIME_SETTINGS = frozenset({"backend", "ray_address", "actor_cpus", "rollouts_in_flight", "max_actor_restarts",
+                              "num_actors", "num_buffers", "device", "learner_threads", "log_interval",
+                              "checkpoint_interval"})
 
 
 def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:

@@ -27,7 +27,8 @@ class Rollout:
     that led to it (``done[t]``: obs[t] starts an episode, the state is zeroed before step t);
     ``action[t]`` and ``policy_logits[t]`` are what the actor did at obs[t]. ``episode_return``,
     ``episode_length`` and ``episode_success`` are NaN except where a true episode ended on arrival
-    at step t (success: NaN too for tasks without one).
+    at step t (success: NaN too for tasks without one). ``version`` (E,) is the version of the weights
+    the actor acted with (the learner's updates published before them, counted from the backend's start).
     """
 
     obs: Tensor
@@ -38,6 +39,7 @@ class Rollout:
     episode_return: Tensor
     episode_length: Tensor
     episode_success: Tensor
+    version: Tensor
     state: Any
 
     def to(self, device: torch.device | str) -> "Rollout":
@@ -53,7 +55,7 @@ class Rollout:
         return episodes_from(self.episode_return[1:], self.episode_length[1:], self.episode_success[1:])
 
 
-STEP_FIELDS = tuple(f.name for f in dataclasses.fields(Rollout) if f.name != "state")
+STEP_FIELDS = tuple(f.name for f in dataclasses.fields(Rollout) if f.name not in ("version", "state"))
 
 
 def empty_rollout(unroll_length: int, envs: int, spec: EnvSpec, state_template: Any, shared: bool = False) -> Rollout:
@@ -74,13 +76,15 @@ def empty_rollout(unroll_length: int, envs: int, spec: EnvSpec, state_template: 
         episode_return=zeros((T1, E), torch.float32),
         episode_length=zeros((T1, E), torch.float32),
         episode_success=zeros((T1, E), torch.float32),
+        version=zeros((E,), torch.int64),
         state=map_tensors(lambda t: zeros((E,) + tuple(t.shape[1:]), t.dtype), state_template),
     )
 
 
 def collate(rollouts: list[Rollout]) -> tuple[Rollout, list[dict]]:
-    """One learner batch from several rollouts (steps along dim 1, states along dim 0), and the episodes
-    that ended in them."""
+    """One learner batch from several rollouts (steps along dim 1, versions and states along dim 0), and
+    the episodes that ended in them."""
     steps = {name: torch.cat([getattr(r, name) for r in rollouts], dim=1) for name in STEP_FIELDS}
+    version = torch.cat([r.version for r in rollouts])
     state = map_tensors(lambda *states: torch.cat(states, dim=0), *[r.state for r in rollouts])
-    return Rollout(**steps, state=state), [episode for r in rollouts for episode in r.episodes()]
+    return Rollout(**steps, version=version, state=state), [episode for r in rollouts for episode in r.episodes()]

@@ -7,7 +7,8 @@
     curve.png         the learning curve, drawn at the end by the command line
     run.lock          while a run writes here: its pid, start time and command
 
-Running again on the same directory resumes it: same settings, or different ones with ``force``. One
+Running again on the same directory resumes it: same settings, or different ones with ``force``; the
+runtime settings (``config.RUNTIME_SETTINGS``: backend, actors, device, ...) may differ without it. One
 run at a time: a second one is refused with the first one's pid; the lock of a killed run does not
 block (the kernel drops it with the process). A SIGKILL at any moment leaves the last complete
 checkpoint.pt and config.json (both are replaced atomically); the rerun trims metrics.csv after the
@@ -26,13 +27,15 @@ from rtrl.records.lock import DirectoryLock, LockedError
 from rtrl.records.metrics import MetricsLog, keep_rows_up_to
 from rtrl.runtime.checkpoints import (CheckpointError, check_finite, checkpoint_bytes, load_checkpoint, load_weights,
                                       set_rng_states)
-from rtrl.runtime.config import TrainConfig
+from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig
 from rtrl.settings import SettingError, literal
 
-# frames = environment frames (steps × the Atari frame skip or DMLab action repeat, else = steps)
+# frames = environment frames (steps × the Atari frame skip or DMLab action repeat, else = steps);
+# policy_lag = learner weight version minus the version the batch's rollouts were made with (mean);
+# actor_restarts = actors replaced after a failure since the run started
 METRIC_COLUMNS = ("step", "frames", "wall_time", "sps", "updates", "episodes", "mean_return", "mean_length",
                   "success_rate", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr",
-                  "nonfinite_updates")
+                  "nonfinite_updates", "policy_lag", "actor_restarts")
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ class RunDirectory:
                 old = checkpoint["config"]
         if old is not None and not force:
             old, new = {**TrainConfig().to_dict(), **old}, cfg.to_dict()  # settings added since take their defaults
-            differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            differing = sorted(k for k in (set(old) | set(new)) - RUNTIME_SETTINGS if old.get(k) != new.get(k))
             if differing:
                 details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
                 raise RunDirectoryError(literal(f"{self.path} holds a run with a different config ({details})") +

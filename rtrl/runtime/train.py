@@ -54,18 +54,20 @@ class Progress:
         self.nonfinite = checkpoint.get("nonfinite_updates", 0)   # skipped updates, over the whole run
         self.wall_before = checkpoint.get("wall_time", 0.0)   # seconds spent in earlier sessions
         self.recent = deque(checkpoint.get("recent_episodes", []), maxlen=window)
+        self.restarts_before = checkpoint.get("actor_restarts", 0)   # actors replaced in earlier sessions
         self.start = time.monotonic()
 
     def wall_time(self) -> float:
         return self.wall_before + time.monotonic() - self.start
 
-    def metrics_row(self, sps: float, losses: list[dict], frames_per_step: int = 1) -> dict:
+    def metrics_row(self, sps: float, losses: list[dict], frames_per_step: int = 1, actor_restarts: int = 0) -> dict:
         row = {"step": self.steps, "frames": self.steps * frames_per_step, "wall_time": round(self.wall_time(), 3),
                "sps": sps, "updates": self.updates, "episodes": len(self.recent),
                "mean_return": _mean(e["return"] for e in self.recent),
                "mean_length": _mean(e["length"] for e in self.recent),
                "success_rate": _mean(e["success"] for e in self.recent), "nonfinite_updates": self.nonfinite}
-        row.update({key: _mean(s[key] for s in losses) for key in LOSS_COLUMNS})
+        row.update({key: _mean(s.get(key) for s in losses) for key in LOSS_COLUMNS + ("policy_lag",)})
+        row["actor_restarts"] = self.restarts_before + actor_restarts
         return row
 
     def summary(self, run: RunDirectory, finished: bool) -> dict:
@@ -120,7 +122,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
                              "optimizer": learner.optimizer.state_dict(), "steps": counters.steps,
                              "updates": counters.updates, "wall_time": counters.wall_time(),
                              "recent_episodes": list(counters.recent), "nonfinite_updates": counters.nonfinite,
-                             "rng": rng_states()})
+                             "rng": rng_states(), "actor_restarts": counters.restarts_before + backend.actor_restarts})
         saved_step = counters.steps
 
     bar = None
@@ -135,7 +137,8 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
             save()   # from now on a killed run always leaves a checkpoint to resume
         while counters.steps < cfg.total_steps:
             batch, episodes = backend.next_batch()
-            stats = learner.update(batch.to(device), counters.steps)
+            policy_lag = backend.version - batch.version.double().mean().item()
+            stats = {**learner.update(batch.to(device), counters.steps), "policy_lag": policy_lag}
             backend.publish(model)
             counters.steps += cfg.steps_per_update
             counters.recent.extend(episodes)
@@ -154,7 +157,8 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
                 bar.update(cfg.steps_per_update)
             now = time.monotonic()
             if now - last_log >= cfg.log_interval or counters.steps >= cfg.total_steps or stopping:
-                row = counters.metrics_row((counters.steps - steps_at_log) / (now - last_log), losses, frame_skip)
+                row = counters.metrics_row((counters.steps - steps_at_log) / (now - last_log), losses, frame_skip,
+                                           backend.actor_restarts)
                 log.write(row)
                 if bar is not None:
                     bar.set_postfix(sps=f"{row['sps']:.0f}", ret=f"{row['mean_return']:.3f}",

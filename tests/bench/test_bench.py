@@ -3,7 +3,8 @@ import csv
 
 import pytest
 
-from rtrl.bench.throughput import steady_rate
+from rtrl.bench import throughput
+from rtrl.bench.throughput import ThroughputBenchConfig, read_run
 from rtrl.cli import main
 
 TINY = ["bench", "cells", "--lengths", "1", "3", "--hidden-sizes", "4", "--input-size", "3", "--batch-size", "2",
@@ -50,15 +51,36 @@ def test_bad_bench_setting_names_the_flag(capsys):
     assert exit_info.value.code == 2 and "bad --repeats=0; accepted: a positive integer" in capsys.readouterr().err
 
 
-def test_steady_rate_excludes_start_up(tmp_path):
+def test_read_run_excludes_start_up(tmp_path):
     path = tmp_path / "metrics.csv"
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "wall_time", "sps"])
+        writer = csv.DictWriter(f, fieldnames=["step", "wall_time", "sps", "policy_lag"])
         writer.writeheader()
-        writer.writerows([{"step": 100, "wall_time": 10.0, "sps": 10}, {"step": 300, "wall_time": 12.0, "sps": 100},
-                          {"step": 500, "wall_time": 14.0, "sps": 100}])
-    rate, median = steady_rate(path)
-    assert rate == pytest.approx(100.0) and median == pytest.approx(100.0)
+        writer.writerows([{"step": 100, "wall_time": 10.0, "sps": 10, "policy_lag": 9.0},
+                          {"step": 300, "wall_time": 12.0, "sps": 100, "policy_lag": 1.0},
+                          {"step": 500, "wall_time": 14.0, "sps": 100, "policy_lag": 2.0}])
+    rate, median, lag = read_run(path)
+    assert rate == pytest.approx(100.0) and median == pytest.approx(100.0) and lag == pytest.approx(1.5)
     path.write_text("step,wall_time,sps\n1,1,1\n")
     with pytest.raises(RuntimeError, match="1 rows"):
-        steady_rate(path)
+        read_run(path)
+
+
+def test_throughput_compares_backends_by_medians_of_interleaved_runs(tmp_path, monkeypatch, capsys):
+    rates = {"local": iter([100.0, 300.0, 200.0]), "ray": iter([90.0, 150.0, 170.0])}
+    order = []
+
+    def fake_measure(args, backend, core, train_args):
+        order.append(backend)
+        return {"rate": next(rates[backend]), "median_row": 0.0, "lag": 1.0 if backend == "ray" else 0.0, "wall": 5.0}
+
+    monkeypatch.setattr(throughput, "measure", fake_measure)
+    doc = tmp_path / "BENCH.md"
+    cfg = ThroughputBenchConfig(cores=["rtrl-elstm"], backends=["local", "ray"], repeats=3, record=str(doc))
+    result = throughput.run(cfg)
+    assert order == ["local", "ray"] * 3   # interleaved
+    assert result == {("local", "rtrl-elstm"): 200.0, ("ray", "rtrl-elstm"): 150.0}
+    out = capsys.readouterr().out
+    assert "| ray | rtrl-elstm | 150 | 150 | 90, 150, 170 | 1.00 | 5 |" in out
+    assert "ray / local (rtrl-elstm) = 0.75 (target >= 0.8)" in out
+    assert "<!-- begin rtrl bench throughput: memory:delayed_recall?cues=2&delay=30 (local, ray) -->" in doc.read_text()

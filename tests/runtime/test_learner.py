@@ -4,21 +4,10 @@ import copy
 
 import torch
 
-from conftest import collect_rollouts, small_config
-from rtrl.algos import impala_loss
+from conftest import as_double, bptt_gradients, collect_rollouts, rollout_loss, small_config
 from rtrl.runtime.config import build_agent
 from rtrl.runtime.learner import Learner
 from rtrl.runtime.rollout import collate
-from rtrl.tree import map_tensors
-
-
-def as_double(batch):
-    return map_tensors(lambda t: t.double() if t.is_floating_point() else t, batch)
-
-
-def loss(out, batch, cfg):
-    return impala_loss(out.policy_logits, out.baseline, batch.action, batch.reward, batch.done,
-                       batch.policy_logits, cfg.loss_config())[0]
 
 
 def test_learner_rtrl_gradient_equals_full_history_bptt():
@@ -36,25 +25,13 @@ def test_learner_rtrl_gradient_equals_full_history_bptt():
     # RTRL: each rollout from the state (c, S) carried by the (float64) actor, gradients accumulate
     state = rtrl_agent.initial_state(cfg.envs_per_actor)
     for batch in batches:
-        loss(rtrl_agent.outputs(batch.obs, batch.reward, batch.done, state), batch, cfg).backward()
+        rollout_loss(rtrl_agent.outputs(batch.obs, batch.reward, batch.done, state), batch, cfg).backward()
         with torch.no_grad():
             core_input = rtrl_agent.core_input(batch.obs[:T], batch.reward[:T], batch.done[:T])
         state = rtrl_agent.advance(core_input, state.map(torch.clone), batch.done[:T])
 
-    def bptt_gradients(detach_between_rollouts):
-        bptt_agent.zero_grad()
-        state, total = bptt_agent.initial_state(cfg.envs_per_actor), 0
-        for batch in batches:
-            if detach_between_rollouts:
-                state = state.detach()
-            out, _ = bptt_agent(batch.obs, batch.reward, batch.done, state)
-            total = total + loss(out, batch, cfg)
-            _, state = bptt_agent(batch.obs[:T], batch.reward[:T], batch.done[:T], state)
-        total.backward()
-        return {name: p.grad.clone() for name, p in bptt_agent.named_parameters()}
-
     # BPTT: one graph through all rollouts (steps 0..T-1 of each carry the state to the next)
-    full = bptt_gradients(detach_between_rollouts=False)
+    full = bptt_gradients(bptt_agent, batches, cfg)
     compared = []
     for name, p in rtrl_agent.named_parameters():
         if name.startswith("stem."):  # the stem gets the within-rollout gradient only (as in the paper)
@@ -63,7 +40,7 @@ def test_learner_rtrl_gradient_equals_full_history_bptt():
         compared.append(name)
     assert len(compared) == 9  # cell weight_x, weight_c, bias; output gate, policy, baseline (weight, bias)
     # and truncation loses something: TBPTT's recurrent gradient differs from the full-history one
-    truncated = bptt_gradients(detach_between_rollouts=True)
+    truncated = bptt_gradients(bptt_agent, batches, cfg, detach_between_rollouts=True)
     name = "core.weight_x"
     assert (truncated[name] - full[name]).abs().max() > 1e-4 * full[name].abs().max()
 
@@ -78,7 +55,7 @@ def test_one_update_is_rmsprop_on_the_clipped_gradient_at_the_decayed_rate():
     learner = Learner(model, cfg)
     stats = learner.update(batch, steps_done=250)
     # the same gradient, computed here
-    loss(reference.outputs(batch.obs, batch.reward, batch.done, batch.state), batch, cfg).backward()
+    rollout_loss(reference.outputs(batch.obs, batch.reward, batch.done, batch.state), batch, cfg).backward()
     grads = [p.grad for p in reference.parameters()]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
     torch.testing.assert_close(stats["grad_norm"], norm.item(), rtol=1e-5, atol=0)

@@ -74,26 +74,21 @@ def test_actors_act_on_diverged_logits_instead_of_crashing():
                        torch.multinomial(torch.softmax(finite, -1), 1, generator=torch.Generator().manual_seed(3))[:, 0])
 
 
-class PoisonedBackend:
+class PoisonedBackend(InlineBackend):
     """The inline backend, with NaN rewards in the batches numbered ``poisoned`` (from 1)."""
 
     poisoned: range = range(0)
 
     def __init__(self, cfg, spec, model):
-        self.inner, self.count = InlineBackend(cfg, spec, model), 0
+        super().__init__(cfg, spec, model)
+        self.count = 0
 
     def next_batch(self):
-        batch, episodes = self.inner.next_batch()
+        batch, episodes = super().next_batch()
         self.count += 1
         if self.count in self.poisoned:
             batch.reward[1:] = math.nan
         return batch, episodes
-
-    def publish(self, model):
-        self.inner.publish(model)
-
-    def close(self):
-        self.inner.close()
 
 
 def metrics(path):

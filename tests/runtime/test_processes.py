@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MEMORY, children, small_config
+from conftest import MEMORY, children, running, small_config
 from rtrl.cli import main
 from rtrl.runtime.backends import ActorError
 from rtrl.runtime.checkpoints import load_checkpoint
@@ -78,41 +78,34 @@ def test_sigterm_checkpoints_and_a_killed_learner_takes_its_actors_along(tmp_pat
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in actors):
         time.sleep(0.5)
-    alive = []
-    for pid in actors:
-        try:
-            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.append(pid)
-    assert not alive, f"orphaned actor processes {alive}"
+    assert not running(actors), f"orphaned actor processes {running(actors)}"
 
 
 def test_an_actor_failure_ends_the_run_with_its_traceback(tmp_path, capsys):
-    """An env id registered only in this process: the spawned actor cannot make it and fails; the
-    learner reports the actor's error in one line, keeps its traceback in a file and exits 1 (no hang,
-    no silent restart)."""
+    """An env id registered only in this process: every spawned actor fails to make it. The learner
+    replaces the actor --max-actor-restarts times, then reports its error in one line (the traceback in a
+    file), checkpoints and exits 1."""
     import gymnasium as gym
     gym.register("RtrlParentOnly-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv")
     try:
         code = main(["train", "--env", "gym:RtrlParentOnly-v0", "--num-actors", "1", "--envs-per-actor", "2",
                      "--batch-size", "2", "--unroll-length", "5", "--hidden-size", "8", "--total-steps", "100",
-                     "--out", str(tmp_path / "run"), "--no-progress"])
+                     "--max-actor-restarts", "1", "--out", str(tmp_path / "run"), "--no-progress"])
     finally:
         gym.registry.pop("RtrlParentOnly-v0")
     err = capsys.readouterr().err
     assert code == 1, err
-    assert "rtrl train: error: actor 0 failed: ValueError: unknown Gymnasium env 'RtrlParentOnly-v0'" in err
+    assert ("rtrl train: error: actor 0 failed 2 times in a row, more than max_actor_restarts=1 allows; its last "
+            "failure: ValueError: unknown Gymnasium env 'RtrlParentOnly-v0'") in err
     assert "spawned" in err and "Traceback" not in err
     trace = tmp_path / "run" / "rtrl-train-error.txt"
     assert f"(traceback: {trace})" in err and "Traceback" in trace.read_text()
-    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["steps"] == 0   # the step-0 checkpoint stays
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["actor_restarts"] == 1
 
 
-def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
-    """SIGKILL one actor process: the learner notices the dead actor instead of waiting forever."""
-    def kill_an_actor():
+def kill_an_actor_process(after_seconds: float = 1.0) -> threading.Thread:
+    """A thread that SIGKILLs one spawned child process of this one ``after_seconds`` after it appears."""
+    def kill():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for pid in children(os.getpid()):
@@ -121,15 +114,34 @@ def test_an_actor_killed_without_a_report_ends_the_run(tmp_path):
                 except OSError:
                     continue
                 if b"spawn_main" in cmdline:
-                    time.sleep(1.0)
+                    time.sleep(after_seconds)
                     os.kill(pid, signal.SIGKILL)
                     return
             time.sleep(0.2)
 
-    killer = threading.Thread(target=kill_an_actor, daemon=True)
+    killer = threading.Thread(target=kill, daemon=True)
     killer.start()
-    cfg = small_config(num_actors=2, total_steps=10_000_000)
-    with pytest.raises(ActorError, match=r"died without a report"):
+    return killer
+
+
+def test_a_killed_actor_is_replaced_and_the_run_finishes(tmp_path):
+    """SIGKILL one actor process mid-run: a fresh one takes its slots, the run reaches its step count."""
+    killer = kill_an_actor_process()
+    cfg = small_config(num_actors=2, total_steps=4_000, log_interval=0.2)
+    summary = train(cfg, tmp_path, progress=False)
+    killer.join(timeout=5)
+    assert summary["finished"] and summary["steps"] == 4_000
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert int(rows[-1]["actor_restarts"]) == 1
+
+
+def test_with_no_restarts_allowed_a_killed_actor_ends_the_run(tmp_path):
+    """--max-actor-restarts 0: the learner notices the dead actor (no report) and ends the run."""
+    killer = kill_an_actor_process()
+    cfg = small_config(num_actors=2, total_steps=10_000_000, max_actor_restarts=0)
+    with pytest.raises(ActorError, match=r"failed once, more than max_actor_restarts=0 allows; its last failure: "
+                                         r"its process \d+ died without a report \(exit code -9\)"):
         train(cfg, tmp_path, progress=False)
     killer.join(timeout=5)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["steps"] >= 0   # the run ends with a checkpoint

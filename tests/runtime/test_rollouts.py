@@ -3,7 +3,7 @@ how rollouts of any core's typed state are collated for the learner."""
 import pytest
 import torch
 
-from conftest import collect_rollouts, small_config
+from conftest import check_rollout_invariants, collect_rollouts, small_config
 from rtrl.cells import RecurrentState
 from rtrl.envs import EnvSpec
 from rtrl.models import CORES, LSTMState, NoState
@@ -14,22 +14,9 @@ from rtrl.tree import tensors_of
 @pytest.mark.parametrize("core", CORES)
 def test_rollout_invariants(core):
     cfg = small_config(core=core, env="memory:delayed_recall?cues=2&delay=3")
-    T = cfg.unroll_length
     spec, worker, rollouts = collect_rollouts(cfg, 4)
-    assert rollouts[0].done[0].all()  # the very first step starts episodes
     assert rollouts[0].done.any(dim=0).all() and rollouts[0].done[1:].any()  # episodes end inside
-    for prev, nxt in zip(rollouts, rollouts[1:]):
-        for name in ("obs", "reward", "done", "action", "policy_logits"):
-            assert torch.equal(getattr(prev, name)[T], getattr(nxt, name)[0]), name
-        assert torch.equal(prev.episode_return[T].isnan(), nxt.episode_return[0].isnan())
-        # the stored state is the state before step 0: replay steps 0..T-1 of the previous rollout from its state
-        with torch.no_grad():
-            _, after = worker.model(prev.obs[:T], prev.reward[:T], prev.done[:T],
-                                    worker.model.step_state(prev.state) if core == "rtrl-elstm" else prev.state)
-        expected, stored = tensors_of(after), tensors_of(worker.model.step_state(nxt.state))
-        assert len(expected) == len(stored)
-        for a, b in zip(expected, stored):
-            assert torch.allclose(b, a, atol=1e-5)
+    check_rollout_invariants(worker.model, rollouts, core)
     state_type = {"rtrl-elstm": RecurrentState, "tbptt-elstm": RecurrentState, "lstm": LSTMState, "ff": NoState}[core]
     assert type(rollouts[-1].state) is state_type
     if core == "rtrl-elstm":

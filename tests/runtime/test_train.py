@@ -17,25 +17,20 @@ from rtrl.runtime.train import LOSS_COLUMNS, Progress, train
 from rtrl.settings import SettingError
 
 
-class InterruptingBackend:
+class InterruptingBackend(InlineBackend):
     """The inline backend, but Ctrl-C arrives after ``limit`` batches."""
 
     limit = 3
 
     def __init__(self, cfg, spec, model):
-        self.inner, self.count = InlineBackend(cfg, spec, model), 0
+        super().__init__(cfg, spec, model)
+        self.count = 0
 
     def next_batch(self):
         self.count += 1
         if self.count > self.limit:
             raise KeyboardInterrupt
-        return self.inner.next_batch()
-
-    def publish(self, model):
-        self.inner.publish(model)
-
-    def close(self):
-        self.inner.close()
+        return super().next_batch()
 
 
 def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):

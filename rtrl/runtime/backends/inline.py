@@ -1,31 +1,67 @@
 """Actors stepped in the learner's own process, one after another (``num_actors=0``)."""
 from __future__ import annotations
 
+import traceback
+
 from rtrl.envs import EnvSpec
 from rtrl.models import Agent
 from rtrl.runtime.actor import RolloutWorker
+from rtrl.runtime.backends.errors import ActorFailures
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.rollout import Rollout, collate, empty_rollout
 
 
 class InlineBackend:
     """Deterministic for a given seed; meant for debugging, tests, and machines where processes cost
-    more than they give. Holds ``envs_per_actor`` × (batch_size / envs_per_actor) environments."""
+    more than they give. Holds ``envs_per_actor`` × (batch_size / envs_per_actor) environments. A
+    worker whose environment raises is replaced like a failed actor process."""
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
+        self.cfg, self.spec = cfg, spec
         self.workers = [RolloutWorker(i, cfg, spec) for i in range(cfg.batch_size // cfg.envs_per_actor)]
-        self.publish(model)
+        self.failures = ActorFailures(len(self.workers), cfg.max_actor_restarts)
+        self.version = 0
+        for worker in self.workers:
+            worker.load_weights(model)
         template = self.workers[0].model.initial_state(1)
         self.rollouts = [empty_rollout(cfg.unroll_length, cfg.envs_per_actor, spec, template) for _ in self.workers]
 
+    @property
+    def actor_restarts(self) -> int:
+        return self.failures.restarts
+
     def next_batch(self) -> tuple[Rollout, list[dict]]:
-        for worker, rollout in zip(self.workers, self.rollouts):
-            worker.fill(rollout)
+        for slot, rollout in enumerate(self.rollouts):
+            while True:
+                try:
+                    self.workers[slot].fill(rollout)
+                    break
+                except Exception:
+                    self._replace(slot, traceback.format_exc())
+            self.failures.delivered(slot)
         return collate(self.rollouts)
 
+    def _replace(self, slot: int, report: str) -> None:
+        old = self.workers[slot]
+        try:
+            old.close()
+        except Exception:  # its environments are broken already
+            pass
+        while True:
+            stream = self.failures.failed(slot, report)   # raises ActorError when no restart is left
+            try:
+                new = RolloutWorker(stream, self.cfg, self.spec)
+                break
+            except Exception:  # its environments could not be made
+                report = traceback.format_exc()
+        new.load_weights(old.model, old.version)
+        self.workers[slot] = new
+
     def publish(self, model: Agent) -> None:
-        for worker in self.workers:
-            worker.load_weights(model)
+        self.version += 1
+        if self.version % self.cfg.broadcast_interval == 0:
+            for worker in self.workers:
+                worker.load_weights(model, self.version)
 
     def close(self) -> None:
         for worker in self.workers:
