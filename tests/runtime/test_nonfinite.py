@@ -116,7 +116,8 @@ def test_skipped_updates_are_counted_logged_and_the_run_goes_on(tmp_path, monkey
 
 def test_k_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(PoisonedBackend, "poisoned", range(4, 1000))   # good, good, good, then NaN for ever
-    cfg = small_config(total_steps=400, max_nonfinite=3, checkpoint_interval=1e-6)   # a checkpoint per update
+    cfg = small_config(total_steps=400, max_nonfinite=3, checkpoint_interval=1e-6,   # a checkpoint per update
+                       log_interval=1e-9)                                         # and a row per update
     with pytest.raises(NonFiniteError) as error:
         train(cfg, tmp_path, backend_factory=PoisonedBackend, progress=False)
     message = str(error.value)

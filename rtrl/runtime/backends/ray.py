@@ -2,7 +2,7 @@
 
     learner (the Ray driver)                         Ray actors (RayActor: one RolloutWorker each)
     ray.put(weights), once per broadcast  ──►  set_weights(version, ref)  (its own thread: only noted)
-    actor.rollout.remote()  ─────────────►  load the newest weights noted, fill one rollout
+    actor.rollout.remote(version, ref)  ──►  load the newest weights noted, fill one rollout
     ray.wait: rollouts_in_flight per actor  ◄──  the rollout's tensors as numpy arrays (zero-copy)
 
 Each actor owns ``envs_per_actor`` environments and a CPU copy of the agent, and returns rollouts
@@ -85,15 +85,19 @@ class RayActor:
         torch.set_num_threads(1)
         self.worker = RolloutWorker(actor_index, cfg, spec)
         self.buffer = empty_rollout(cfg.unroll_length, cfg.envs_per_actor, spec, self.worker.model.initial_state(1))
-        self.newest, self.loaded = (version, weights), None
+        self.newest, self.loaded, self.lock = (version, weights), None, threading.Lock()
 
     def set_weights(self, version: int, weights: list) -> None:
         """Runs in the actor's "weights" thread, beside a rollout under way: only notes the newest."""
-        if version > self.newest[0]:
-            self.newest = (version, weights)
+        with self.lock:
+            if version > self.newest[0]:
+                self.newest = (version, weights)
 
-    def rollout(self) -> list[np.ndarray]:
-        """One rollout with the newest weights announced, as ``encode``d arrays."""
+    def rollout(self, version: int, weights: list) -> list[np.ndarray]:
+        """One rollout with the newest weights announced, as ``encode``d arrays. The request carries the
+        newest broadcast when it was made: a ``set_weights`` still queued in the other thread cannot make
+        a rollout act with older weights than those."""
+        self.set_weights(version, weights)
         version, weights = self.newest
         if version != self.loaded:
             arrays = import_ray().get(weights[0])
@@ -167,7 +171,7 @@ class RayBackend:
 
     def _request(self, slot: int, count: int = 1) -> None:
         for _ in range(count):
-            self.pending[slot].append(self.actors[slot].rollout.remote())
+            self.pending[slot].append(self.actors[slot].rollout.remote(*self.broadcast))
 
     def _replace(self, slot: int, report: str) -> None:
         stream = self.failures.failed(slot, report)   # raises ActorError when no restart is left
