@@ -22,6 +22,7 @@ from rtrl.envs.wrappers import SeedOnFirstReset
 ADAPTERS = {"atari": atari, "dmlab": dmlab, "gym": gym_adapter, "memory": memory, "minigrid": minigrid,
             "popgym": popgym, "procgen": procgen, "python": python_adapter}
 PREFIXES = tuple(ADAPTERS)
+KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 def _convert(text: str):
@@ -77,7 +78,7 @@ def _check_options(env_id: str, accepted: dict, options: dict) -> dict:
             checked[key] = float(value)
         else:
             raise ValueError(
-                f"option {key}={value!r} for {env_id!r} must be a {type(default).__name__} "
+                f"option {key}={value!r} for {env_id!r} must be {KIND_NAMES.get(type(default), type(default).__name__)} "
                 f"(default {default!r})"
             )
     return checked

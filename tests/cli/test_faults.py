@@ -189,7 +189,7 @@ CASES = [
     ("env-continuous-actions", lambda t, r: train_argv(t / "o", "--env", "gym:Pendulum-v1"), 2,
      ["'gym:Pendulum-v1'", "Discrete"]),
     ("env-option-type", lambda t, r: train_argv(t / "o", "--env", "memory:delayed_recall?delay=abc"), 2,
-     ["delay='abc'", "must be a int"]),
+     ["delay='abc'", "must be an integer"]),
     ("env-unknown-option", lambda t, r: train_argv(t / "o", "--env", "memory:delayed_recall?bogus=1"), 2,
      ["'bogus'", "accepted options: cues, delay"]),
     ("env-malformed-option", lambda t, r: train_argv(t / "o", "--env", "memory:delayed_recall?delay"), 2,
