@@ -1,6 +1,8 @@
 """The module side of element-wise cells: parameters, state, input checks and the two learning modes."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -104,6 +106,13 @@ class ElementwiseRNN(nn.Module):
         if self.num_per_unit:
             shapes["per_unit"] = (B, self.num_per_unit, N)
         return shapes
+
+    def sensitivity_bytes(self, batch_size: int = 1) -> int:
+        """Bytes the sensitivities of ``batch_size`` sequences take (0 in bptt mode)."""
+        if self.learning != "rtrl":
+            return 0
+        numel = sum(math.prod(s) for s in self.sensitivity_shapes(batch_size).values())
+        return numel * self.weight_x.element_size()
 
     def initial_state(self, batch_size: int) -> RecurrentState:
         """The zero state (and, in rtrl mode, zero sensitivities) on the module's device and dtype."""
