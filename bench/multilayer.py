@@ -35,6 +35,7 @@ RECALL_ENV = "memory:delayed_recall?cues=2&delay=30"
 # label -> extra flags of `rtrl train --preset memory`
 RECALL_MODELS = {
     "1 layer, --stem mlp": ["--num-layers", "1", "--stem", "mlp"],
+    "1 layer, --stem identity (reference)": ["--num-layers", "1", "--stem", "identity"],
     "2 layers exact, --stem identity": ["--num-layers", "2", "--multilayer", "exact", "--stem", "identity"],
     "2 layers per-layer, --stem identity": ["--num-layers", "2", "--multilayer", "per-layer", "--stem", "identity"],
 }
@@ -71,7 +72,8 @@ def run_recall(args) -> dict:
                 rtrl("eval", str(out), "--episodes", str(args.episodes), "--seed", "123")
             if (out / "eval.json").exists():
                 success = json.loads((out / "eval.json").read_text())["success_rate"]
-                results[(label, seed)] = (success, float((out / "minutes.txt").read_text()), out)
+                sampled = read_metrics(out)["success_rate"][-1]   # training episodes: sampled actions
+                results[(label, seed)] = (success, float((out / "minutes.txt").read_text()), out, sampled)
                 print(f"recall {label} seed {seed}: greedy success {success:.3f}", flush=True)
     return results
 
@@ -85,17 +87,20 @@ def recall_report(results: dict, args, doc: Path) -> None:
         rates = [results[(label, s)][0] if (label, s) in results else None for s in args.seeds]
         done = [r for r in rates if r is not None]
         minutes = [results[(label, s)][1] for s in args.seeds if (label, s) in results]
-        rows.append(f"| {label} | " + " | ".join("not run" if r is None else f"{r:.3f}" for r in rates)
+        cells = ["not run" if (label, s) not in results else
+                 f"{results[(label, s)][0]:.3f} ({results[(label, s)][3]:.2f})" for s in args.seeds]
+        rows.append(f"| {label} | " + " | ".join(cells)
                     + f" | {statistics.mean(done):.3f} | {statistics.mean(minutes):.1f} |" if done else
                     f"| {label} | " + " | ".join("not run" for _ in rates) + " | | |")
     body = f"""Task `{RECALL_ENV}` (cue shown once, D=30 blank steps, then the query; chance 0.5), unroll T=10 < D.
 Settings: the `memory` preset (batch 32, N=32 per layer, forget bias 3, lr 2e-3 decayed linearly, RMSprop,
 V-trace) with the inline backend and one torch thread; {args.recall_steps:,} agent steps per run (the budget
-that fits this machine's shared single core, ~2 min per run); success = greedy evaluation over {args.episodes}
-episodes from a zero state (`rtrl eval RUN --episodes {args.episodes} --seed 123`). Run directories:
+that fits this machine's shared single core; minutes per run in the table); success = greedy evaluation over {args.episodes}
+episodes from a zero state (`rtrl eval RUN --episodes {args.episodes} --seed 123`); in brackets the training
+success rate at the end (last 200 episodes, actions sampled from the policy). Run directories:
 `{Path(args.runs) / 'recall'}`.
 
-| model | """ + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | minutes per run |\n|---|" \
+| model | """ + " | ".join(f"seed {s}" for s in args.seeds) + " | mean (greedy) | minutes per run |\n|---|" \
         + "---:|" * (len(args.seeds) + 2) + "\n" + "\n".join(rows) + """
 
 ![training success rate](multilayer_recall.png)
