@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rtrl.records.metrics import read_metrics  # noqa: E402
-from rtrl.records.plots import Panel, Series, plot_panels, plot_runs  # noqa: E402
+from rtrl.records.plots import Panel, Series, plot_panels, smooth_series  # noqa: E402
 from rtrl.records.reports import command_line, record_section  # noqa: E402
 
 RECALL_ENV = "memory:delayed_recall?cues=2&delay=30"
@@ -38,6 +38,7 @@ RECALL_MODELS = {
     "1 layer, --stem identity (reference)": ["--num-layers", "1", "--stem", "identity"],
     "2 layers exact, --stem identity": ["--num-layers", "2", "--multilayer", "exact", "--stem", "identity"],
     "2 layers per-layer, --stem identity": ["--num-layers", "2", "--multilayer", "per-layer", "--stem", "identity"],
+    "2 layers exact, --stem mlp": ["--num-layers", "2", "--multilayer", "exact", "--stem", "mlp"],
 }
 # label -> (model, layers, multilayer)
 COPY_MODELS = {
@@ -80,8 +81,18 @@ def run_recall(args) -> dict:
 
 def recall_report(results: dict, args, doc: Path) -> None:
     figure = doc.with_name("multilayer_recall.png")
-    if results:
-        plot_runs([r[2] for r in results.values()], metric="success_rate", x="step", out=figure, smooth=3)
+    panels = []
+    for label in RECALL_MODELS:   # one panel per model, a line per seed
+        series = []
+        for seed in args.seeds:
+            if (label, seed) in results:
+                columns = read_metrics(results[(label, seed)][2])
+                series.append(Series(f"seed {seed}", columns["step"], smooth_series(columns["success_rate"], 3)))
+        if series:
+            panels.append(Panel(series, xlabel="agent steps", ylabel="training success (moving avg. of 3)",
+                                title=label, ylim=(0.4, 1.0), legend_loc="upper left"))
+    if panels:
+        plot_panels(panels, figure, panel_size=(4.2, 3.4))
     rows = []
     for label in RECALL_MODELS:
         rates = [results[(label, s)][0] if (label, s) in results else None for s in args.seeds]
