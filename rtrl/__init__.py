@@ -1,5 +1,7 @@
 """rtrl: exact real-time recurrent learning for element-wise recurrent cells, and R2AC."""
-from rtrl.cells import ELSTM, DiagonalLRU, ElementwiseRNN, IndRNN, RecurrentState, rtrl_segment
+from rtrl.cells import (ELSTM, DiagonalLRU, ElementwiseRNN, IndRNN, RecurrentState, StackedRNN, StackedState,
+                        rtrl_segment)
 
 __version__ = "0.1.0"
-__all__ = ["ELSTM", "IndRNN", "DiagonalLRU", "ElementwiseRNN", "RecurrentState", "rtrl_segment"]
+__all__ = ["ELSTM", "IndRNN", "DiagonalLRU", "ElementwiseRNN", "RecurrentState", "rtrl_segment", "StackedRNN",
+           "StackedState"]

@@ -1,6 +1,7 @@
 """Benchmarks behind `rtrl bench`: they print tables and can record them in docs/ (not timed tests).
 
     cells       per-step RTRL vs segment RTRL vs autograd BPTT of one eLSTM segment
+    layers      exact multi-layer RTRL vs per-layer RTRL vs BPTT of stacked eLSTMs, beside the formulas
     throughput  steady-state steps/s of `rtrl train` for each core and backend (local vs ray)
 """
 from __future__ import annotations

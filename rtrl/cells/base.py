@@ -1,6 +1,8 @@
 """The module side of element-wise cells: parameters, state, input checks and the two learning modes."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -80,6 +82,19 @@ class ElementwiseRNN(nn.Module):
         """Output y_t from x_t and c_t (non-recurrent, so autograd is exact); default y = c."""
         return c
 
+    def readout_parameters(self) -> dict[str, Tensor]:
+        """The readout's own parameters by name (none for y = c). In a stack they become recurrent:
+        layer l's readout feeds layer l+1, whose state carries them forward (``rtrl.StackedRNN``)."""
+        return {}
+
+    def readout_derivatives(self, x: Tensor, c: Tensor) -> tuple[Tensor | None, Tensor | None, dict[str, Tensor]]:
+        """Jacobians of y_t = readout(x_t, c_t) for one step, x (B,D), c (B,N), no autograd:
+        (∂y/∂x (B,N,D) or None when zero, ∂y/∂c (B,N,N) or None when the identity, and for each readout
+        parameter ρ its per-unit derivative: ∂y_m/∂ρ is zero outside unit m's own slice ρ[m], whose
+        derivative is returned as (B,N,*slice shape)). A subclass that overrides ``readout`` states these
+        too; the default is y = c."""
+        return None, None, {}
+
     # --- state -----------------------------------------------------------------------------------
     def sensitivity_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
         B, K, N, D = batch_size, self.num_gates, self.hidden_size, self.input_size
@@ -91,6 +106,13 @@ class ElementwiseRNN(nn.Module):
         if self.num_per_unit:
             shapes["per_unit"] = (B, self.num_per_unit, N)
         return shapes
+
+    def sensitivity_bytes(self, batch_size: int = 1) -> int:
+        """Bytes the sensitivities of ``batch_size`` sequences take (0 in bptt mode)."""
+        if self.learning != "rtrl":
+            return 0
+        numel = sum(math.prod(s) for s in self.sensitivity_shapes(batch_size).values())
+        return numel * self.weight_x.element_size()
 
     def initial_state(self, batch_size: int) -> RecurrentState:
         """The zero state (and, in rtrl mode, zero sensitivities) on the module's device and dtype."""

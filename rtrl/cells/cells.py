@@ -64,6 +64,23 @@ class ELSTM(ElementwiseRNN):
         o = torch.sigmoid(self.output_gate(torch.cat((x, c), dim=-1)))
         return o * c
 
+    def readout_parameters(self) -> dict[str, Tensor]:
+        return {"output_gate.weight": self.output_gate.weight, "output_gate.bias": self.output_gate.bias}
+
+    def readout_derivatives(self, x, c):
+        # y = o ⊙ c, o = σ(W_o [x; c] + b_o):  ∂y/∂x = diag(c o(1−o)) W_ox,  ∂y/∂c = diag(o) + diag(c o(1−o)) W_oc,
+        # ∂y_m/∂W_o[m,:] = c_m o_m(1−o_m) [x; c],  ∂y_m/∂b_o[m] = c_m o_m(1−o_m)
+        xc = torch.cat((x, c), dim=-1)
+        o = torch.sigmoid(self.output_gate(xc))
+        slope = c * o * (1 - o)                                               # (B,N)
+        weight = self.output_gate.weight
+        D = self.input_size
+        dy_dx = slope.unsqueeze(-1) * weight[:, :D]
+        dy_dc = slope.unsqueeze(-1) * weight[:, D:]
+        dy_dc.diagonal(dim1=-2, dim2=-1).add_(o)
+        direct = {"output_gate.weight": slope.unsqueeze(-1) * xc.unsqueeze(-2), "output_gate.bias": slope}
+        return dy_dx, dy_dc, direct
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", forget_bias={self.forget_bias}"
 

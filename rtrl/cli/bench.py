@@ -6,7 +6,7 @@ import argparse
 import torch
 
 import rtrl.bench as bench_package
-from rtrl.bench import cells, throughput
+from rtrl.bench import cells, layers, throughput
 from rtrl.cli.flags import add_flags, given, render_error
 from rtrl.settings import SettingError, from_dict, validate
 
@@ -25,6 +25,11 @@ def register(subcommands) -> None:
                    help="do not measure peak memory (the same as --memory false)")
     p.add_argument("--peak-memory-of", nargs=3, metavar=("VARIANT", "T", "N"), help=argparse.SUPPRESS)
     p.set_defaults(func=run_cells, _parser=p)
+
+    p = benchmarks.add_parser("layers", help="exact multi-layer RTRL vs per-layer RTRL vs BPTT (stacked eLSTMs)",
+                              description=layers.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(p, layers.LayersBenchConfig)
+    p.set_defaults(func=run_layers, _parser=p)
 
     p = benchmarks.add_parser("throughput", help="steps/s of rtrl train for each core and backend",
                               description=throughput.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,6 +53,11 @@ def run_cells(args: argparse.Namespace) -> int:
         print(f"{cells.peak_extra_memory(variant, int(T), int(N), cfg.input_size, cfg.batch_size, getattr(torch, cfg.dtype), cfg.device):.3f}")
         return 0
     cells.run(cfg)
+    return 0
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    layers.run(_config(args, layers.LayersBenchConfig))
     return 0
 
 

@@ -26,7 +26,9 @@ def register(subcommands) -> None:
 
 
 def default_out(config: CopyTaskConfig) -> str:
-    return f"runs/copy-{config.model}-L{config.length}-s{config.seed}"
+    layers = "" if config.num_layers == 1 else f"-{config.num_layers}layers" + (
+        f"-{config.multilayer}" if config.model == "elstm-rtrl" else "")
+    return f"runs/copy-{config.model}{layers}-L{config.length}-s{config.seed}"
 
 
 def run(args: argparse.Namespace) -> int:

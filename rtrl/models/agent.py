@@ -32,15 +32,19 @@ class Agent(nn.Module):
         feature_norm: LayerNorm on the stem's features before the core (not in the paper). Without it, an
             Atari run drove the features to large, nearly constant values that saturate the core's gates,
             leaving the policy blind (docs/BENCHMARKS.md).
+        num_layers, multilayer: stacked eLSTM layers and, for ``rtrl-elstm``, "exact" or "per-layer" RTRL
+            (``rtrl.models.cores.make_core``); memory_limit: bytes the stacked core's sensitivities may take.
     """
 
     def __init__(self, obs_shape, obs_dtype, num_actions: int, core: str = "rtrl-elstm", hidden_size: int = 256,
                  stem: str = "auto", stem_hidden_size: int = 256, forget_bias: float = 0.0,
-                 feature_norm: bool = False):
+                 feature_norm: bool = False, num_layers: int = 1, multilayer: str = "exact",
+                 memory_limit: int | None = None):
         super().__init__()
         self.stem = make_stem(stem, tuple(obs_shape), obs_dtype, stem_hidden_size)
         self.feature_norm = nn.LayerNorm(self.stem.output_size) if feature_norm else None
-        self.core = make_core(core, self.stem.output_size + 1, hidden_size, forget_bias)
+        self.core = make_core(core, self.stem.output_size + 1, hidden_size, forget_bias, num_layers, multilayer,
+                              memory_limit)
         self.policy = nn.Linear(hidden_size, num_actions)
         self.baseline = nn.Linear(hidden_size, 1)
         self._register_load_state_dict_pre_hook(_rename_old_core_keys)

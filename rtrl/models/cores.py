@@ -7,6 +7,10 @@
 * ``lstm``        — torch.nn.LSTM, truncated BPTT; state ``LSTMState(h, c)``.
 * ``ff``          — no recurrence: a ReLU layer of the same width; state ``NoState()``.
 
+With ``num_layers`` > 1 the two eLSTM cores are an ``rtrl.StackedRNN`` of eLSTM layers: ``rtrl-elstm``
+with ``multilayer`` "exact" (RTRL through all layers) or "per-layer" (each layer's own RTRL, gradients
+between layers within the rollout only), ``tbptt-elstm`` by truncated BPTT through all layers.
+
 The element-wise cells implement the protocol themselves; the other two are adapted here.
 """
 from __future__ import annotations
@@ -17,9 +21,12 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from rtrl.cells import ELSTM
+from rtrl.cells import ELSTM, StackedRNN
 
 CORES = ("rtrl-elstm", "tbptt-elstm", "lstm", "ff")
+MULTILAYER = ("exact", "per-layer")
+# the cores that can be stacked (num_layers > 1)
+STACKABLE_CORES = ("rtrl-elstm", "tbptt-elstm")
 
 
 class Core(Protocol):
@@ -112,7 +119,17 @@ class FeedForwardCore(_PlainCore):
         return torch.relu(self.linear(x)), state
 
 
-def make_core(kind: str, input_size: int, hidden_size: int, forget_bias: float = 0.0) -> nn.Module:
+def make_core(kind: str, input_size: int, hidden_size: int, forget_bias: float = 0.0, num_layers: int = 1,
+              multilayer: str = "exact", memory_limit: int | None = None) -> nn.Module:
+    if multilayer not in MULTILAYER:
+        raise ValueError(f"unknown multilayer {multilayer!r}; accepted: {', '.join(MULTILAYER)}")
+    if num_layers != 1:
+        if kind not in STACKABLE_CORES:
+            raise ValueError(f"num_layers={num_layers} needs a stackable core; accepted: "
+                             f"{', '.join(STACKABLE_CORES)} (got {kind!r}, which has one layer)")
+        learning = "bptt" if kind == "tbptt-elstm" else "rtrl" if multilayer == "exact" else "rtrl-per-layer"
+        return StackedRNN(input_size, hidden_size, num_layers, cell="elstm", learning=learning,
+                          memory_limit=memory_limit, forget_bias=forget_bias)
     if kind == "rtrl-elstm":
         return ELSTM(input_size, hidden_size, learning="rtrl", forget_bias=forget_bias)
     if kind == "tbptt-elstm":

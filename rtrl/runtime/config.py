@@ -13,7 +13,10 @@ import torch
 
 from rtrl.algos import LossConfig
 from rtrl.envs import EnvSpec
+from rtrl.cells import available_memory
+from rtrl.cells.stacked import format_bytes
 from rtrl.models import CORES, STEMS, Agent
+from rtrl.models.cores import MULTILAYER, STACKABLE_CORES
 from rtrl.settings import (FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
                            SettingError, from_dict, literal, load_settings_file, setting, validate)
 
@@ -29,7 +32,15 @@ class TrainConfig:
     total_steps: int = S(1_000_000, "agent steps (env steps over all actors) to train for", check=POSITIVE_INT)
     unroll_length: int = S(10, "T: steps per rollout (each rollout holds T+1, step 0 repeats)", check=POSITIVE_INT)
     batch_size: int = S(32, "B: rollouts per learner update", check=POSITIVE_INT)
-    hidden_size: int = S(32, "N: units of the recurrent core", check=POSITIVE_INT)
+    hidden_size: int = S(32, "N: units of the recurrent core (of each layer)", check=POSITIVE_INT)
+    num_layers: int = S(1, "L: stacked eLSTM layers of the core (rtrl-elstm, tbptt-elstm); docs/MULTILAYER.md",
+                        check=POSITIVE_INT)
+    multilayer: str = S("exact", "with rtrl-elstm and num_layers > 1: exact (RTRL through all layers; memory "
+                        "O(N^3) per environment) or per-layer (each layer's own RTRL; gradients between layers "
+                        "within the rollout only)", choices=MULTILAYER)
+    sensitivity_memory_gib: float = S(0.0, "GiB the RTRL sensitivities of all environments, rollout buffers and "
+                                      "the learner's batch may take; 0: what the machine has available "
+                                      "(MemAvailable) at the start", check=NON_NEGATIVE)
     stem: str = S("auto", "observation stem: auto (resnet for images, mlp for vectors), mlp, resnet, nature "
                   "(DQN CNN), identity", choices=STEMS)
     stem_hidden_size: int = S(64, "width of the stem's output features (paper: 256)", check=POSITIVE_INT)
@@ -99,6 +110,9 @@ class TrainConfig:
                                f"{self.batch_size // self.envs_per_actor} rollouts ({{batch_size}} / {{envs_per_actor}})",
                                num_actors=self.num_actors, rollouts_in_flight=self.rollouts_in_flight,
                                batch_size=self.batch_size, envs_per_actor=self.envs_per_actor)
+        if self.num_layers > 1 and self.core not in STACKABLE_CORES:
+            raise SettingError(f"{{num_layers}} needs a stackable core; accepted: {', '.join(STACKABLE_CORES)} "
+                               "(not {core})", num_layers=self.num_layers, core=self.core)
         if (self.load_fc or self.freeze_stem) and not self.load_stem:
             raise SettingError("{freeze_stem:name} and {load_fc:name} act on a stem copied with {load_stem:name}; "
                                "give {load_stem:name} too", load_fc=self.load_fc, freeze_stem=self.freeze_stem,
@@ -138,14 +152,43 @@ class TrainConfig:
 # these without --force (a run started on one machine continues on a cluster, say).
 RUNTIME_SETTINGS = frozenset({"backend", "ray_address", "actor_cpus", "rollouts_in_flight", "max_actor_restarts",
                               "num_actors", "num_buffers", "device", "learner_threads", "log_interval",
-                              "checkpoint_interval"})
+                              "checkpoint_interval", "sensitivity_memory_gib"})
 
 
 def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
-    """The agent ``cfg`` describes, for an environment of ``spec``."""
+    """The agent ``cfg`` describes, for an environment of ``spec``. A stacked core checks each state it
+    allocates against ``sensitivity_memory_gib`` only (0: none); the run as a whole is checked once at
+    its start (``check_sensitivity_memory``)."""
+    limit = int(cfg.sensitivity_memory_gib * 2 ** 30) if cfg.sensitivity_memory_gib else 2 ** 62
     return Agent(spec.obs_shape, spec.obs_dtype, spec.num_actions, core=cfg.core, hidden_size=cfg.hidden_size,
                  stem=cfg.stem, stem_hidden_size=cfg.stem_hidden_size, forget_bias=cfg.forget_bias,
-                 feature_norm=cfg.feature_norm)
+                 feature_norm=cfg.feature_norm, num_layers=cfg.num_layers, multilayer=cfg.multilayer,
+                 memory_limit=limit)
+
+
+def sensitivity_copies(cfg: TrainConfig) -> int:
+    """Environment states with sensitivities a run holds at once: the actors' own (inline: one per
+    environment of the batch), one in each rollout buffer's slot, and the learner's collated batch."""
+    if cfg.num_actors == 0:
+        return 3 * cfg.batch_size
+    return (cfg.num_actors + cfg.buffer_count) * cfg.envs_per_actor + cfg.batch_size
+
+
+def check_sensitivity_memory(cfg: TrainConfig, model: Agent) -> None:
+    """Refuse, before anything is allocated, a run whose RTRL sensitivities would not fit: per environment
+    × ``sensitivity_copies`` against ``sensitivity_memory_gib`` (0: MemAvailable now)."""
+    per_env = model.core.sensitivity_bytes(1) if hasattr(model.core, "sensitivity_bytes") else 0
+    copies = sensitivity_copies(cfg)
+    limit = cfg.sensitivity_memory_gib * 2 ** 30 or available_memory()
+    if per_env * copies > limit:
+        where = "the limit" if cfg.sensitivity_memory_gib else "the memory available now"
+        raise SettingError(literal(
+            f"the RTRL sensitivities need {format_bytes(per_env)} per environment x {copies} environment states "
+            f"(actors, rollout buffers, learner batch) = {format_bytes(per_env * copies)}, over {where} of "
+            f"{format_bytes(limit)}; ") + "with {num_layers}, {hidden_size}, {multilayer}, {batch_size}: use fewer "
+            "layers or units, {multilayer:name} per-layer, a smaller batch, or raise {sensitivity_memory_gib:name}",
+            num_layers=cfg.num_layers, hidden_size=cfg.hidden_size, multilayer=cfg.multilayer,
+            batch_size=cfg.batch_size, sensitivity_memory_gib=cfg.sensitivity_memory_gib)
 
 
 # The paper's settings (DESIGN.md §5; Irie et al. 2024, appendix) and the built-in memory job; any flag

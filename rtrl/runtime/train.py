@@ -27,7 +27,7 @@ import torch
 from rtrl.envs import EnvSpec, frames_per_step
 from rtrl.runtime.backends import make_backend
 from rtrl.runtime.checkpoints import estimated_checkpoint_size, nonfinite_tensors, rng_states, transfer_stem
-from rtrl.runtime.config import TrainConfig, build_agent
+from rtrl.runtime.config import TrainConfig, build_agent, check_sensitivity_memory
 from rtrl.runtime.learner import Learner
 from rtrl.runtime.run_dir import RunDirectory
 from rtrl.settings import SettingsMessage, literal
@@ -200,6 +200,7 @@ def _start(cfg: TrainConfig, spec: EnvSpec, run: RunDirectory, checkpoint: dict 
     torch.set_num_threads(cfg.learner_threads)
     torch.manual_seed(cfg.seed)
     model = build_agent(cfg, spec)
+    check_sensitivity_memory(cfg, model)
     if cfg.load_stem:
         transfer_stem(model, cfg.load_stem, cfg.load_fc, cfg.freeze_stem, resuming=checkpoint is not None)
     model.to(device)

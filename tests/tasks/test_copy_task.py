@@ -420,7 +420,7 @@ def test_cli_help_lists_defaults(capsys):
                  "--batch-size", "--time-budget", "--forget-bias", "--max-steps", "--full-sequence", "--no-progress"):
         assert flag in text
     assert "(default: 50)" in text and "(default: elstm-rtrl)" in text
-    assert "recurrent units N (default: 256)" in " ".join(text.split())     # each flag's help is its setting's
+    assert "recurrent units N (per layer) (default: 256)" in " ".join(text.split())     # each flag's help is its setting's
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -443,3 +443,32 @@ def test_cli_bad_flags(argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err, err
+
+
+@pytest.mark.parametrize("multilayer", ["exact", "per-layer"])
+def test_two_layer_full_sequence_rtrl_against_bptt(multilayer):
+    """Two stacked eLSTMs: per-token exact RTRL summed over whole sequences = BPTT's update; per-layer
+    RTRL (gradients between layers only within each one-token call) is not (float64)."""
+    config = CopyTaskConfig(model="elstm-rtrl", full_sequence=True, length=5, hidden_size=5, batch_size=4,
+                            grad_clip=0.0, num_layers=2, multilayer=multilayer)
+    data = ct.make_splits(5, seed=0, sizes=(8, 2, 2))["train"]
+    torch.manual_seed(0)
+    rtrl_model = ct.CopyModel("elstm-rtrl", 5, num_layers=2, multilayer=multilayer).double()
+    bptt_model = ct.CopyModel("elstm-bptt", 5, num_layers=2).double()
+    bptt_model.load_state_dict(rtrl_model.state_dict())
+    grads = []
+    for model, cfg in ((rtrl_model, config), (bptt_model, CopyTaskConfig(**{**config.__dict__, "model": "elstm-bptt",
+                                                                           "full_sequence": False,
+                                                                           "multilayer": "exact"}))):
+        before = {k: v.clone() for k, v in model.named_parameters()}
+        next(ct.batched_updates(model, data, cfg, torch.optim.SGD(model.parameters(), lr=1.0),
+                                torch.Generator().manual_seed(0)))
+        grads.append({k: before[k] - v for k, v in model.named_parameters()})
+    lower = "core.layers.0.weight_x"
+    err = (grads[0][lower] - grads[1][lower]).abs().max() / grads[1][lower].abs().max()
+    assert (err <= 1e-10) == (multilayer == "exact")
+    if multilayer == "exact":
+        for name in grads[0]:
+            torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-10, atol=1e-12)
+    with pytest.raises(SettingError, match="multilayer='per-layer' applies to elstm-rtrl only"):
+        ct.check_config(CopyTaskConfig(model="lstm-bptt", multilayer="per-layer"))

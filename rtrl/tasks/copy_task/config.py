@@ -23,6 +23,7 @@ LOSS_ON = ("sequence", "output")
 # accuracy counts as right whatever is predicted. Every other position counts, the input phase too.
 # Outputting 0 for the L' steps after the bits and blank elsewhere -- counting, no copying -- scores 100%.
 SCORING = ("both-bits", "paper-code")
+MULTILAYER = ("exact", "per-layer")
 DEVICES = ("cpu", "cuda")
 # default Adam learning rates, from 45-60 s probes at L=10 on a 2-core CPU (docs/COPY_TASK.md):
 # for eLSTM 1e-2 beat 3e-3 and 1e-3 under both BPTT and online RTRL
@@ -37,7 +38,12 @@ class CopyTaskConfig:
         "elstm-rtrl", "lstm-bptt / elstm-bptt: one step per batch of sequences; elstm-rtrl: fully online, "
         "one step per token", choices=MODELS)
     length: int = setting(50, "L: patterns have 1..L bits, sequences 2L tokens", check=POSITIVE_INT)
-    hidden_size: int = setting(256, "recurrent units N", check=POSITIVE_INT)
+    hidden_size: int = setting(256, "recurrent units N (per layer)", check=POSITIVE_INT)
+    num_layers: int = setting(1, "stacked recurrent layers (nn.LSTM layers, or an rtrl.StackedRNN of eLSTMs)",
+                              check=POSITIVE_INT)
+    multilayer: str = setting(
+        "exact", "elstm-rtrl with num_layers > 1: exact (RTRL through all layers) or per-layer (each layer's "
+        "own RTRL; gradients between layers only within the current call)", choices=MULTILAYER)
     forget_bias: float = setting(
         0.0, "initial eLSTM forget-gate bias (paper: 0); the LSTM keeps torch's init", check=FINITE)
     lr: float | None = setting(
@@ -86,6 +92,9 @@ class CopyTaskConfig:
         if self.full_sequence and self.model != "elstm-rtrl":
             raise SettingError("{full_sequence} applies to elstm-rtrl only (BPTT models always step once per "
                                "batch of sequences), not to {model}", full_sequence=True, model=self.model)
+        if self.multilayer != "exact" and self.model != "elstm-rtrl":
+            raise SettingError("{multilayer} applies to elstm-rtrl only (the BPTT models backpropagate through "
+                               "all layers), not to {model}", multilayer=self.multilayer, model=self.model)
 
 
 def check_config(config: CopyTaskConfig) -> CopyTaskConfig:

@@ -18,15 +18,21 @@ from rtrl.tasks.copy_task.scoring import loss_mask, score
 
 
 class CopyModel(nn.Module):
-    """One-hot tokens → recurrent core (LSTM or eLSTM) → linear read-out to the 3 classes."""
+    """One-hot tokens → recurrent core (LSTM or eLSTM; ``num_layers`` of them stacked) → linear read-out
+    to the 3 classes. Stacked eLSTMs are an ``rtrl.StackedRNN`` (``multilayer``: exact or per-layer RTRL)."""
 
-    def __init__(self, model: str, hidden_size: int, forget_bias: float = 0.0):
+    def __init__(self, model: str, hidden_size: int, forget_bias: float = 0.0, num_layers: int = 1,
+                 multilayer: str = "exact"):
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; accepted: {', '.join(MODELS)}")
         self.kind = model
         if model == "lstm-bptt":
-            self.core = nn.LSTM(NUM_INPUT_TOKENS, hidden_size)
+            self.core = nn.LSTM(NUM_INPUT_TOKENS, hidden_size, num_layers=num_layers)
+        elif num_layers > 1:
+            learning = "bptt" if model == "elstm-bptt" else "rtrl" if multilayer == "exact" else "rtrl-per-layer"
+            self.core = rtrl.StackedRNN(NUM_INPUT_TOKENS, hidden_size, num_layers, cell="elstm", learning=learning,
+                                        forget_bias=forget_bias)
         else:
             learning = "rtrl" if model == "elstm-rtrl" else "bptt"
             self.core = rtrl.ELSTM(NUM_INPUT_TOKENS, hidden_size, learning=learning, forget_bias=forget_bias)

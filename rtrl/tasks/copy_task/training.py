@@ -112,7 +112,8 @@ def _setup(config: CopyTaskConfig):
     if config.scoring == "paper-code":
         splits = {name: paper_code_view(data, config.length) for name, data in splits.items()}
     torch.manual_seed(config.seed)
-    model = CopyModel(config.model, config.hidden_size, config.forget_bias).to(torch.device(config.device))
+    model = CopyModel(config.model, config.hidden_size, config.forget_bias, config.num_layers,
+                      config.multilayer).to(torch.device(config.device))
     if config.lr is None:
         config = dataclasses.replace(config, lr=DEFAULT_LR[config.model])
     optimizer = make_optimizer(model, config.lr)
