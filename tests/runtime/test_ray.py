@@ -60,9 +60,11 @@ def assert_all_gone(pids, grace: float = 15.0) -> None:
                                                   .decode(errors="replace")[:120] for p in left)
 
 
-@pytest.mark.parametrize("core", ["rtrl-elstm", "lstm"])
-def test_ray_rollouts_keep_the_rollout_invariants(core):
-    cfg = ray_config(core=core, env="memory:delayed_recall?cues=2&delay=3")
+@pytest.mark.parametrize("core, layers", [("rtrl-elstm", 1), ("lstm", 1), ("rtrl-elstm", 2)])
+def test_ray_rollouts_keep_the_rollout_invariants(core, layers):
+    """Also for two eLSTM layers with exact RTRL: their state (per-layer and cross-layer sensitivities)
+    travels through the object store as the single layer's does."""
+    cfg = ray_config(core=core, env="memory:delayed_recall?cues=2&delay=3", num_layers=layers)
     spec = EnvSpec.probe(cfg.env, {})
     model = build_agent(cfg, spec)
     backend = RayBackend(cfg, spec, model)
@@ -72,8 +74,10 @@ def test_ray_rollouts_keep_the_rollout_invariants(core):
         backend.close()
     assert all(torch.equal(b.version, torch.zeros(2, dtype=torch.int64)) for b in batches)
     check_rollout_invariants(model, batches, core)
-    if core == "rtrl-elstm":
+    if core == "rtrl-elstm" and layers == 1:
         assert batches[-1].state.sensitivity["weight_x"].abs().sum() > 0
+    if layers == 2:
+        assert batches[-1].state.cross and all(block.abs().sum() > 0 for block in batches[-1].state.cross.values())
 
 
 def test_learner_gradient_from_ray_rollouts_equals_full_history_bptt():
