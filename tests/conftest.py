@@ -111,6 +111,19 @@ def rollout_loss(out, batch, cfg: TrainConfig):
                        batch.policy_logits, cfg.loss_config())[0]
 
 
+def learner_gradients(agent, batches, cfg: TrainConfig) -> dict:
+    """Σ_k loss(rollout k), each from the state the agent carries from rollout to rollout (as an actor
+    does: ``advance`` over steps 0..T-1), gradients accumulated; returns a copy of each."""
+    T = cfg.unroll_length
+    state = agent.initial_state(cfg.envs_per_actor)
+    for batch in batches:
+        rollout_loss(agent.outputs(batch.obs, batch.reward, batch.done, state), batch, cfg).backward()
+        with torch.no_grad():
+            core_input = agent.core_input(batch.obs[:T], batch.reward[:T], batch.done[:T])
+        state = agent.advance(core_input, state.map(torch.clone), batch.done[:T])
+    return {name: p.grad.clone() for name, p in agent.named_parameters()}
+
+
 def bptt_gradients(agent, batches, cfg: TrainConfig, detach_between_rollouts: bool = False) -> dict:
     """Gradients of Σ_k loss(rollout k) by BPTT through consecutive rollouts of one actor: steps 0..T-1
     of each carry the state to the next (one graph through all of them, or cut between rollouts)."""

@@ -4,7 +4,7 @@ import copy
 
 import torch
 
-from conftest import as_double, bptt_gradients, collect_rollouts, rollout_loss, small_config
+from conftest import as_double, bptt_gradients, collect_rollouts, learner_gradients, rollout_loss, small_config
 from rtrl.runtime.config import build_agent
 from rtrl.runtime.learner import Learner
 from rtrl.runtime.rollout import collate
@@ -13,7 +13,6 @@ from rtrl.runtime.rollout import collate
 def test_learner_rtrl_gradient_equals_full_history_bptt():
     """Σ_k loss(rollout k) from the carried (c, S) equals BPTT through all rollouts (float64)."""
     cfg = small_config()
-    T = cfg.unroll_length
     spec, worker, rollouts = collect_rollouts(cfg, 3)
     batches = [as_double(collate([r])[0]) for r in rollouts]
     rtrl_agent = build_agent(cfg, spec).double()
@@ -23,20 +22,15 @@ def test_learner_rtrl_gradient_equals_full_history_bptt():
     bptt_agent.load_state_dict(rtrl_agent.state_dict())
 
     # RTRL: each rollout from the state (c, S) carried by the (float64) actor, gradients accumulate
-    state = rtrl_agent.initial_state(cfg.envs_per_actor)
-    for batch in batches:
-        rollout_loss(rtrl_agent.outputs(batch.obs, batch.reward, batch.done, state), batch, cfg).backward()
-        with torch.no_grad():
-            core_input = rtrl_agent.core_input(batch.obs[:T], batch.reward[:T], batch.done[:T])
-        state = rtrl_agent.advance(core_input, state.map(torch.clone), batch.done[:T])
+    got = learner_gradients(rtrl_agent, batches, cfg)
 
     # BPTT: one graph through all rollouts (steps 0..T-1 of each carry the state to the next)
     full = bptt_gradients(bptt_agent, batches, cfg)
     compared = []
-    for name, p in rtrl_agent.named_parameters():
+    for name, grad in got.items():
         if name.startswith("stem."):  # the stem gets the within-rollout gradient only (as in the paper)
             continue
-        assert (p.grad - full[name]).abs().max() <= 1e-9 * full[name].abs().max(), name
+        assert (grad - full[name]).abs().max() <= 1e-9 * full[name].abs().max(), name
         compared.append(name)
     assert len(compared) == 9  # cell weight_x, weight_c, bias; output gate, policy, baseline (weight, bias)
     # and truncation loses something: TBPTT's recurrent gradient differs from the full-history one

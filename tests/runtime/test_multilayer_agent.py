@@ -2,27 +2,14 @@
 state equals full-history BPTT; the settings are checked; a run refuses sensitivities that do not fit,
 and trains, resumes and evaluates."""
 import pytest
-import torch
 
-from conftest import as_double, bptt_gradients, check_rollout_invariants, collect_rollouts, rollout_loss, small_config
+from conftest import as_double, bptt_gradients, check_rollout_invariants, collect_rollouts, learner_gradients, small_config
 from rtrl.cli import main
 from rtrl.envs import EnvSpec
 from rtrl.runtime.config import build_agent, check_sensitivity_memory, sensitivity_copies
 from rtrl.runtime.rollout import collate
 from rtrl.runtime.train import train
 from rtrl.settings import SettingError
-
-
-def learner_gradients(agent, batches, cfg):
-    """Σ_k loss(rollout k), each from the state the actor carried, gradients accumulated (float64)."""
-    T = cfg.unroll_length
-    state = agent.initial_state(cfg.envs_per_actor)
-    for batch in batches:
-        rollout_loss(agent.outputs(batch.obs, batch.reward, batch.done, state), batch, cfg).backward()
-        with torch.no_grad():
-            core_input = agent.core_input(batch.obs[:T], batch.reward[:T], batch.done[:T])
-        state = agent.advance(core_input, state.map(torch.clone), batch.done[:T])
-    return {name: p.grad.clone() for name, p in agent.named_parameters()}
 
 
 @pytest.mark.parametrize("multilayer", ["exact", "per-layer"])
