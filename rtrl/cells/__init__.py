@@ -1,8 +1,8 @@
 """Element-wise recurrent cells and the exact RTRL engine."""
 from rtrl.cells.base import LEARNING_MODES, ElementwiseRNN
-from rtrl.cells.cells import ELSTM, DiagonalLRU, IndRNN
+from rtrl.cells.cells import ELSTM, DiagonalLRU, IndRNN, chrono_forget_bias
 from rtrl.cells.engine import FINAL_SENSITIVITY, METHODS, rtrl_segment
 from rtrl.cells.state import RecurrentState
 
-__all__ = ["ELSTM", "IndRNN", "DiagonalLRU", "ElementwiseRNN", "RecurrentState", "rtrl_segment",
+__all__ = ["ELSTM", "chrono_forget_bias", "IndRNN", "DiagonalLRU", "ElementwiseRNN", "RecurrentState", "rtrl_segment",
            "LEARNING_MODES", "METHODS", "FINAL_SENSITIVITY"]
