@@ -29,7 +29,7 @@ from rtrl.records.files import write_text_atomically
 from rtrl.records.reports import utc_stamp
 from rtrl.runtime.config import PRESETS, resolve_config
 from rtrl.runtime.train import train
-from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, optional, setting
+from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, optional, setting, validate
 
 EVAL_SEED = 123
 SET_PER_RUN = ("env", "core", "seed", "total_steps")   # what the suite sets for each run
@@ -103,6 +103,9 @@ class SuiteConfig:
             raise SettingError("unknown task in {tasks}; accepted: " + ", ".join(TASK_NAMES), tasks=self.tasks)
         if self.preset not in PRESETS:
             raise SettingError("unknown {preset}; accepted: " + ", ".join(sorted(PRESETS)), preset=self.preset)
+
+    def validate(self) -> "SuiteConfig":
+        return validate(self)
 
     def task_names(self) -> list[str]:
         return [t.strip() for t in self.tasks.split(",") if t.strip()] or list(TASK_NAMES)
@@ -183,7 +186,7 @@ def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> lis
     return the results of all finished runs. Settings are checked before anything runs."""
     fixed = sorted(set(train_overrides or {}) & set(SET_PER_RUN))
     if fixed:
-        raise SettingError(f"{{{fixed[0]}:name}} is set by the suite for each run; accepted: other training "
+        raise SettingError(f"{{{fixed[0]}}} is set by the suite for each run; accepted: other training "
                            "settings", **{fixed[0]: (train_overrides or {})[fixed[0]]})
     jobs = plan(cfg, train_overrides)
     for job in jobs[:1]:
