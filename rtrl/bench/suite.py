@@ -29,7 +29,7 @@ from rtrl.records.files import write_text_atomically
 from rtrl.records.reports import utc_stamp
 from rtrl.runtime.config import PRESETS, resolve_config
 from rtrl.runtime.train import train
-from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, optional, setting, validate
+from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, literal, optional, setting, validate
 
 EVAL_SEED = 123
 SET_PER_RUN = ("env", "core", "seed", "total_steps")   # what the suite sets for each run
@@ -150,10 +150,10 @@ def is_finished(job: Job, preset: str | None = None) -> bool:
         return False
     if preset is not None:
         result = json.loads(path.read_text())
-        if (result["preset"], result["total_steps"]) != (preset, job.settings["total_steps"]):
-            raise SettingError(f"{path} holds a run of preset {result['preset']!r} with {result['total_steps']} "
-                               "steps, not {preset} with {total_steps}; accepted: another runs directory",
-                               preset=preset, total_steps=job.settings["total_steps"])
+        if (result["preset"], result.get("settings", job.settings)) != (preset, job.settings):
+            raise SettingError(literal(f"{path} holds a run of preset {result['preset']!r} with settings "
+                                       f"{result.get('settings')}, not ") + "{preset} with "
+                               + literal(f"{job.settings}") + "; accepted: another runs directory", preset=preset)
     return True
 
 
@@ -174,7 +174,8 @@ def run_job(preset: str, job: Job, episodes: int) -> dict:
     minutes = (time.monotonic() - start) / 60
     summary = evaluate(job.out, EvalConfig(episodes=episodes, seed=EVAL_SEED))
     result = {"task": job.task, "env": task.env, "core": job.core, "seed": job.seed, "preset": preset,
-              "total_steps": job.settings["total_steps"], "score_name": task.score, "score": summary[task.score],
+              "settings": job.settings, "total_steps": job.settings["total_steps"], "score_name": task.score,
+              "score": summary[task.score],
               "eval_episodes": summary["episodes"], "train_minutes": round(minutes, 2), "date": utc_stamp(),
               "command": train_command(preset, job)}
     write_text_atomically(Path(job.out) / "result.json", json.dumps(result, indent=2) + "\n")

@@ -60,8 +60,10 @@ def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeyp
     assert (stopped / "metrics.csv").read_text() == rows_before
 
     # another budget in the same directory is an error, not a finished run
-    with pytest.raises(SettingError, match="holds a run of preset 'memory-suite' with 64 steps"):
+    with pytest.raises(SettingError, match="holds a run of preset 'memory-suite' with settings .*'total_steps': 64"):
         suite.run(tiny(tmp_path, total_steps=128), TINY_TRAIN, say=lambda *_: None)
+    with pytest.raises(SettingError, match="'hidden_size': 4.*not preset='memory-suite' with .*'hidden_size': 5"):
+        suite.run(cfg, dict(TINY_TRAIN, hidden_size=5), say=lambda *_: None)
 
     text = suite_report.write_report(cfg, "rtrl bench suite ...", "# header kept\n")
     assert "4 of 4 runs finished" in text and "| recall-2x30 | success rate | 0.500 |" in text
