@@ -49,12 +49,12 @@ def aggregates(normalised: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray,
     return interval(normalised, lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)]))
 
 
-def collect(cfg: SuiteConfig) -> dict[tuple[str, str], dict]:
+def collect(cfg: SuiteConfig, train_overrides: dict | None = None) -> dict[tuple[str, str], dict]:
     """{(task, core): {"seeds": planned seeds, "scores": finished scores, "runs": finished run dirs}}."""
     import json
 
     table: dict[tuple[str, str], dict] = {}
-    for job in plan(cfg):
+    for job in plan(cfg, train_overrides):
         entry = table.setdefault((job.task, job.core), {"seeds": [], "scores": [], "runs": []})
         entry["seeds"].append(job.seed)
         if is_finished(job):
@@ -141,15 +141,24 @@ def curves(cfg: SuiteConfig, table: dict, out: Path) -> list[Path]:
     return paths
 
 
-def write_report(cfg: SuiteConfig, command: str, doc_text: str = "") -> str:
-    """Write ``cfg.doc`` (and its curve PNGs beside it) from the finished runs; return the markdown."""
+def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
+    """The report section of a tier run with a preset and training settings: ``quick``, ``quick, preset memory``."""
+    parts = [cfg.tier] + ([] if cfg.preset == "memory-suite" else [f"preset {cfg.preset}"])
+    parts += [f"{key}={value}" for key, value in sorted((train_overrides or {}).items())]
+    return ", ".join(parts)
+
+
+def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overrides: dict | None = None) -> str:
+    """Write the section of this tier, preset and settings in ``cfg.doc`` (and its curve PNGs beside it) from
+    the finished runs; return the section's markdown."""
     tasks = [t for t in TASKS if t.name in cfg.task_names()]
     chance = chance_levels(cfg.runs, tasks)
-    table = collect(cfg)
+    table = collect(cfg, train_overrides)
     rows, complete = task_table(cfg, table, chance)
-    jobs = plan(cfg)
+    jobs = plan(cfg, train_overrides)
+    name = section_name(cfg, train_overrides)
     finished = [j for j in jobs if is_finished(j)]
-    lines = [f"## Tier `{cfg.tier}`: {len(finished)} of {len(jobs)} runs finished", "",
+    lines = [f"## Tier `{name}`: {len(finished)} of {len(jobs)} runs finished", "",
              f"- date: {utc_stamp()}", f"- machine: {machine_description()}", f"- command: `{command}`",
              f"- budget of every run: {cfg.steps():,} agent steps, preset `{cfg.preset}`, inline actors, one torch "
              f"thread; greedy evaluation over {cfg.episodes()} episodes from a zero state (seed 123)",
@@ -166,12 +175,13 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "") -> str:
                   + (" ..." if len(missing) > 12 else ""), ""]
     if cfg.doc:
         doc = Path(cfg.doc)
-        for path in curves(cfg, table, doc.with_name(f"{doc.stem.lower()}_{cfg.tier}")):
+        slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+        for path in curves(cfg, table, doc.with_name(f"{doc.stem.lower()}_{slug}")):
             lines.append(f"![training curves]({path.name})")
         lines.append("")
     section = "\n".join(lines)
     if cfg.doc:
-        write_tier_section(Path(cfg.doc), cfg.tier, section, doc_text)
+        write_tier_section(Path(cfg.doc), name, section, doc_text)
     return section
 
 

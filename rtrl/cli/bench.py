@@ -87,7 +87,7 @@ def run_suite(args: argparse.Namespace) -> int:
     except SettingError as error:
         args._parser.error(render_error(error))
     if cfg.doc:
-        suite_report.write_report(cfg, command_line(), DOC_HEADER)
+        suite_report.write_report(cfg, command_line(), DOC_HEADER, overrides)
         print(f"wrote {cfg.doc}")
     return 0
 
