@@ -50,9 +50,10 @@ TASKS = (
               "name the suit of the card shown 4 steps earlier; the card in view says nothing about it"),
     SuiteTask("AutoencodeEasy", "popgym:AutoencodeEasy", "mean_return", 1.0, None,
               "a deck of cards is shown one by one, then must be named back in reverse order without seeing it"),
-    SuiteTask("StatelessCartPoleEasy", "popgym:StatelessCartPoleEasy", "mean_return", 1.0, None,
+    # the POPGym paper's Stateless CartPole is PositionOnlyCartPole in popgym 1.0.7
+    SuiteTask("StatelessCartPoleEasy", "popgym:PositionOnlyCartPoleEasy", "mean_return", 1.0, None,
               "cart-pole with positions but no velocities: velocities must be inferred from past positions"),
-    SuiteTask("NoisyStatelessCartPoleEasy", "popgym:NoisyStatelessCartPoleEasy", "mean_return", 1.0, None,
+    SuiteTask("NoisyStatelessCartPoleEasy", "popgym:NoisyPositionOnlyCartPoleEasy", "mean_return", 1.0, None,
               "as StatelessCartPole with Gaussian noise on the positions: filter over time as well"),
     SuiteTask("recall-2x30", "memory:delayed_recall?cues=2&delay=30", "success_rate", 1.0, 1 / 2,
               "one of 2 cues, asked for after 30 blank steps (3x the unroll of 10)"),
@@ -77,14 +78,14 @@ class Tier:
 TIERS = {
     "quick": Tier((("rtrl-elstm", (0,)), ("tbptt-elstm", (0,))), 2_000_000, 200),
     "full": Tier((("rtrl-elstm", (0, 1, 2)), ("tbptt-elstm", (0, 1, 2)), ("lstm", (0,)), ("ff", (0,))),
-                 5_000_000, 500),
+                 15_000_000, 500),
 }
 
 
 @dataclass
 class SuiteConfig:
     tier: str = setting("quick", "quick: 1 seed of rtrl-elstm and tbptt-elstm, 2M steps per run; full: 3 seeds "
-                        "of rtrl-elstm and tbptt-elstm and 1 of lstm and ff, 5M steps per run", choices=tuple(TIERS))
+                        "of rtrl-elstm and tbptt-elstm and 1 of lstm and ff, 15M steps per run (POPGym's budget)", choices=tuple(TIERS))
     runs: str = setting("runs/suite", "directory of the runs (RUNS/TIER/TASK/CORE-seedK)", flag={"metavar": "DIR"})
     doc: str = setting("docs/MEMORY_SUITE.md", "the report to write ('' for none)", flag={"metavar": "PATH"})
     preset: str = setting("memory-suite", "the training preset of every run (only core, task and seed change)")

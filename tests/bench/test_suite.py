@@ -7,6 +7,7 @@ import pytest
 from rtrl.bench import suite, suite_report
 from rtrl.bench.suite import SuiteConfig, normalise
 from rtrl.cli import main
+from rtrl.envs import make_env
 from rtrl.settings import SettingError
 
 TINY_TRAIN = dict(hidden_size=4, batch_size=2, envs_per_actor=2, unroll_length=4, log_interval=0.01)
@@ -27,6 +28,14 @@ def test_normalise_maps_chance_to_0_and_maximum_to_1():
         normalise(0.3, 0.5, 0.2)
 
 
+def test_every_suite_task_is_an_environment_with_a_score():
+    for task in suite.TASKS:
+        env = make_env(task.env, seed=0)
+        env.reset()
+        assert task.score in ("success_rate", "mean_return") and (task.chance is None or task.chance < task.maximum)
+        env.close()
+
+
 def test_plan_covers_the_tier_seed_by_seed():
     jobs = suite.plan(SuiteConfig(tier="full"))
     assert len(jobs) == 8 * (3 + 3 + 1 + 1)
@@ -34,7 +43,7 @@ def test_plan_covers_the_tier_seed_by_seed():
     assert {(j.core, j.seed) for j in jobs if j.task == "recall-2x300"} == {
         ("rtrl-elstm", 0), ("rtrl-elstm", 1), ("rtrl-elstm", 2), ("tbptt-elstm", 0), ("tbptt-elstm", 1),
         ("tbptt-elstm", 2), ("lstm", 0), ("ff", 0)}
-    assert all(j.settings["total_steps"] == 5_000_000 and j.settings["num_actors"] == 0 for j in jobs)
+    assert all(j.settings["total_steps"] == 15_000_000 and j.settings["num_actors"] == 0 for j in jobs)
 
 
 def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeypatch):
