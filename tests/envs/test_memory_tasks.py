@@ -117,3 +117,19 @@ def test_bad_options_name_the_value_and_the_accepted_ones(env_id, fragments):
     with pytest.raises(ValueError) as error:
         make_env(env_id)
     assert all(f in str(error.value) for f in fragments), str(error.value)
+
+
+def test_previous_action_is_appended_as_a_one_hot():
+    env = make_env("memory:sequence_recall?cues=3&length=2&delay=1&previous_action=true", seed=0)
+    assert env.observation_space.shape == (3 + 2 + 2 + 3,)
+    observation, _ = env.reset()
+    assert observation[-3:].tolist() == [0, 0, 0]
+    observation, *_ = env.step(2)
+    assert observation[-3:].tolist() == [0, 0, 1] and observation[:7].sum() == 2   # the second cue (symbol, position)
+    plain = make_env("popgym:RepeatPreviousEasy", seed=1)
+    wrapped = make_env("popgym:RepeatPreviousEasy", seed=1, previous_action=True)
+    assert np.array_equal(wrapped.reset()[0][:-4], plain.reset()[0])
+    with pytest.raises(ValueError, match="previous_action='yes' .* must be true or false"):
+        make_env("memory:delayed_recall?previous_action=yes")
+    with pytest.raises(ValueError, match="needs a 1-D float32 observation"):
+        make_env("procgen:coinrun?previous_action=true")
