@@ -97,6 +97,8 @@ class SuiteConfig:
     max_minutes: float = setting(0.0, "start no run after this many minutes (0: no limit); a piece of a tier",
                                  check=NON_NEGATIVE)
     report_only: bool = setting(False, "run nothing: write the report from the finished runs")
+    previous_action: bool = setting(False, "every task's observation ends with the previous action's one-hot "
+                                    "(the env option previous_action=true)")
 
     def check_together(self) -> None:
         unknown = [t for t in self.task_names() if t not in TASK_NAMES]
@@ -136,8 +138,11 @@ def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
         for name in cfg.task_names():
             for core, core_seeds in tier.cores:
                 if seed in core_seeds:
-                    settings = dict(train_overrides or {}, env=tasks[name].env, core=core, seed=seed,
-                                    total_steps=cfg.steps(), num_actors=0, learner_threads=1)
+                    env = tasks[name].env
+                    if cfg.previous_action:
+                        env += ("&" if "?" in env else "?") + "previous_action=true"
+                    settings = dict(train_overrides or {}, env=env, core=core, seed=seed, total_steps=cfg.steps(),
+                                    num_actors=0, learner_threads=1)
                     out = Path(cfg.runs) / cfg.tier / name / f"{core}-seed{seed}"
                     jobs.append(Job(name, core, seed, str(out), settings))
     return jobs

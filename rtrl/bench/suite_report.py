@@ -144,6 +144,7 @@ def curves(cfg: SuiteConfig, table: dict, out: Path) -> list[Path]:
 def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
     """The report section of a tier run with a preset and training settings: ``quick``, ``quick, preset memory``."""
     parts = [cfg.tier] + ([] if cfg.preset == "memory-suite" else [f"preset {cfg.preset}"])
+    parts += ["previous action"] if cfg.previous_action else []
     parts += [f"{key}={value}" for key, value in sorted((train_overrides or {}).items())]
     return ", ".join(parts)
 

@@ -43,6 +43,9 @@ def test_plan_covers_the_tier_seed_by_seed():
     assert {(j.core, j.seed) for j in jobs if j.task == "recall-2x300"} == {
         ("rtrl-elstm", 0), ("rtrl-elstm", 1), ("rtrl-elstm", 2), ("tbptt-elstm", 0), ("tbptt-elstm", 1),
         ("tbptt-elstm", 2), ("lstm", 0), ("ff", 0)}
+    with_action = suite.plan(SuiteConfig(tasks="RepeatPreviousEasy,recall-2x30", previous_action=True))
+    assert [j.settings["env"] for j in with_action][::2] == ["popgym:RepeatPreviousEasy?previous_action=true",
+                                                             "memory:delayed_recall?cues=2&delay=30&previous_action=true"]
     assert all(j.settings["total_steps"] == 15_000_000 and j.settings["num_actors"] == 0 for j in jobs)
 
 
