@@ -93,6 +93,7 @@ class SuiteConfig:
     total_steps: int | None = setting(None, "agent steps per run (default: the tier's)", check=optional(POSITIVE_INT))
     eval_episodes: int | None = setting(None, "greedy evaluation episodes per run (default: the tier's 200 / 500)",
                                         check=optional(POSITIVE_INT))
+    seeds: str = setting("", "comma-separated seeds for every core of the tier (default: the tier's)")
     jobs: int = setting(1, "runs at once, each one process with one torch thread", check=POSITIVE_INT)
     max_minutes: float = setting(0.0, "start no run after this many minutes (0: no limit); a piece of a tier",
                                  check=NON_NEGATIVE)
@@ -104,6 +105,8 @@ class SuiteConfig:
         unknown = [t for t in self.task_names() if t not in TASK_NAMES]
         if unknown:
             raise SettingError("unknown task in {tasks}; accepted: " + ", ".join(TASK_NAMES), tasks=self.tasks)
+        if not all(part.strip().isdigit() for part in self.seeds.split(",")) and self.seeds.strip():
+            raise SettingError("bad {seeds}; accepted: comma-separated integers >= 0, e.g. 0,1,2", seeds=self.seeds)
         if self.preset not in PRESETS:
             raise SettingError("unknown {preset}; accepted: " + ", ".join(sorted(PRESETS)), preset=self.preset)
 
@@ -132,11 +135,15 @@ class Job:
 def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
     """Every run of the tier, seed by seed (seed 0 of every task and core first)."""
     tier, tasks = TIERS[cfg.tier], {t.name: t for t in TASKS}
-    seeds = sorted({s for _, core_seeds in tier.cores for s in core_seeds})
+    cores = tier.cores
+    if cfg.seeds.strip():
+        chosen = tuple(sorted({int(part) for part in cfg.seeds.split(",")}))
+        cores = tuple((core, chosen) for core, _ in cores)
+    seeds = sorted({s for _, core_seeds in cores for s in core_seeds})
     jobs = []
     for seed in seeds:
         for name in cfg.task_names():
-            for core, core_seeds in tier.cores:
+            for core, core_seeds in cores:
                 if seed in core_seeds:
                     env = tasks[name].env
                     if cfg.previous_action:

@@ -145,6 +145,7 @@ def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
     """The report section of a tier run with a preset and training settings: ``quick``, ``quick, preset memory``."""
     parts = [cfg.tier] + ([] if cfg.preset == "memory-suite" else [f"preset {cfg.preset}"])
     parts += ["previous action"] if cfg.previous_action else []
+    parts += [f"seeds {cfg.seeds}"] if cfg.seeds.strip() else []
     parts += [f"{key}={value}" for key, value in sorted((train_overrides or {}).items())]
     return ", ".join(parts)
 

@@ -43,6 +43,11 @@ def test_plan_covers_the_tier_seed_by_seed():
     assert {(j.core, j.seed) for j in jobs if j.task == "recall-2x300"} == {
         ("rtrl-elstm", 0), ("rtrl-elstm", 1), ("rtrl-elstm", 2), ("tbptt-elstm", 0), ("tbptt-elstm", 1),
         ("tbptt-elstm", 2), ("lstm", 0), ("ff", 0)}
+    three = suite.plan(SuiteConfig(seeds="2,0,1"))
+    assert {(j.core, j.seed) for j in three} == {(c, s) for c in ("rtrl-elstm", "tbptt-elstm") for s in (0, 1, 2)}
+    assert suite.plan(SuiteConfig(seeds="0"))[0].out == suite.plan(SuiteConfig())[0].out   # shared with the tier
+    with pytest.raises(SettingError, match="bad seeds='0,x'; accepted: comma-separated integers"):
+        SuiteConfig(seeds="0,x").validate()
     with_action = suite.plan(SuiteConfig(tasks="RepeatPreviousEasy,recall-2x30", previous_action=True))
     assert [j.settings["env"] for j in with_action][::2] == ["popgym:RepeatPreviousEasy?previous_action=true",
                                                              "memory:delayed_recall?cues=2&delay=30&previous_action=true"]
