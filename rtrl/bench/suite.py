@@ -205,9 +205,9 @@ def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> lis
     jobs = plan(cfg, train_overrides)
     for job in jobs[:1]:
         resolve_config(cfg.preset, overrides=job.settings)   # bad training settings: an error before any run
-    todo = [j for j in jobs if not is_finished(j, cfg.preset)]
-    todo = [] if cfg.report_only else todo
-    say(f"suite {cfg.tier}: {len(jobs)} runs of {cfg.steps():,} steps, {len(jobs) - len(todo)} finished, "
+    unfinished = [j for j in jobs if not is_finished(j, cfg.preset)]
+    todo = [] if cfg.report_only else unfinished
+    say(f"suite {cfg.tier}: {len(jobs)} runs of {cfg.steps():,} steps, {len(jobs) - len(unfinished)} finished, "
         f"{len(todo)} to run")
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else None
     if cfg.jobs == 1:
