@@ -146,6 +146,8 @@ def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
     parts = [cfg.tier] + ([] if cfg.preset == "memory-suite" else [f"preset {cfg.preset}"])
     parts += ["previous action"] if cfg.previous_action else []
     parts += [f"seeds {cfg.seeds}"] if cfg.seeds.strip() else []
+    parts += [f"{cfg.total_steps:,} steps"] if cfg.total_steps else []
+    parts += [f"tasks {cfg.tasks}"] if cfg.tasks.strip() else []
     parts += [f"{key}={value}" for key, value in sorted((train_overrides or {}).items())]
     return ", ".join(parts)
 

@@ -85,7 +85,8 @@ def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeyp
     text = suite_report.write_report(cfg, "rtrl bench suite ...", "# header kept\n")
     assert "4 of 4 runs finished" in text and "| recall-2x30 | success rate | 0.500 |" in text
     assert "IQM" in text and (tmp_path / "suite_quick_1.png").exists()
-    assert suite_report.section_name(cfg, {"hidden_size": 4}) == "quick, hidden_size=4"
+    assert suite_report.section_name(SuiteConfig(), {"hidden_size": 4}) == "quick, hidden_size=4"
+    assert suite_report.section_name(cfg) == f"quick, 64 steps, tasks {TASKS}"
     assert suite_report.section_name(tiny(tmp_path, preset="memory")) == "quick, preset memory"
     doc = (tmp_path / "SUITE.md").read_text()
     assert doc.startswith("# header kept") and doc.count("<!-- begin tier quick -->") == 1
