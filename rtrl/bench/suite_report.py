@@ -9,6 +9,7 @@ every task has all of its seeds.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
                   + (" ..." if len(missing) > 12 else ""), ""]
     if cfg.doc:
         doc = Path(cfg.doc)
-        slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+        slug = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
         for path in curves(cfg, table, doc.with_name(f"{doc.stem.lower()}_{slug}")):
             lines.append(f"![training curves]({path.name})")
         lines.append("")

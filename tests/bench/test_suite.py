@@ -84,14 +84,15 @@ def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeyp
 
     text = suite_report.write_report(cfg, "rtrl bench suite ...", "# header kept\n")
     assert "4 of 4 runs finished" in text and "| recall-2x30 | success rate | 0.500 |" in text
-    assert "IQM" in text and (tmp_path / "suite_quick_1.png").exists()
+    assert "IQM" in text and (tmp_path / "suite_quick_64_steps_tasks_recall_2x30_sequence_4x3x50_1.png").exists()
     assert suite_report.section_name(SuiteConfig(), {"hidden_size": 4}) == "quick, hidden_size=4"
     assert suite_report.section_name(cfg) == f"quick, 64 steps, tasks {TASKS}"
-    assert suite_report.section_name(tiny(tmp_path, preset="memory")) == "quick, preset memory"
+    assert suite_report.section_name(SuiteConfig(preset="memory")) == "quick, preset memory"
     doc = (tmp_path / "SUITE.md").read_text()
-    assert doc.startswith("# header kept") and doc.count("<!-- begin tier quick -->") == 1
+    marker = f"<!-- begin tier quick, 64 steps, tasks {TASKS} -->"
+    assert doc.startswith("# header kept") and doc.count(marker) == 1
     suite_report.write_report(cfg, "again", "")
-    assert (tmp_path / "SUITE.md").read_text().count("<!-- begin tier quick -->") == 1
+    assert (tmp_path / "SUITE.md").read_text().count(marker) == 1
 
 
 def test_max_minutes_stops_before_the_next_run(tmp_path):
