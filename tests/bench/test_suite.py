@@ -129,3 +129,10 @@ def test_cli_rejects_settings_the_suite_sets_and_unknown_tasks(tmp_path, capsys)
         main(base + ["--tasks", "recall-2x31"])
     err = capsys.readouterr().err
     assert "recall-2x31" in err and "recall-2x30" in err
+
+
+@pytest.mark.slow
+def test_jobs_run_side_by_side_in_their_own_processes(tmp_path):
+    results = suite.run(tiny(tmp_path, tasks="recall-2x30", jobs=2), TINY_TRAIN, say=lambda *_: None)
+    assert sorted(r["core"] for r in results) == ["rtrl-elstm", "tbptt-elstm"]
+    assert all((tmp_path / f"runs/quick/recall-2x30/{r['core']}-seed0/checkpoint.pt").exists() for r in results)
