@@ -7,7 +7,7 @@ a run that was stopped resumes from its last checkpoint, so a stopped piece lose
 progress. ``docs/MEMORY_SUITE.md`` is then written from whatever results exist (``rtrl.bench.suite_report``).
 
     rtrl bench suite --tier quick                 # 1 seed, rtrl-elstm and tbptt-elstm
-    rtrl bench suite --tier full --max-minutes 110   # a < 2 h piece of the full tier; run it again to go on
+    rtrl bench suite --tier full --jobs 2 --max-minutes 75   # a < 2 h piece of the full tier; run it again
     rtrl bench suite --tier full --report-only    # the report from the runs that exist
 """
 from __future__ import annotations
@@ -89,11 +89,11 @@ class SuiteConfig:
     runs: str = setting("runs/suite", "directory of the runs (RUNS/TIER/TASK/CORE-seedK)", flag={"metavar": "DIR"})
     doc: str = setting("docs/MEMORY_SUITE.md", "the report to write ('' for none)", flag={"metavar": "PATH"})
     preset: str = setting("memory-suite", "the training preset of every run (only core, task and seed change)")
-    tasks: str = setting("", "comma-separated task names to run (default: all): " + ", ".join(TASK_NAMES))
-    total_steps: int | None = setting(None, "agent steps per run (default: the tier's)", check=optional(POSITIVE_INT))
-    eval_episodes: int | None = setting(None, "greedy evaluation episodes per run (default: the tier's 200 / 500)",
+    tasks: str = setting("", "comma-separated task names to run (empty: all): " + ", ".join(TASK_NAMES))
+    total_steps: int | None = setting(None, "agent steps per run (none: the tier's)", check=optional(POSITIVE_INT))
+    eval_episodes: int | None = setting(None, "greedy evaluation episodes per run (none: the tier's 200 / 500)",
                                         check=optional(POSITIVE_INT))
-    seeds: str = setting("", "comma-separated seeds for every core of the tier (default: the tier's)")
+    seeds: str = setting("", "comma-separated seeds for every core of the tier (empty: the tier's)")
     jobs: int = setting(1, "runs at once, each one process with one torch thread", check=POSITIVE_INT)
     max_minutes: float = setting(0.0, "start no run after this many minutes (0: no limit); a piece of a tier",
                                  check=NON_NEGATIVE)
