@@ -172,8 +172,10 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
     if complete:
         lines += ["Normalised scores, (score − chance) / (max − chance), mean over seeds:", "",
                   *normalised_rows(cfg, complete), "",
-                  "Aggregates over the tasks (rliable; stratified bootstrap, 95% CIs; with one run per task the "
-                  "bootstrap has nothing to resample and the CI is the point):", "", *aggregate_rows(complete), ""]
+                  "Aggregates over the tasks (rliable; stratified bootstrap, 95% CIs"
+                  + ("; with one run per task the bootstrap has nothing to resample and the CI is the point"
+                     if any(array.shape[0] == 1 for array in complete.values()) else "") + "):", "",
+                  *aggregate_rows(complete), ""]
     missing = [j for j in jobs if not is_finished(j)]
     if missing:
         lines += [f"Not run yet ({len(missing)}): " + ", ".join(f"{j.task}/{j.core}-seed{j.seed}" for j in missing[:12])
