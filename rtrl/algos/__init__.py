@@ -1,5 +1,6 @@
 """V-trace and the IMPALA losses as pure functions of time-major (T, B) tensors."""
-from rtrl.algos.losses import action_log_probs, baseline_loss, entropy_loss, policy_gradient_loss
+from rtrl.algos.losses import (action_log_probs, baseline_loss, entropy_loss, normalize_advantages,
+                               policy_gradient_loss)
 from rtrl.algos.schedule import clip_rewards, linear_decay
 from rtrl.algos.vtrace import VTraceReturns, vtrace
 from rtrl.algos.impala import LossConfig, impala_loss
@@ -11,6 +12,7 @@ __all__ = [
     "policy_gradient_loss",
     "baseline_loss",
     "entropy_loss",
+    "normalize_advantages",
     "linear_decay",
     "clip_rewards",
     "impala_loss",

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from rtrl.algos.losses import action_log_probs, baseline_loss, entropy_loss, policy_gradient_loss
+from rtrl.algos.losses import (action_log_probs, baseline_loss, entropy_loss, normalize_advantages,
+                               policy_gradient_loss)
 from rtrl.algos.schedule import clip_rewards
 from rtrl.algos.vtrace import vtrace
 
@@ -24,6 +25,7 @@ class LossConfig:
     baseline_cost: float = 0.5    # weight of the baseline loss
     entropy_cost: float = 0.01    # weight of the entropy loss
     reward_clip: bool = True      # clip rewards to [-1, 1]
+    normalize_advantages: bool = False   # standardise the V-trace advantages over the batch (not in IMPALA)
 
 
 def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward: Tensor, done: Tensor,
@@ -46,7 +48,8 @@ def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward:
     behaviour_log_probs = action_log_probs(behaviour_logits[:-1], actions)
     returns = vtrace(behaviour_log_probs, target_log_probs.detach(), discounts, rewards.to(values.dtype),
                      values.detach(), bootstrap.detach())
-    pg = policy_gradient_loss(logits, actions, returns.pg_advantages)
+    advantages = normalize_advantages(returns.pg_advantages) if cfg.normalize_advantages else returns.pg_advantages
+    pg = policy_gradient_loss(logits, actions, advantages)
     baseline_part = cfg.baseline_cost * baseline_loss(values, returns.vs)
     entropy = cfg.entropy_cost * entropy_loss(logits)
     total = pg + baseline_part + entropy

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["action_log_probs", "policy_gradient_loss", "baseline_loss", "entropy_loss"]
+__all__ = ["action_log_probs", "policy_gradient_loss", "baseline_loss", "entropy_loss", "normalize_advantages"]
 
 
 def action_log_probs(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -55,3 +55,13 @@ def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     """
     log_policy = F.log_softmax(logits, dim=-1)
     return (log_policy.exp() * log_policy).sum()
+
+
+def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(A − mean(A)) / (std(A) + eps) over all T×B entries (population std), as PPO implementations do.
+
+    Not in IMPALA or R2AC: it makes the policy-gradient step independent of the rewards' scale (POPGym's
+    rewards are ±1/episode length per step). A batch of equal advantages becomes all zeros. (T, B) -> (T, B).
+    """
+    centred = advantages - advantages.mean()
+    return centred / (centred.pow(2).mean().sqrt() + eps)

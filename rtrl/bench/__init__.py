@@ -3,6 +3,7 @@
     cells       per-step RTRL vs segment RTRL vs autograd BPTT of one eLSTM segment
     layers      exact multi-layer RTRL vs per-layer RTRL vs BPTT of stacked eLSTMs, beside the formulas
     throughput  steady-state steps/s of `rtrl train` for each core and backend (local vs ray)
+    suite       the memory suite: cores x tasks x seeds at a fixed budget, resumable (docs/MEMORY_SUITE.md)
 """
 from __future__ import annotations
 

@@ -25,15 +25,21 @@ class ELSTM(ElementwiseRNN):
         forget_bias: initial b_f. The paper uses 0; a positive value (e.g. 3) keeps f ≈ 1 at the
             start, so a trace survives long delays (DESIGN.md §7).
         init_std: std of the normal init of the six recurrent tensors (paper: 0.1).
+        chrono_max: if > 0, replaces ``forget_bias`` by the chrono initialisation (Tallec & Ollivier 2018):
+            b_f = log(u), u ~ U(1, chrono_max − 1) per unit, so σ(b_f) = u / (1 + u) and the units' time
+            scales 1 / (1 − σ(b_f)) = 1 + u spread over [2, chrono_max] steps.
     """
 
     num_gates = 2
 
     def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment",
-                 forget_bias: float = 0.0, init_std: float = 0.1):
+                 forget_bias: float = 0.0, init_std: float = 0.1, chrono_max: float = 0.0):
         super().__init__(input_size, hidden_size, learning, method)
+        if chrono_max and chrono_max <= 2:
+            raise ValueError(f"chrono_max must be 0 (off) or > 2, got {chrono_max!r}")
         self.forget_bias = float(forget_bias)
         self.init_std = float(init_std)
+        self.chrono_max = float(chrono_max)
         self.output_gate = nn.Linear(input_size + hidden_size, hidden_size)
         self.reset_parameters()
 
@@ -41,7 +47,10 @@ class ELSTM(ElementwiseRNN):
         for p in (self.weight_x, self.weight_c, self.bias):
             nn.init.normal_(p, 0.0, self.init_std)
         with torch.no_grad():
-            self.bias[1].fill_(self.forget_bias)
+            if self.chrono_max:
+                self.bias[1].copy_(chrono_forget_bias(self.hidden_size, self.chrono_max))
+            else:
+                self.bias[1].fill_(self.forget_bias)
         self.output_gate.reset_parameters()
 
     def transition(self, pre, c_prev, per_unit=None, out=None):
@@ -82,7 +91,15 @@ class ELSTM(ElementwiseRNN):
         return dy_dx, dy_dc, direct
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", forget_bias={self.forget_bias}"
+        init = f"chrono_max={self.chrono_max}" if self.chrono_max else f"forget_bias={self.forget_bias}"
+        return super().extra_repr() + ", " + init
+
+
+def chrono_forget_bias(hidden_size: int, chrono_max: float, generator: torch.Generator | None = None) -> Tensor:
+    """Chrono initialisation of forget-gate biases (Tallec & Ollivier 2018, eq. 16): log(U(1, chrono_max − 1)),
+    shape (hidden_size,). A gate σ(b) with this bias keeps a trace for about 1 + u steps."""
+    u = torch.empty(hidden_size).uniform_(1.0, chrono_max - 1.0, generator=generator)
+    return torch.log(u)
 
 
 class IndRNN(ElementwiseRNN):

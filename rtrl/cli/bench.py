@@ -6,8 +6,10 @@ import argparse
 import torch
 
 import rtrl.bench as bench_package
-from rtrl.bench import cells, layers, throughput
+from rtrl.bench import cells, layers, suite, suite_report, throughput
 from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.records.reports import command_line
+from rtrl.runtime.config import TrainConfig
 from rtrl.settings import SettingError, from_dict, validate
 
 
@@ -36,6 +38,14 @@ def register(subcommands) -> None:
     add_flags(p, throughput.ThroughputBenchConfig)
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="further flags for rtrl train (after --)")
     p.set_defaults(func=run_throughput, _parser=p)
+
+    p = benchmarks.add_parser("suite", help="the memory suite: cores x tasks x seeds at a fixed budget, resumable; "
+                              "writes docs/MEMORY_SUITE.md", description=suite.__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(p, suite.SuiteConfig)
+    p.add_argument("train_args", nargs=argparse.REMAINDER,
+                   help="further rtrl train settings for every run, after -- (e.g. -- --hidden-size 64)")
+    p.set_defaults(func=run_suite, _parser=p)
 
 
 def _config(args, cls):
@@ -66,3 +76,34 @@ def run_throughput(args: argparse.Namespace) -> int:
     extra = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     throughput.run(cfg, extra)
     return 0
+
+
+def _train_overrides(args) -> dict:
+    """The rtrl train flags after ``--``, as settings (a bad one: the usage error of the suite's parser)."""
+    extra = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    parser = argparse.ArgumentParser(prog="rtrl bench suite ... --", add_help=False)
+    add_flags(parser, TrainConfig)
+    namespace, unknown = parser.parse_known_args(extra)
+    if unknown:
+        args._parser.error(f"unknown rtrl train flags after --: {' '.join(unknown)}")
+    return given(namespace, TrainConfig)
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    cfg = _config(args, suite.SuiteConfig)
+    overrides = _train_overrides(args)
+    try:
+        suite.run(cfg, overrides)
+    except SettingError as error:
+        args._parser.error(render_error(error))
+    if cfg.doc:
+        suite_report.write_report(cfg, command_line(), DOC_HEADER, overrides)
+        print(f"wrote {cfg.doc}")
+    return 0
+
+
+DOC_HEADER = """# The memory suite
+
+Written by `rtrl bench suite` (rtrl/bench/suite.py); each tier's section below is replaced when the command
+runs again, the rest of the file is kept.
+"""

@@ -17,7 +17,7 @@ import gymnasium as gym
 from rtrl.envs import atari, dmlab, memory, minigrid, popgym, procgen
 from rtrl.envs import gym as gym_adapter
 from rtrl.envs import python as python_adapter
-from rtrl.envs.wrappers import SeedOnFirstReset
+from rtrl.envs.wrappers import PreviousAction, SeedOnFirstReset
 
 ADAPTERS = {"atari": atari, "dmlab": dmlab, "gym": gym_adapter, "memory": memory, "minigrid": minigrid,
             "popgym": popgym, "procgen": procgen, "python": python_adapter}
@@ -93,6 +93,9 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
     ``gym:CartPole-v1``, ``gym:my_package.envs:MyEnv-v0``, ``memory:delayed_recall?delay=30&cues=2``,
     ``python:my-env`` (with ``env_fn``).
 
+    Every id takes ``previous_action=true``: the observation ends with the one-hot of the previous action
+    (``wrappers.PreviousAction``; 1-D observations only).
+
     ``seed`` is used by the first ``reset()`` called without a seed (and seeds the action space).
     ``training=False`` selects evaluation semantics (Atari: no end-of-life episode ends;
     DMLab: held-out test levels).
@@ -104,6 +107,9 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
     """
     prefix, name, parsed = parse_env_id(env_id)
     parsed.update(options)
+    previous_action = parsed.pop("previous_action", False)
+    if not isinstance(previous_action, bool):
+        raise ValueError(f"option previous_action={previous_action!r} for {env_id!r} must be true or false")
     adapter = ADAPTERS[prefix]
     if adapter.OPTIONS is not None:
         parsed = _check_options(env_id, adapter.OPTIONS, parsed)
@@ -113,6 +119,8 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
         raise ValueError(f"env_fn is given, so the env id must be python:<label> (the label names the env in the "
                          f"run's config), not {env_id!r}")
     env = adapter.make(name, env_id=env_id, seed=seed, training=training, **parsed)
+    if previous_action:
+        env = PreviousAction(env)
     return SeedOnFirstReset(env, seed)
 
 

@@ -126,3 +126,32 @@ class SeedOnFirstReset(gym.Wrapper):
             seed = self._pending_seed
         self._pending_seed = None
         return self.env.reset(seed=seed, options=options)
+
+
+class PreviousAction(gym.Wrapper):
+    """Appends the one-hot of the previous action to a 1-D float32 observation (zeros after a reset), as
+    POPGym's baselines feed their memory models. The env id option ``previous_action=true`` adds it."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, spaces.Box) and len(space.shape) == 1 and space.dtype == np.float32):
+            raise ValueError(f"previous_action=true needs a 1-D float32 observation, not {space}")
+        self._actions = env.action_space.n
+        self.observation_space = spaces.Box(np.concatenate([space.low, np.zeros(self._actions, np.float32)]),
+                                            np.concatenate([space.high, np.ones(self._actions, np.float32)]),
+                                            dtype=np.float32)
+
+    def _with(self, observation, action: int | None) -> np.ndarray:
+        one_hot = np.zeros(self._actions, dtype=np.float32)
+        if action is not None:
+            one_hot[int(action)] = 1.0
+        return np.concatenate([np.asarray(observation, dtype=np.float32), one_hot])
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        return self._with(observation, None), info
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return self._with(observation, action), reward, terminated, truncated, info

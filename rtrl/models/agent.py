@@ -29,6 +29,7 @@ class Agent(nn.Module):
         core: one of ``rtrl.models.CORES``.  hidden_size: N of the core.
         stem, stem_hidden_size: stem kind (``rtrl.models.STEMS``) and its output width (paper: 256).
         forget_bias: initial eLSTM forget-gate bias (paper 0; 3 lets a trace survive long delays).
+        init_std, chrono_max: the eLSTM's recurrent-tensor init std and chrono forget-gate init (``make_core``).
         feature_norm: LayerNorm on the stem's features before the core (not in the paper). Without it, an
             Atari run drove the features to large, nearly constant values that saturate the core's gates,
             leaving the policy blind (docs/BENCHMARKS.md).
@@ -38,13 +39,13 @@ class Agent(nn.Module):
 
     def __init__(self, obs_shape, obs_dtype, num_actions: int, core: str = "rtrl-elstm", hidden_size: int = 256,
                  stem: str = "auto", stem_hidden_size: int = 256, forget_bias: float = 0.0,
-                 feature_norm: bool = False, num_layers: int = 1, multilayer: str = "exact",
-                 memory_limit: int | None = None):
+                 feature_norm: bool = False, init_std: float = 0.1, chrono_max: float = 0.0, num_layers: int = 1,
+                 multilayer: str = "exact", memory_limit: int | None = None):
         super().__init__()
         self.stem = make_stem(stem, tuple(obs_shape), obs_dtype, stem_hidden_size)
         self.feature_norm = nn.LayerNorm(self.stem.output_size) if feature_norm else None
-        self.core = make_core(core, self.stem.output_size + 1, hidden_size, forget_bias, num_layers, multilayer,
-                              memory_limit)
+        self.core = make_core(core, self.stem.output_size + 1, hidden_size, forget_bias, init_std, chrono_max,
+                              num_layers, multilayer, memory_limit)
         self.policy = nn.Linear(hidden_size, num_actions)
         self.baseline = nn.Linear(hidden_size, 1)
         self._register_load_state_dict_pre_hook(_rename_old_core_keys)

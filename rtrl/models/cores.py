@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from rtrl.cells import ELSTM, StackedRNN
+from rtrl.cells import ELSTM, StackedRNN, chrono_forget_bias
 
 CORES = ("rtrl-elstm", "tbptt-elstm", "lstm", "ff")
 MULTILAYER = ("exact", "per-layer")
@@ -87,9 +87,19 @@ class _PlainCore(nn.Module):
 
 
 class LSTMCore(_PlainCore):
-    def __init__(self, input_size: int, hidden_size: int):
+    """torch.nn.LSTM; with ``chrono_max`` > 0 its forget biases start at the chrono initialisation and its
+    input-gate biases at their negatives (Tallec & Ollivier 2018), as the eLSTM's do."""
+
+    def __init__(self, input_size: int, hidden_size: int, chrono_max: float = 0.0):
         super().__init__(hidden_size)
         self.lstm = nn.LSTM(input_size, hidden_size)
+        if chrono_max:
+            N = hidden_size
+            with torch.no_grad():   # gate order i, f, g, o; the two bias vectors add up
+                forget = chrono_forget_bias(N, chrono_max)
+                self.lstm.bias_hh_l0.zero_()
+                self.lstm.bias_ih_l0[N:2 * N] = forget
+                self.lstm.bias_ih_l0[:N] = -forget
 
     def initial_state(self, batch_size: int) -> LSTMState:
         w = self.lstm.weight_hh_l0
@@ -119,23 +129,27 @@ class FeedForwardCore(_PlainCore):
         return torch.relu(self.linear(x)), state
 
 
-def make_core(kind: str, input_size: int, hidden_size: int, forget_bias: float = 0.0, num_layers: int = 1,
-              multilayer: str = "exact", memory_limit: int | None = None) -> nn.Module:
+def make_core(kind: str, input_size: int, hidden_size: int, forget_bias: float = 0.0, init_std: float = 0.1,
+              chrono_max: float = 0.0, num_layers: int = 1, multilayer: str = "exact",
+              memory_limit: int | None = None) -> nn.Module:
+    """The core ``kind``. ``forget_bias``, ``init_std`` (std of the recurrent tensors' init) and ``chrono_max``
+    (chrono forget-gate init, replacing ``forget_bias`` when > 0) shape the eLSTM's init, of every layer of a
+    stack; the LSTM takes ``chrono_max`` only (else PyTorch's init), the feed-forward core none. With
+    ``num_layers`` > 1 an eLSTM core is a ``StackedRNN`` (``multilayer``: exact or per-layer RTRL)."""
     if multilayer not in MULTILAYER:
         raise ValueError(f"unknown multilayer {multilayer!r}; accepted: {', '.join(MULTILAYER)}")
+    init = dict(forget_bias=forget_bias, init_std=init_std, chrono_max=chrono_max)
     if num_layers != 1:
         if kind not in STACKABLE_CORES:
             raise ValueError(f"num_layers={num_layers} needs a stackable core; accepted: "
                              f"{', '.join(STACKABLE_CORES)} (got {kind!r}, which has one layer)")
         learning = "bptt" if kind == "tbptt-elstm" else "rtrl" if multilayer == "exact" else "rtrl-per-layer"
         return StackedRNN(input_size, hidden_size, num_layers, cell="elstm", learning=learning,
-                          memory_limit=memory_limit, forget_bias=forget_bias)
-    if kind == "rtrl-elstm":
-        return ELSTM(input_size, hidden_size, learning="rtrl", forget_bias=forget_bias)
-    if kind == "tbptt-elstm":
-        return ELSTM(input_size, hidden_size, learning="bptt", forget_bias=forget_bias)
+                          memory_limit=memory_limit, **init)
+    if kind in ("rtrl-elstm", "tbptt-elstm"):
+        return ELSTM(input_size, hidden_size, learning="rtrl" if kind == "rtrl-elstm" else "bptt", **init)
     if kind == "lstm":
-        return LSTMCore(input_size, hidden_size)
+        return LSTMCore(input_size, hidden_size, chrono_max)
     if kind == "ff":
         return FeedForwardCore(input_size, hidden_size)
     raise ValueError(f"unknown core {kind!r}; accepted: {', '.join(CORES)}")

@@ -17,10 +17,12 @@ from rtrl.cells import available_memory
 from rtrl.cells.stacked import format_bytes
 from rtrl.models import CORES, STEMS, Agent
 from rtrl.models.cores import MULTILAYER, STACKABLE_CORES
-from rtrl.settings import (FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
+from rtrl.settings import (FINITE, Check, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
                            SettingError, from_dict, literal, load_settings_file, setting, validate)
 
 S = setting
+CHRONO = Check("0 (off) or a number > 2", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+               and (v == 0 or 2 < v < float("inf")))
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 
@@ -47,6 +49,10 @@ class TrainConfig:
     feature_norm: bool = S(False, "LayerNorm on the stem's features before the core (not in the paper; keeps the "
                            "core's gates out of saturation on Atari)")
     forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)", check=FINITE)
+    chrono_max: float = S(0.0, "chrono forget-gate init (Tallec & Ollivier 2018), replacing forget_bias: b_f = "
+                          "log(U(1, chrono_max - 1)), time scales spread over 2..chrono_max steps (eLSTM; LSTM "
+                          "too); 0: off", check=CHRONO)
+    init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=POSITIVE)
     num_actors: int = S(2, "actor processes (0: step the environments inline in the learner)", check=NON_NEGATIVE_INT)
     envs_per_actor: int = S(16, "environments stepped together by one actor (batch_size % this == 0)",
                             check=POSITIVE_INT)
@@ -60,6 +66,8 @@ class TrainConfig:
     baseline_cost: float = S(0.5, "weight of the baseline loss", check=NON_NEGATIVE)
     entropy_cost: float = S(0.01, "weight of the entropy loss", check=NON_NEGATIVE)
     reward_clip: bool = S(True, "clip rewards to [-1, 1] for the loss")
+    normalize_advantages: bool = S(False, "standardise the policy-gradient advantages over each batch (mean 0, "
+                                   "std 1; as PPO does, not IMPALA)")
     seed: int = S(0, "seeds the model init, the actors' environments and sampling", check=SEED)
     device: str = S("cpu", "learner device (cpu, cuda, cuda:1, mps); actors always run on the CPU")
     learner_threads: int = S(1, "torch threads of the learner process", check=POSITIVE_INT)
@@ -132,7 +140,8 @@ class TrainConfig:
         return self.unroll_length * self.batch_size
 
     def loss_config(self) -> LossConfig:
-        return LossConfig(self.discounting, self.baseline_cost, self.entropy_cost, self.reward_clip)
+        return LossConfig(self.discounting, self.baseline_cost, self.entropy_cost, self.reward_clip,
+                          self.normalize_advantages)
 
     def torch_device(self) -> torch.device:
         device = torch.device(self.device)
@@ -162,8 +171,8 @@ def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
     limit = int(cfg.sensitivity_memory_gib * 2 ** 30) if cfg.sensitivity_memory_gib else 2 ** 62
     return Agent(spec.obs_shape, spec.obs_dtype, spec.num_actions, core=cfg.core, hidden_size=cfg.hidden_size,
                  stem=cfg.stem, stem_hidden_size=cfg.stem_hidden_size, forget_bias=cfg.forget_bias,
-                 feature_norm=cfg.feature_norm, num_layers=cfg.num_layers, multilayer=cfg.multilayer,
-                 memory_limit=limit)
+                 feature_norm=cfg.feature_norm, init_std=cfg.init_std, chrono_max=cfg.chrono_max,
+                 num_layers=cfg.num_layers, multilayer=cfg.multilayer, memory_limit=limit)
 
 
 def sensitivity_copies(cfg: TrainConfig) -> int:
@@ -213,6 +222,13 @@ PRESETS: dict[str, dict] = {
     "memory": dict(env="memory:delayed_recall?cues=2&delay=30", core="rtrl-elstm", total_steps=2_000_000,
                    unroll_length=10, batch_size=32, hidden_size=32, stem="identity", stem_hidden_size=64,
                    forget_bias=3.0, lr=2e-3, entropy_cost=0.01, num_actors=2, envs_per_actor=16),
+    # the one configuration of the memory suite (docs/MEMORY_SUITE.md), the same for every core: time scales
+    # spread up to 300 steps at init (chrono), a wider core with larger recurrent weights, standardised
+    # advantages (POPGym's rewards are ±1/episode length per step) and RMSprop's epsilon at 1e-5
+    "memory-suite": dict(env="memory:sequence_recall?cues=4&length=3&delay=50", core="rtrl-elstm",
+                         total_steps=2_000_000, unroll_length=10, batch_size=32, hidden_size=128, stem="identity",
+                         chrono_max=300.0, init_std=0.5, normalize_advantages=True, rmsprop_eps=1e-5, lr=2e-3,
+                         entropy_cost=0.01, num_actors=2, envs_per_actor=16),
 }
 
 

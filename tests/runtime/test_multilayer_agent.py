@@ -1,9 +1,12 @@
 """A stacked eLSTM core in the agent: the learner's exact multi-layer RTRL gradient from the actors'
 state equals full-history BPTT; the settings are checked; a run refuses sensitivities that do not fit,
 and trains, resumes and evaluates."""
+import math
+
 import pytest
 
-from conftest import as_double, bptt_gradients, check_rollout_invariants, collect_rollouts, learner_gradients, small_config
+from conftest import (MEMORY as MEMORY_ENV, as_double, bptt_gradients, check_rollout_invariants, collect_rollouts,
+                      learner_gradients, small_config)
 from rtrl.cli import main
 from rtrl.envs import EnvSpec
 from rtrl.runtime.config import build_agent, check_sensitivity_memory, sensitivity_copies
@@ -69,3 +72,13 @@ def test_a_stacked_run_trains_resumes_and_evaluates(tmp_path):
     summary = train(small_config(num_layers=2, total_steps=80), tmp_path, force=True, progress=False)
     assert summary["finished"] and summary["steps"] == 80
     assert main(["eval", str(tmp_path), "--episodes", "2"]) == 0
+
+
+def test_every_layer_of_a_stacked_core_takes_the_memory_init_options():
+    """chrono_max and init_std reach each eLSTM layer of the stack, as they reach a single one."""
+    spec = EnvSpec.probe(MEMORY_ENV, {})
+    agent = build_agent(small_config(num_layers=2, hidden_size=64, chrono_max=50.0, init_std=0.5), spec)
+    for layer in agent.core.layers:
+        forget = layer.bias.detach()[1]
+        assert forget.std() > 0.3 and forget.max() <= math.log(49) + 1e-6   # chrono, not a constant bias
+        assert abs(layer.weight_x.detach().std().item() - 0.5) < 0.05

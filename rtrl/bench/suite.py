@@ -1,0 +1,287 @@
+"""`rtrl bench suite`: the memory suite — cores × tasks × seeds at a fixed step budget, resumable.
+
+Each run trains with one preset (``memory-suite``: only the core, the task and the seed change), inline
+in one process with one torch thread, then is evaluated greedily from a zero state; its score goes to
+``RUNS/TIER/TASK/CORE-seedK/result.json``. A run with a ``result.json`` is finished and never run again;
+a run that was stopped resumes from its last checkpoint, so a stopped piece loses at most the run in
+progress. ``docs/MEMORY_SUITE.md`` is then written from whatever results exist (``rtrl.bench.suite_report``).
+
+    rtrl bench suite --tier quick                 # 1 seed, rtrl-elstm and tbptt-elstm
+    rtrl bench suite --tier full --jobs 2 --max-minutes 75   # a < 2 h piece of the full tier; run it again
+    rtrl bench suite --tier full --report-only    # the report from the runs that exist
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtrl.envs import make_env
+from rtrl.eval.evaluation import EvalConfig, evaluate
+from rtrl.records.files import write_text_atomically
+from rtrl.records.reports import utc_stamp
+from rtrl.runtime.config import PRESETS, resolve_config
+from rtrl.runtime.train import train
+from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, literal, optional, setting, validate
+
+EVAL_SEED = 123
+SET_PER_RUN = ("env", "core", "seed", "total_steps")   # what the suite sets for each run
+
+
+@dataclass(frozen=True)
+class SuiteTask:
+    name: str
+    env: str
+    score: str       # what is scored: "success_rate" or "mean_return" (of the greedy evaluation)
+    maximum: float   # the best score the task allows
+    chance: float | None   # a memoryless policy's score where it is exact; None: measured by a random policy
+    why: str         # why the task needs memory
+
+
+TASKS = (
+    SuiteTask("RepeatPreviousEasy", "popgym:RepeatPreviousEasy", "mean_return", 1.0, None,
+              "name the suit of the card shown 4 steps earlier; the card in view says nothing about it"),
+    SuiteTask("AutoencodeEasy", "popgym:AutoencodeEasy", "mean_return", 1.0, None,
+              "a deck of cards is shown one by one, then must be named back in reverse order without seeing it"),
+    # the POPGym paper's Stateless CartPole is PositionOnlyCartPole in popgym 1.0.7
+    SuiteTask("StatelessCartPoleEasy", "popgym:PositionOnlyCartPoleEasy", "mean_return", 1.0, None,
+              "cart-pole with positions but no velocities: velocities must be inferred from past positions"),
+    SuiteTask("NoisyStatelessCartPoleEasy", "popgym:NoisyPositionOnlyCartPoleEasy", "mean_return", 1.0, None,
+              "as StatelessCartPole with Gaussian noise on the positions: filter over time as well"),
+    SuiteTask("recall-2x30", "memory:delayed_recall?cues=2&delay=30", "success_rate", 1.0, 1 / 2,
+              "one of 2 cues, asked for after 30 blank steps (3x the unroll of 10)"),
+    SuiteTask("recall-8x30", "memory:delayed_recall?cues=8&delay=30", "success_rate", 1.0, 1 / 8,
+              "one of 8 cues (3 bits), asked for after 30 blank steps"),
+    SuiteTask("recall-2x300", "memory:delayed_recall?cues=2&delay=300", "success_rate", 1.0, 1 / 2,
+              "one of 2 cues, asked for after 300 blank steps (30x the unroll)"),
+    SuiteTask("sequence-4x3x50", "memory:sequence_recall?cues=4&length=3&delay=50", "mean_return", 1.0, 1 / 4,
+              "3 cues of 4 symbols shown in turn, named back in order after 50 blank steps: 3 facts held "
+              "53 steps each"),
+)
+TASK_NAMES = tuple(t.name for t in TASKS)
+
+
+@dataclass(frozen=True)
+class Tier:
+    cores: tuple[tuple[str, tuple[int, ...]], ...]   # (core, seeds)
+    total_steps: int
+    eval_episodes: int
+
+
+TIERS = {
+    "quick": Tier((("rtrl-elstm", (0,)), ("tbptt-elstm", (0,))), 2_000_000, 200),
+    "full": Tier((("rtrl-elstm", (0, 1, 2)), ("tbptt-elstm", (0, 1, 2)), ("lstm", (0,)), ("ff", (0,))),
+                 15_000_000, 500),
+}
+
+
+@dataclass
+class SuiteConfig:
+    tier: str = setting("quick", "quick: 1 seed of rtrl-elstm and tbptt-elstm, 2M steps per run; full: 3 seeds "
+                        "of rtrl-elstm and tbptt-elstm and 1 of lstm and ff, 15M steps per run (POPGym's budget)", choices=tuple(TIERS))
+    runs: str = setting("runs/suite", "directory of the runs (RUNS/TIER/TASK/CORE-seedK)", flag={"metavar": "DIR"})
+    doc: str = setting("docs/MEMORY_SUITE.md", "the report to write ('' for none)", flag={"metavar": "PATH"})
+    preset: str = setting("memory-suite", "the training preset of every run (only core, task and seed change)")
+    tasks: str = setting("", "comma-separated task names to run (empty: all): " + ", ".join(TASK_NAMES))
+    total_steps: int | None = setting(None, "agent steps per run (none: the tier's)", check=optional(POSITIVE_INT))
+    eval_episodes: int | None = setting(None, "greedy evaluation episodes per run (none: the tier's 200 / 500)",
+                                        check=optional(POSITIVE_INT))
+    seeds: str = setting("", "comma-separated seeds for every core of the tier (empty: the tier's)")
+    jobs: int = setting(1, "runs at once, each one process with one torch thread", check=POSITIVE_INT)
+    max_minutes: float = setting(0.0, "start no run after this many minutes (0: no limit); a piece of a tier",
+                                 check=NON_NEGATIVE)
+    report_only: bool = setting(False, "run nothing: write the report from the finished runs")
+    previous_action: bool = setting(False, "every task's observation ends with the previous action's one-hot "
+                                    "(the env option previous_action=true)")
+
+    def check_together(self) -> None:
+        unknown = [t for t in self.task_names() if t not in TASK_NAMES]
+        if unknown:
+            raise SettingError("unknown task in {tasks}; accepted: " + ", ".join(TASK_NAMES), tasks=self.tasks)
+        if not all(part.strip().isdigit() for part in self.seeds.split(",")) and self.seeds.strip():
+            raise SettingError("bad {seeds}; accepted: comma-separated integers >= 0, e.g. 0,1,2", seeds=self.seeds)
+        if self.preset not in PRESETS:
+            raise SettingError("unknown {preset}; accepted: " + ", ".join(sorted(PRESETS)), preset=self.preset)
+
+    def validate(self) -> "SuiteConfig":
+        return validate(self)
+
+    def task_names(self) -> list[str]:
+        return [t.strip() for t in self.tasks.split(",") if t.strip()] or list(TASK_NAMES)
+
+    def steps(self) -> int:
+        return self.total_steps or TIERS[self.tier].total_steps
+
+    def episodes(self) -> int:
+        return self.eval_episodes or TIERS[self.tier].eval_episodes
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    core: str
+    seed: int
+    out: str
+    settings: dict   # the training settings besides the preset's
+
+
+def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
+    """Every run of the tier, seed by seed (seed 0 of every task and core first)."""
+    tier, tasks = TIERS[cfg.tier], {t.name: t for t in TASKS}
+    cores = tier.cores
+    if cfg.seeds.strip():
+        chosen = tuple(sorted({int(part) for part in cfg.seeds.split(",")}))
+        cores = tuple((core, chosen) for core, _ in cores)
+    seeds = sorted({s for _, core_seeds in cores for s in core_seeds})
+    jobs = []
+    for seed in seeds:
+        for name in cfg.task_names():
+            for core, core_seeds in cores:
+                if seed in core_seeds:
+                    env = tasks[name].env
+                    if cfg.previous_action:
+                        env += ("&" if "?" in env else "?") + "previous_action=true"
+                    settings = dict(train_overrides or {}, env=env, core=core, seed=seed, total_steps=cfg.steps(),
+                                    num_actors=0, learner_threads=1)
+                    out = Path(cfg.runs) / cfg.tier / name / f"{core}-seed{seed}"
+                    jobs.append(Job(name, core, seed, str(out), settings))
+    return jobs
+
+
+def is_finished(job: Job, preset: str | None = None) -> bool:
+    """True when the run has its result.json; with ``preset``, a result of another preset or budget is an
+    error (give the suite another ``runs`` directory) rather than a finished run."""
+    path = Path(job.out) / "result.json"
+    if not path.exists():
+        return False
+    if preset is not None:
+        result = json.loads(path.read_text())
+        if (result["preset"], result.get("settings", job.settings)) != (preset, job.settings):
+            raise SettingError(literal(f"{path} holds a run of preset {result['preset']!r} with settings "
+                                       f"{result.get('settings')}, not ") + "{preset} with "
+                               + literal(f"{job.settings}") + "; accepted: another runs directory", preset=preset)
+    return True
+
+
+def train_command(preset: str, job: Job) -> str:
+    """The `rtrl train` command line that makes the same run."""
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in job.settings.items()]
+    return shlex.join(["rtrl", "train", "--preset", preset, *flags, "--out", job.out])
+
+
+def run_job(preset: str, job: Job, episodes: int) -> dict:
+    """Train (or resume) one run, evaluate it greedily from a zero state, write and return its result."""
+    torch.set_num_threads(1)
+    task = {t.name: t for t in TASKS}[job.task]
+    start = time.monotonic()
+    summary = train(resolve_config(preset, overrides=job.settings), job.out, progress=False)
+    if not summary["finished"]:   # stopped (Ctrl-C, SIGTERM) with a checkpoint: the next call resumes it
+        raise KeyboardInterrupt
+    minutes = (time.monotonic() - start) / 60
+    summary = evaluate(job.out, EvalConfig(episodes=episodes, seed=EVAL_SEED))
+    result = {"task": job.task, "env": task.env, "core": job.core, "seed": job.seed, "preset": preset,
+              "settings": job.settings, "total_steps": job.settings["total_steps"], "score_name": task.score,
+              "score": summary[task.score],
+              "eval_episodes": summary["episodes"], "train_minutes": round(minutes, 2), "date": utc_stamp(),
+              "command": train_command(preset, job)}
+    write_text_atomically(Path(job.out) / "result.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> list[dict]:
+    """Run every unfinished run of the tier (``cfg.jobs`` at a time, none started after ``cfg.max_minutes``);
+    return the results of all finished runs. Settings are checked before anything runs."""
+    fixed = sorted(set(train_overrides or {}) & set(SET_PER_RUN))
+    if fixed:
+        raise SettingError(f"{{{fixed[0]}}} is set by the suite for each run; accepted: other training "
+                           "settings", **{fixed[0]: (train_overrides or {})[fixed[0]]})
+    jobs = plan(cfg, train_overrides)
+    for job in jobs[:1]:
+        resolve_config(cfg.preset, overrides=job.settings)   # bad training settings: an error before any run
+    unfinished = [j for j in jobs if not is_finished(j, cfg.preset)]
+    todo = [] if cfg.report_only else unfinished
+    say(f"suite {cfg.tier}: {len(jobs)} runs of {cfg.steps():,} steps, {len(jobs) - len(unfinished)} finished, "
+        f"{len(todo)} to run")
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else None
+    if cfg.jobs == 1:
+        for job in todo:
+            if deadline is not None and time.monotonic() > deadline:
+                say(f"stopping after {cfg.max_minutes} minutes; run the command again to go on")
+                break
+            _report(say, run_job(cfg.preset, job, cfg.episodes()))
+    elif todo:
+        _run_parallel(cfg, todo, deadline, say)
+    return [json.loads((Path(j.out) / "result.json").read_text()) for j in jobs if is_finished(j)]
+
+
+def _run_parallel(cfg: SuiteConfig, todo: list[Job], deadline: float | None, say) -> None:
+    context = multiprocessing.get_context("spawn")   # fresh processes: no torch threads or locks inherited
+    with concurrent.futures.ProcessPoolExecutor(cfg.jobs, mp_context=context) as pool:
+        pending, queue = set(), list(todo)
+        while queue or pending:
+            while queue and len(pending) < cfg.jobs and (deadline is None or time.monotonic() < deadline):
+                pending.add(pool.submit(run_job, cfg.preset, queue.pop(0), cfg.episodes()))
+            if not pending:
+                say(f"stopping after {cfg.max_minutes} minutes; run the command again to go on")
+                break
+            done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                _report(say, future.result())
+
+
+def _report(say, result: dict) -> None:
+    say(f"{result['task']} {result['core']} seed {result['seed']}: {result['score_name']} "
+        f"{result['score']:.3f} ({result['train_minutes']:.1f} min)")
+
+
+def chance_level(env: str, score: str, episodes: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """(mean, standard error) of ``score`` per episode under a uniformly random policy."""
+    environment = make_env(env, seed=seed, training=False)
+    environment.action_space.seed(seed)
+    values = []
+    try:
+        for _ in range(episodes):
+            environment.reset()
+            while True:
+                *_, terminated, truncated, info = environment.step(environment.action_space.sample())
+                if terminated or truncated:
+                    record = info["episode"]
+                    values.append(record["success"] if score == "success_rate" else record["return"])
+                    break
+    finally:
+        environment.close()
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def chance_levels(runs: str | Path, tasks=TASKS, episodes: int = 2000) -> dict[str, dict]:
+    """Each task's chance score: exact where known, else a random policy's (cached in RUNS/chance.json)."""
+    path = Path(runs) / "chance.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    levels = {}
+    for task in tasks:
+        if task.chance is not None:
+            levels[task.name] = {"chance": task.chance, "stderr": 0.0, "how": "exact"}
+            continue
+        key = f"{task.env}|{task.score}|{episodes}"
+        if key not in cache:
+            mean, stderr = chance_level(task.env, task.score, episodes)
+            cache[key] = {"chance": mean, "stderr": stderr, "how": f"random policy, {episodes} episodes"}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(path, json.dumps(cache, indent=2) + "\n")
+        levels[task.name] = cache[key]
+    return levels
+
+
+def normalise(score: float, chance: float, maximum: float) -> float:
+    """(score − chance) / (maximum − chance): 0 at chance, 1 at the best score."""
+    if maximum <= chance:
+        raise ValueError(f"maximum {maximum} must exceed chance {chance}")
+    return (score - chance) / (maximum - chance)

@@ -1,0 +1,210 @@
+"""The memory suite's report (docs/MEMORY_SUITE.md): per-task scores with bootstrap CIs over seeds, rliable
+aggregates of chance-normalised scores, training curves, and what has not run yet. Each tier has its own
+section of the file, between markers; the rest of the file (task notes, published numbers) is kept.
+
+Statistics come from rliable (Agarwal et al. 2021): per task, the mean over seeds with a percentile
+bootstrap CI; over tasks, the interquartile mean (IQM) and the mean of normalised scores with
+stratified-bootstrap CIs (runs resampled within each task). A core enters the aggregates only when
+every task has all of its seeds.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from rtrl.bench.suite import TASKS, TIERS, SuiteConfig, chance_levels, is_finished, normalise, plan, train_command
+from rtrl.records.files import write_text_atomically
+from rtrl.records.metrics import MetricsError, read_metrics
+from rtrl.records.plots import Panel, Series, plot_panels, smooth_series
+from rtrl.records.reports import machine_description, utc_stamp
+
+BOOTSTRAP_REPS = 2000
+
+
+def _rliable():
+    try:
+        from rliable import library, metrics
+    except ImportError:
+        raise ImportError("the suite's statistics need rliable: pip install 'rliable==1.2.0' "
+                          "(or pip install 'rtrl[suite]')") from None
+    return library, metrics
+
+
+def interval(samples: dict[str, np.ndarray], func, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """rliable's point estimates and 95% stratified-bootstrap CIs of ``func`` for each (runs × tasks) array:
+    {key: (estimates (K,), CIs (2, K))}."""
+    library, _ = _rliable()
+    with warnings.catch_warnings():   # rliable 1.2 passes arch a RandomState, which arch 7 warns about
+        warnings.simplefilter("ignore", FutureWarning)
+        points, cis = library.get_interval_estimates(dict(samples), func, reps=BOOTSTRAP_REPS,
+                                                     random_state=np.random.RandomState(seed))
+    return {key: (np.atleast_1d(points[key]), np.asarray(cis[key]).reshape(2, -1)) for key in samples}
+
+
+def aggregates(normalised: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """IQM and mean of normalised scores over (runs × tasks) with their CIs, for each core."""
+    _, metrics = _rliable()
+    return interval(normalised, lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)]))
+
+
+def collect(cfg: SuiteConfig, train_overrides: dict | None = None) -> dict[tuple[str, str], dict]:
+    """{(task, core): {"seeds": planned seeds, "scores": finished scores, "runs": finished run dirs}}."""
+    import json
+
+    table: dict[tuple[str, str], dict] = {}
+    for job in plan(cfg, train_overrides):
+        entry = table.setdefault((job.task, job.core), {"seeds": [], "scores": [], "runs": []})
+        entry["seeds"].append(job.seed)
+        if is_finished(job):
+            entry["scores"].append(json.loads((Path(job.out) / "result.json").read_text())["score"])
+            entry["runs"].append(Path(job.out))
+    return table
+
+
+def _cores(cfg: SuiteConfig) -> list[str]:
+    return [core for core, _ in TIERS[cfg.tier].cores]
+
+
+def _cell(scores: list[float], planned: int, ci: tuple[float, float] | None) -> str:
+    if not scores:
+        return "not run"
+    text = f"{np.mean(scores):.3f}"
+    if ci is not None and len(scores) > 1:
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    missing = planned - len(scores)
+    return text + f" (n={len(scores)}" + (f", {missing} missing)" if missing else ")")
+
+
+def task_table(cfg: SuiteConfig, table: dict, chance: dict) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Markdown rows of raw scores per task and core, and the complete cores' normalised (seeds × tasks) arrays."""
+    tasks = [t for t in TASKS if t.name in cfg.task_names()]
+    cores = _cores(cfg)
+    rows = ["| task | score | chance | " + " | ".join(cores) + " |", "|---|---|---:|" + "---:|" * len(cores)]
+    normalised: dict[str, list[np.ndarray]] = {core: [] for core in cores}
+    for task in tasks:
+        level = chance[task.name]["chance"]
+        cells = []
+        for core in cores:
+            entry = table[(task.name, core)]
+            scores = entry["scores"]
+            ci = None
+            if len(scores) > 1:
+                _, cis = interval({"x": np.asarray(scores)[:, None]}, lambda x: np.array([x.mean()]))["x"]
+                ci = (cis[0, 0], cis[1, 0])
+            cells.append(_cell(scores, len(entry["seeds"]), ci))
+            if len(scores) == len(entry["seeds"]):
+                normalised[core].append(np.array([normalise(s, level, task.maximum) for s in scores]))
+            else:
+                normalised[core].append(None)
+        rows.append(f"| {task.name} | {task.score.replace('_', ' ')} | {level:.3f} | " + " | ".join(cells) + " |")
+    complete = {core: np.stack(columns, axis=1) for core, columns in normalised.items()
+                if columns and all(c is not None for c in columns)}
+    return rows, complete
+
+
+def normalised_rows(cfg: SuiteConfig, complete: dict[str, np.ndarray]) -> list[str]:
+    tasks = [t.name for t in TASKS if t.name in cfg.task_names()]
+    rows = ["| core | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    for core, array in complete.items():
+        rows.append(f"| {core} | " + " | ".join(f"{v:.2f}" for v in array.mean(axis=0)) + " |")
+    return rows
+
+
+def aggregate_rows(complete: dict[str, np.ndarray]) -> list[str]:
+    rows = ["| core | runs per task | IQM [95% CI] | mean [95% CI] |", "|---|---:|---:|---:|"]
+    for core, (points, cis) in aggregates(complete).items():
+        rows.append(f"| {core} | {complete[core].shape[0]} | {points[0]:.3f} [{cis[0, 0]:.3f}, {cis[1, 0]:.3f}] | "
+                    f"{points[1]:.3f} [{cis[0, 1]:.3f}, {cis[1, 1]:.3f}] |")
+    return rows
+
+
+def curves(cfg: SuiteConfig, table: dict, out: Path) -> list[Path]:
+    """Training curves (the run's recent-episode score against steps), one panel per task, 4 panels a PNG."""
+    tasks = [t for t in TASKS if t.name in cfg.task_names()]
+    paths = []
+    for part in range(0, len(tasks), 4):
+        panels = []
+        for task in tasks[part:part + 4]:
+            series = []
+            for core in _cores(cfg):
+                for run in table[(task.name, core)]["runs"]:
+                    try:
+                        columns = read_metrics(run)
+                    except MetricsError:
+                        continue
+                    series.append(Series(run.name, columns["step"], smooth_series(columns[task.score], 3)))
+            panels.append(Panel(series, "agent steps", task.score.replace("_", " ") + " (training)", task.name))
+        if any(p.series for p in panels):
+            paths.append(plot_panels(panels, out.with_name(f"{out.stem}_{part // 4 + 1}.png"), panel_size=(4.5, 3.5)))
+    return paths
+
+
+def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
+    """The report section of a tier run with a preset and training settings: ``quick``, ``quick, preset memory``."""
+    parts = [cfg.tier] + ([] if cfg.preset == "memory-suite" else [f"preset {cfg.preset}"])
+    parts += ["previous action"] if cfg.previous_action else []
+    parts += [f"seeds {cfg.seeds}"] if cfg.seeds.strip() else []
+    parts += [f"{cfg.total_steps:,} steps"] if cfg.total_steps else []
+    parts += [f"tasks {cfg.tasks}"] if cfg.tasks.strip() else []
+    parts += [f"{key}={value}" for key, value in sorted((train_overrides or {}).items())]
+    return ", ".join(parts)
+
+
+def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overrides: dict | None = None) -> str:
+    """Write the section of this tier, preset and settings in ``cfg.doc`` (and its curve PNGs beside it) from
+    the finished runs; return the section's markdown."""
+    tasks = [t for t in TASKS if t.name in cfg.task_names()]
+    chance = chance_levels(cfg.runs, tasks)
+    table = collect(cfg, train_overrides)
+    rows, complete = task_table(cfg, table, chance)
+    jobs = plan(cfg, train_overrides)
+    name = section_name(cfg, train_overrides)
+    finished = [j for j in jobs if is_finished(j)]
+    lines = [f"## Tier `{name}`: {len(finished)} of {len(jobs)} runs finished", "",
+             f"- date: {utc_stamp()}", f"- machine: {machine_description()}", f"- command: `{command}`",
+             f"- budget of every run: {cfg.steps():,} agent steps, preset `{cfg.preset}`, inline actors, one torch "
+             f"thread; greedy evaluation over {cfg.episodes()} episodes from a zero state (seed 123)",
+             f"- one run, exactly: `{train_command(cfg.preset, jobs[0])}`" if jobs else "", "",
+             "Scores (mean over seeds [95% percentile-bootstrap CI over seeds], n = seeds finished):", "", *rows, ""]
+    if complete:
+        lines += ["Normalised scores, (score − chance) / (max − chance), mean over seeds:", "",
+                  *normalised_rows(cfg, complete), "",
+                  "Aggregates over the tasks (rliable; stratified bootstrap, 95% CIs"
+                  + ("; with one run per task the bootstrap has nothing to resample and the CI is the point"
+                     if any(array.shape[0] == 1 for array in complete.values()) else "") + "):", "",
+                  *aggregate_rows(complete), ""]
+    missing = [j for j in jobs if not is_finished(j)]
+    if missing:
+        lines += [f"Not run yet ({len(missing)}): " + ", ".join(f"{j.task}/{j.core}-seed{j.seed}" for j in missing[:12])
+                  + (" ..." if len(missing) > 12 else ""), ""]
+    if cfg.doc:
+        doc = Path(cfg.doc)
+        slug = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+        for path in curves(cfg, table, doc.with_name(f"{doc.stem.lower()}_{slug}")):
+            lines.append(f"![training curves]({path.name})")
+        lines.append("")
+    section = "\n".join(lines)
+    if cfg.doc:
+        write_tier_section(Path(cfg.doc), name, section, doc_text)
+    return section
+
+
+def write_tier_section(doc: Path, tier: str, section: str, doc_text: str) -> None:
+    """Replace the tier's section of ``doc`` (between markers) and keep the rest; a new file starts with
+    ``doc_text``."""
+    begin, end = f"<!-- begin tier {tier} -->", f"<!-- end tier {tier} -->"
+    text = doc.read_text() if doc.exists() else doc_text
+    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip() + "\n\n" + block
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(doc, text)
+
+
+__all__ = ["write_report", "aggregates", "interval", "collect"]

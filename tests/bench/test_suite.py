@@ -1,0 +1,138 @@
+"""`rtrl bench suite`'s bookkeeping on tiny budgets: resume, skip finished runs, normalisation, the report."""
+import json
+
+import numpy as np
+import pytest
+
+from rtrl.bench import suite, suite_report
+from rtrl.bench.suite import SuiteConfig, normalise
+from rtrl.cli import main
+from rtrl.envs import make_env
+from rtrl.settings import SettingError
+
+TINY_TRAIN = dict(hidden_size=4, batch_size=2, envs_per_actor=2, unroll_length=4, log_interval=0.01)
+TASKS = "recall-2x30,sequence-4x3x50"
+
+
+def tiny(tmp_path, **overrides) -> SuiteConfig:
+    values = dict(runs=str(tmp_path / "runs"), doc=str(tmp_path / "SUITE.md"), tasks=TASKS, total_steps=64,
+                  eval_episodes=4)
+    values.update(overrides)
+    return SuiteConfig(**values).validate()
+
+
+def test_normalise_maps_chance_to_0_and_maximum_to_1():
+    assert normalise(0.5, 0.5, 1.0) == 0 and normalise(1.0, 0.5, 1.0) == 1
+    assert normalise(-0.25, -0.5, 1.0) == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match="maximum 0.2 must exceed chance 0.5"):
+        normalise(0.3, 0.5, 0.2)
+
+
+def test_every_suite_task_is_an_environment_with_a_score():
+    for task in suite.TASKS:
+        env = make_env(task.env, seed=0)
+        env.reset()
+        assert task.score in ("success_rate", "mean_return") and (task.chance is None or task.chance < task.maximum)
+        env.close()
+
+
+def test_plan_covers_the_tier_seed_by_seed():
+    jobs = suite.plan(SuiteConfig(tier="full"))
+    assert len(jobs) == 8 * (3 + 3 + 1 + 1)
+    assert [j.seed for j in jobs] == sorted(j.seed for j in jobs)   # seed 0 of everything first
+    assert {(j.core, j.seed) for j in jobs if j.task == "recall-2x300"} == {
+        ("rtrl-elstm", 0), ("rtrl-elstm", 1), ("rtrl-elstm", 2), ("tbptt-elstm", 0), ("tbptt-elstm", 1),
+        ("tbptt-elstm", 2), ("lstm", 0), ("ff", 0)}
+    three = suite.plan(SuiteConfig(seeds="2,0,1"))
+    assert {(j.core, j.seed) for j in three} == {(c, s) for c in ("rtrl-elstm", "tbptt-elstm") for s in (0, 1, 2)}
+    assert suite.plan(SuiteConfig(seeds="0"))[0].out == suite.plan(SuiteConfig())[0].out   # shared with the tier
+    with pytest.raises(SettingError, match="bad seeds='0,x'; accepted: comma-separated integers"):
+        SuiteConfig(seeds="0,x").validate()
+    with_action = suite.plan(SuiteConfig(tasks="RepeatPreviousEasy,recall-2x30", previous_action=True))
+    assert [j.settings["env"] for j in with_action][::2] == ["popgym:RepeatPreviousEasy?previous_action=true",
+                                                             "memory:delayed_recall?cues=2&delay=30&previous_action=true"]
+    assert all(j.settings["total_steps"] == 15_000_000 and j.settings["num_actors"] == 0 for j in jobs)
+
+
+def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeypatch):
+    cfg = tiny(tmp_path)
+    calls = []
+    real_train = suite.train
+    monkeypatch.setattr(suite, "train", lambda *a, **k: calls.append(a[1]) or real_train(*a, **k))
+    results = suite.run(cfg, TINY_TRAIN, say=lambda *_: None)
+    assert len(results) == 4 and len(calls) == 4
+    first = json.loads((tmp_path / "runs/quick/recall-2x30/rtrl-elstm-seed0/result.json").read_text())
+    assert first["score_name"] == "success_rate" and 0 <= first["score"] <= 1 and first["eval_episodes"] == 4
+    assert "rtrl train --preset memory-suite" in first["command"] and "--core=rtrl-elstm" in first["command"]
+
+    calls.clear()   # everything finished: nothing runs again
+    assert len(suite.run(cfg, TINY_TRAIN, say=lambda *_: None)) == 4 and calls == []
+
+    # a run stopped before its evaluation (no result.json) resumes from its checkpoint: no steps are redone
+    stopped = tmp_path / "runs/quick/sequence-4x3x50/tbptt-elstm-seed0"
+    (stopped / "result.json").unlink()
+    rows_before = (stopped / "metrics.csv").read_text()
+    suite.run(cfg, TINY_TRAIN, say=lambda *_: None)
+    assert calls == [str(stopped)] and (stopped / "result.json").exists()
+    assert (stopped / "metrics.csv").read_text() == rows_before
+
+    # another budget in the same directory is an error, not a finished run
+    with pytest.raises(SettingError, match="holds a run of preset 'memory-suite' with settings .*'total_steps': 64"):
+        suite.run(tiny(tmp_path, total_steps=128), TINY_TRAIN, say=lambda *_: None)
+    with pytest.raises(SettingError, match="'hidden_size': 4.*not preset='memory-suite' with .*'hidden_size': 5"):
+        suite.run(cfg, dict(TINY_TRAIN, hidden_size=5), say=lambda *_: None)
+
+    text = suite_report.write_report(cfg, "rtrl bench suite ...", "# header kept\n")
+    assert "4 of 4 runs finished" in text and "| recall-2x30 | success rate | 0.500 |" in text
+    assert "IQM" in text and (tmp_path / "suite_quick_64_steps_tasks_recall_2x30_sequence_4x3x50_1.png").exists()
+    assert suite_report.section_name(SuiteConfig(), {"hidden_size": 4}) == "quick, hidden_size=4"
+    assert suite_report.section_name(cfg) == f"quick, 64 steps, tasks {TASKS}"
+    assert suite_report.section_name(SuiteConfig(preset="memory")) == "quick, preset memory"
+    doc = (tmp_path / "SUITE.md").read_text()
+    marker = f"<!-- begin tier quick, 64 steps, tasks {TASKS} -->"
+    assert doc.startswith("# header kept") and doc.count(marker) == 1
+    suite_report.write_report(cfg, "again", "")
+    assert (tmp_path / "SUITE.md").read_text().count(marker) == 1
+
+
+def test_max_minutes_stops_before_the_next_run(tmp_path):
+    results = suite.run(tiny(tmp_path, max_minutes=1e-9), TINY_TRAIN, say=lambda *_: None)
+    assert results == []
+
+
+def test_the_report_says_what_is_missing_and_aggregates_only_complete_cores(tmp_path):
+    cfg = tiny(tmp_path, tasks="recall-2x30")
+    job = suite.plan(cfg)[0]
+    suite.run_job(cfg.preset, suite.Job(job.task, job.core, job.seed, job.out, dict(job.settings, **TINY_TRAIN)), 4)
+    text = suite_report.write_report(cfg, "cmd", "")
+    assert "1 of 2 runs finished" in text and "not run" in text and "recall-2x30/tbptt-elstm-seed0" in text
+    assert "| rtrl-elstm | 1 |" in text and "| tbptt-elstm | 1 |" not in text
+
+
+def test_aggregates_are_rliable_iqm_with_stratified_bootstrap_cis():
+    rng = np.random.default_rng(0)
+    good, bad = rng.uniform(0.8, 1.0, (5, 8)), rng.uniform(0.0, 0.2, (5, 8))
+    result = suite_report.aggregates({"good": good, "bad": bad})
+    (iqm, mean), cis = result["good"]
+    flat = np.sort(good.ravel())
+    assert iqm == pytest.approx(flat[10:30].mean()) and mean == pytest.approx(good.mean())
+    assert cis[0, 0] <= iqm <= cis[1, 0] and cis[1, 0] - cis[0, 0] > 0
+    assert result["bad"][1][1, 0] < cis[0, 0]   # non-overlapping
+
+
+def test_cli_rejects_settings_the_suite_sets_and_unknown_tasks(tmp_path, capsys):
+    base = ["bench", "suite", "--runs", str(tmp_path), "--doc", ""]
+    with pytest.raises(SystemExit):
+        main(base + ["--", "--core", "lstm"])
+    assert "--core='lstm' is set by the suite for each run; accepted: other training settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["--tasks", "recall-2x31"])
+    err = capsys.readouterr().err
+    assert "recall-2x31" in err and "recall-2x30" in err
+
+
+@pytest.mark.slow
+def test_jobs_run_side_by_side_in_their_own_processes(tmp_path):
+    results = suite.run(tiny(tmp_path, tasks="recall-2x30", jobs=2), TINY_TRAIN, say=lambda *_: None)
+    assert sorted(r["core"] for r in results) == ["rtrl-elstm", "tbptt-elstm"]
+    assert all((tmp_path / f"runs/quick/recall-2x30/{r['core']}-seed0/checkpoint.pt").exists() for r in results)
