@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from rtrl.bench.suite import TASKS, TIERS, SuiteConfig, chance_levels, is_finished, normalise, plan, train_command
-from rtrl.records.files import write_text_atomically
+from rtrl.records.reports import machine_description, utc_stamp, write_section
 from rtrl.records.metrics import MetricsError, read_metrics
 from rtrl.records.plots import Panel, Series, plot_panels, smooth_series
-from rtrl.records.reports import machine_description, utc_stamp
 
 BOOTSTRAP_REPS = 2000
 
@@ -193,18 +192,8 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
 
 
 def write_tier_section(doc: Path, tier: str, section: str, doc_text: str) -> None:
-    """Replace the tier's section of ``doc`` (between markers) and keep the rest; a new file starts with
-    ``doc_text``."""
-    begin, end = f"<!-- begin tier {tier} -->", f"<!-- end tier {tier} -->"
-    text = doc.read_text() if doc.exists() else doc_text
-    block = f"{begin}\n{section.rstrip()}\n{end}\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip() + "\n\n" + block
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(doc, text)
+    """Replace the tier's section of ``doc`` and keep the rest; a new file starts with ``doc_text``."""
+    write_section(doc, f"tier {tier}", section, doc_text)
 
 
 __all__ = ["write_report", "aggregates", "interval", "collect"]

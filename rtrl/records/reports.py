@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rtrl.records.files import write_text_atomically
 
-__all__ = ["machine_description", "command_line", "utc_stamp", "record_section"]
+__all__ = ["machine_description", "command_line", "utc_stamp", "record_section", "write_section"]
 
 
 def machine_description() -> str:
@@ -58,12 +58,20 @@ def record_section(path: str | Path, name: str, body: str, command: str) -> None
 
     The section carries the date, the machine and the command that produced it.
     """
+    section = (f"## {name}\n\n- date: {utc_stamp()}\n- machine: {machine_description()}\n"
+               f"- command: `{command}`\n\n{body}")
+    write_section(path, name, section, "# Benchmarks\n\nEach section is written by the command it names.\n\n")
+
+
+def write_section(path: str | Path, name: str, section: str, new_file_text: str) -> None:
+    """Put ``section`` between the markers ``<!-- begin NAME -->`` / ``<!-- end NAME -->`` of the markdown
+    file ``path``: in place of an older one, else at the end; the rest of the file is kept. A file that
+    does not exist yet starts with ``new_file_text``."""
     path = Path(path)
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
-    section = (f"{begin}\n## {name}\n\n- date: {utc_stamp()}\n- machine: {machine_description()}\n"
-               f"- command: `{command}`\n\n{body.rstrip()}\n{end}\n")
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the command it names.\n\n"
+    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    text = path.read_text() if path.exists() else new_file_text
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, text)
