@@ -160,8 +160,8 @@ class StackedRNN(nn.Module):
                 f"learning='rtrl-per-layer' ({format_bytes(self._per_layer_bytes(batch_size))})")
 
     def _per_layer_bytes(self, batch_size: int) -> int:
-        diagonal = sum(math.prod(s) for layer in self.layers for s in layer.sensitivity_shapes(batch_size).values())
-        return diagonal * self.layers[0].weight_x.element_size()
+        """What the same stack would hold with per-layer RTRL: the diagonal blocks alone."""
+        return self.sensitivity_numel(batch_size)["diagonal"] * self.layers[0].weight_x.element_size()
 
     # --- state -----------------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> StackedState:
