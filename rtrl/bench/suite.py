@@ -94,6 +94,8 @@ class SuiteConfig:
     eval_episodes: int | None = setting(None, "greedy evaluation episodes per run (none: the tier's 200 / 500)",
                                         check=optional(POSITIVE_INT))
     seeds: str = setting("", "comma-separated seeds for every core of the tier (empty: the tier's)")
+    cores: str = setting("", "comma-separated cores of the tier to run (empty: all of the tier's); the others "
+                         "keep their runs and stay in the report")
     jobs: int = setting(1, "runs at once, each one process with one torch thread", check=POSITIVE_INT)
     max_minutes: float = setting(0.0, "start no run after this many minutes (0: no limit); a piece of a tier",
                                  check=NON_NEGATIVE)
@@ -107,6 +109,11 @@ class SuiteConfig:
             raise SettingError("unknown task in {tasks}; accepted: " + ", ".join(TASK_NAMES), tasks=self.tasks)
         if not all(part.strip().isdigit() for part in self.seeds.split(",")) and self.seeds.strip():
             raise SettingError("bad {seeds}; accepted: comma-separated integers >= 0, e.g. 0,1,2", seeds=self.seeds)
+        tier_cores = [core for core, _ in TIERS[self.tier].cores]
+        unknown = [c.strip() for c in self.cores.split(",") if c.strip() and c.strip() not in tier_cores]
+        if unknown:
+            raise SettingError("{cores} names a core not in the " + literal(self.tier) + " tier; accepted: "
+                               + ", ".join(tier_cores), cores=self.cores)
         if self.preset not in PRESETS:
             raise SettingError("unknown {preset}; accepted: " + ", ".join(sorted(PRESETS)), preset=self.preset)
 
@@ -139,6 +146,9 @@ def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
     if cfg.seeds.strip():
         chosen = tuple(sorted({int(part) for part in cfg.seeds.split(",")}))
         cores = tuple((core, chosen) for core, _ in cores)
+    if cfg.cores.strip():
+        chosen_cores = {c.strip() for c in cfg.cores.split(",")}
+        cores = tuple((core, seeds) for core, seeds in cores if core in chosen_cores)
     seeds = sorted({s for _, core_seeds in cores for s in core_seeds})
     jobs = []
     for seed in seeds:

@@ -9,6 +9,8 @@ every task has all of its seeds.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import warnings
 from pathlib import Path
@@ -154,7 +156,9 @@ def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
 
 def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overrides: dict | None = None) -> str:
     """Write the section of this tier, preset and settings in ``cfg.doc`` (and its curve PNGs beside it) from
-    the finished runs; return the section's markdown."""
+    the finished runs; return the section's markdown. The report covers every core of the tier, also when
+    ``cfg.cores`` ran only some."""
+    cfg = dataclasses.replace(cfg, cores="")
     tasks = [t for t in TASKS if t.name in cfg.task_names()]
     chance = chance_levels(cfg.runs, tasks)
     table = collect(cfg, train_overrides)

@@ -1,4 +1,5 @@
 """`rtrl bench suite`'s bookkeeping on tiny budgets: resume, skip finished runs, normalisation, the report."""
+import dataclasses
 import json
 
 import numpy as np
@@ -48,6 +49,12 @@ def test_plan_covers_the_tier_seed_by_seed():
     assert suite.plan(SuiteConfig(seeds="0"))[0].out == suite.plan(SuiteConfig())[0].out   # shared with the tier
     with pytest.raises(SettingError, match="bad seeds='0,x'; accepted: comma-separated integers"):
         SuiteConfig(seeds="0,x").validate()
+    two = suite.plan(SuiteConfig(tier="full", cores="tbptt-elstm,rtrl-elstm"))
+    assert [(j.core, j.seed) for j in two if j.task == "recall-2x30"] == [
+        (c, s) for s in (0, 1, 2) for c in ("rtrl-elstm", "tbptt-elstm")]
+    with pytest.raises(SettingError, match="cores='lstm' names a core not in the quick tier; accepted: rtrl-elstm, "
+                                           "tbptt-elstm"):
+        SuiteConfig(cores="lstm").validate()
     with_action = suite.plan(SuiteConfig(tasks="RepeatPreviousEasy,recall-2x30", previous_action=True))
     assert [j.settings["env"] for j in with_action][::2] == ["popgym:RepeatPreviousEasy?previous_action=true",
                                                              "memory:delayed_recall?cues=2&delay=30&previous_action=true"]
@@ -107,6 +114,8 @@ def test_the_report_says_what_is_missing_and_aggregates_only_complete_cores(tmp_
     text = suite_report.write_report(cfg, "cmd", "")
     assert "1 of 2 runs finished" in text and "not run" in text and "recall-2x30/tbptt-elstm-seed0" in text
     assert "| rtrl-elstm | 1 |" in text and "| tbptt-elstm | 1 |" not in text
+    only_rtrl = suite_report.write_report(dataclasses.replace(cfg, cores="rtrl-elstm"), "cmd", "")
+    assert "1 of 2 runs finished" in only_rtrl and "recall-2x30/tbptt-elstm-seed0" in only_rtrl   # the tier's report
 
 
 def test_aggregates_are_rliable_iqm_with_stratified_bootstrap_cis():
