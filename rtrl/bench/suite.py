@@ -190,11 +190,10 @@ def run_job(preset: str, job: Job, episodes: int) -> dict:
     """Train (or resume) one run, evaluate it greedily from a zero state, write and return its result."""
     torch.set_num_threads(1)
     task = {t.name: t for t in TASKS}[job.task]
-    start = time.monotonic()
     summary = train(resolve_config(preset, overrides=job.settings), job.out, progress=False)
     if not summary["finished"]:   # stopped (Ctrl-C, SIGTERM) with a checkpoint: the next call resumes it
         raise KeyboardInterrupt
-    minutes = (time.monotonic() - start) / 60
+    minutes = summary["wall_time"] / 60   # every piece of a resumed run
     summary = evaluate(job.out, EvalConfig(episodes=episodes, seed=EVAL_SEED))
     result = {"task": job.task, "env": task.env, "core": job.core, "seed": job.seed, "preset": preset,
               "settings": job.settings, "total_steps": job.settings["total_steps"], "score_name": task.score,

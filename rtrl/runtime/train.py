@@ -73,7 +73,8 @@ class Progress:
     def summary(self, run: RunDirectory, finished: bool) -> dict:
         return {"run": str(run.path), "steps": self.steps, "finished": finished, "episodes_in_window": len(self.recent),
                 "mean_return": _mean(e["return"] for e in self.recent),
-                "success_rate": _mean(e["success"] for e in self.recent), "nonfinite_updates": self.nonfinite}
+                "success_rate": _mean(e["success"] for e in self.recent), "nonfinite_updates": self.nonfinite,
+                "wall_time": round(self.wall_time(), 3)}   # seconds, every session of the run
 
 
 def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factory=make_backend,

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rtrl.bench import suite, suite_report
 from rtrl.bench.suite import SuiteConfig, normalise
@@ -79,8 +80,11 @@ def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeyp
     stopped = tmp_path / "runs/quick/sequence-4x3x50/tbptt-elstm-seed0"
     (stopped / "result.json").unlink()
     rows_before = (stopped / "metrics.csv").read_text()
+    checkpoint = torch.load(stopped / "checkpoint.pt", weights_only=False)
+    torch.save(dict(checkpoint, wall_time=600.0), stopped / "checkpoint.pt")   # as if its first piece took 10 min
     suite.run(cfg, TINY_TRAIN, say=lambda *_: None)
     assert calls == [str(stopped)] and (stopped / "result.json").exists()
+    assert json.loads((stopped / "result.json").read_text())["train_minutes"] == pytest.approx(10, abs=0.02)
     assert (stopped / "metrics.csv").read_text() == rows_before
 
     # another budget in the same directory is an error, not a finished run

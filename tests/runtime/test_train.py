@@ -13,6 +13,7 @@ from rtrl.runtime.backends import InlineBackend
 from rtrl.runtime.checkpoints import load_checkpoint
 from rtrl.envs import EnvSpec
 from rtrl.runtime.config import build_agent, resolve_config
+from rtrl.runtime.run_dir import RunDirectory
 from rtrl.runtime.train import LOSS_COLUMNS, Progress, train
 from rtrl.settings import SettingError
 
@@ -120,7 +121,7 @@ def test_end_to_end_every_core_trains_and_evaluates(tmp_path, core, env):
 
 
 
-def test_metrics_rows_count_frames_and_average_the_window():
+def test_metrics_rows_count_frames_and_average_the_window(tmp_path):
     progress = Progress(window=2, checkpoint={"steps": 1600, "updates": 3, "wall_time": 10.0,
                                               "recent_episodes": [{"return": 5.0, "length": 7, "success": None}]})
     progress.recent.extend([{"return": 1.0, "length": 3, "success": 1.0}, {"return": 3.0, "length": 5, "success": 0.0}])
@@ -129,3 +130,4 @@ def test_metrics_rows_count_frames_and_average_the_window():
     assert (row["step"], row["frames"], row["updates"], row["episodes"]) == (1600, 6400, 3, 2)
     assert (row["mean_return"], row["mean_length"], row["success_rate"]) == (2.0, 4.0, 0.5)  # the window of 2
     assert row["total_loss"] == 2.0 and row["wall_time"] >= 10.0
+    assert progress.summary(RunDirectory(tmp_path / "run"), finished=True)["wall_time"] >= 10.0   # earlier sessions
