@@ -24,6 +24,28 @@ from rtrl.records.plots import Panel, Series, plot_panels, smooth_series
 
 BOOTSTRAP_REPS = 2000
 
+# Published scores of the POPGym tasks (mean return, maximum 1), each (mean or median, spread over runs), as printed.
+# POPGym: Morad et al., "POPGym: Benchmarking Partially Observable Reinforcement Learning", ICLR 2023
+# (arXiv 2303.01859), Appendix B, Table 3: MMER, the maximum over training epochs of the mean episodic
+# return, mean and standard deviation over 3 trials; PPO (RLlib), 15M environment steps, recurrent state 256.
+# RTRRL: Lemmel & Grosu, "Real-Time Recurrent Reinforcement Learning", AAAI 2025, appendix Table 3 (in their
+# code repository FranzKnut/RTRRL-AAAI25): best validation reward during training, median and standard
+# deviation over 5 runs; 32 neurons, up to 50M steps, the popjym port, difficulty not stated.
+PUBLISHED_SOURCES = ("POPGym GRU", "POPGym LSTM", "POPGym MLP", "RTRRL LRU", "RTRRL RFLO")
+PUBLISHED = {   # as printed: (score, spread)
+    "RepeatPreviousEasy": {"POPGym GRU": ("1.000", "0.000"), "POPGym LSTM": ("1.000", "0.000"),
+                           "POPGym MLP": ("-0.320", "0.007"), "RTRRL LRU": ("1.00", "0.00"),
+                           "RTRRL RFLO": ("0.54", "0.23")},
+    "AutoencodeEasy": {"POPGym GRU": ("-0.283", "0.029"), "POPGym LSTM": ("-0.312", "0.008"),
+                       "POPGym MLP": ("-0.470", "0.004")},
+    "StatelessCartPoleEasy": {"POPGym GRU": ("1.000", "0.000"), "POPGym LSTM": ("1.000", "0.000"),
+                              "POPGym MLP": ("0.722", "0.001"), "RTRRL LRU": ("1.00", "0.00"),
+                              "RTRRL RFLO": ("1.00", "0.00")},
+    "NoisyStatelessCartPoleEasy": {"POPGym GRU": ("0.995", "0.000"), "POPGym LSTM": ("0.987", "0.006"),
+                                   "POPGym MLP": ("0.515", "0.003"), "RTRRL LRU": ("0.93", "0.04"),
+                                   "RTRRL RFLO": ("0.99", "0.01")},
+}
+
 
 def _rliable():
     try:
@@ -122,6 +144,34 @@ def aggregate_rows(complete: dict[str, np.ndarray]) -> list[str]:
     return rows
 
 
+def best_training_return(run: Path) -> float | None:
+    """The run's largest training mean return over a full window of recent episodes (rows before the
+    window first fills are left out): the counterpart of POPGym's MMER."""
+    try:
+        columns = read_metrics(run)
+    except MetricsError:
+        return None
+    episodes, returns = np.asarray(columns["episodes"]), np.asarray(columns["mean_return"])
+    full = (episodes == episodes.max()) & np.isfinite(returns)
+    return float(returns[full].max()) if full.any() else None
+
+
+def published_rows(cfg: SuiteConfig, table: dict) -> list[str]:
+    """Ours (best training mean return, mean ± std over seeds) beside the published scores, per POPGym task."""
+    tasks = [t.name for t in TASKS if t.name in cfg.task_names() and t.name in PUBLISHED]
+    cores = _cores(cfg)
+    rows = ["| task | " + " | ".join(f"{core} (ours)" for core in cores) + " | " + " | ".join(PUBLISHED_SOURCES)
+            + " |", "|---|" + "---:|" * (len(cores) + len(PUBLISHED_SOURCES))]
+    for task in tasks:
+        cells = []
+        for core in cores:
+            best = [b for b in map(best_training_return, table[(task, core)]["runs"]) if b is not None]
+            cells.append(f"{np.mean(best):.3f} ± {np.std(best):.3f} (n={len(best)})" if best else "not run")
+        cells += [" ± ".join(PUBLISHED[task][src]) if src in PUBLISHED[task] else "–" for src in PUBLISHED_SOURCES]
+        rows.append(f"| {task} | " + " | ".join(cells) + " |")
+    return rows if tasks else []
+
+
 def curves(cfg: SuiteConfig, table: dict, out: Path) -> list[Path]:
     """Training curves (the run's recent-episode score against steps), one panel per task, 4 panels a PNG."""
     tasks = [t for t in TASKS if t.name in cfg.task_names()]
@@ -141,6 +191,11 @@ def curves(cfg: SuiteConfig, table: dict, out: Path) -> list[Path]:
         if any(p.series for p in panels):
             paths.append(plot_panels(panels, out.with_name(f"{out.stem}_{part // 4 + 1}.png"), panel_size=(4.5, 3.5)))
     return paths
+
+
+def _stats_window(cfg: SuiteConfig) -> int:
+    from rtrl.runtime.config import resolve_config
+    return resolve_config(cfg.preset).stats_window
 
 
 def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
@@ -179,6 +234,13 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
                   + ("; with one run per task the bootstrap has nothing to resample and the CI is the point"
                      if any(array.shape[0] == 1 for array in complete.values()) else "") + "):", "",
                   *aggregate_rows(complete), ""]
+    published = published_rows(cfg, table)
+    if published:
+        lines += ["Beside the published scores (POPGym tasks; ours: the best training mean return over a "
+                  f"window of {_stats_window(cfg)} episodes, sampled actions, mean ± std over the finished seeds, "
+                  "as POPGym's MMER; POPGym: MMER, mean ± std over 3 trials, PPO, 15M steps; RTRRL: best "
+                  "validation reward, median ± std over 5 runs, up to 50M steps; sources in "
+                  "`rtrl.bench.suite_report.PUBLISHED`):", "", *published, ""]
     missing = [j for j in jobs if not is_finished(j)]
     if missing:
         lines += [f"Not run yet ({len(missing)}): " + ", ".join(f"{j.task}/{j.core}-seed{j.seed}" for j in missing[:12])
@@ -200,4 +262,4 @@ def write_tier_section(doc: Path, tier: str, section: str, doc_text: str) -> Non
     write_section(doc, f"tier {tier}", section, doc_text)
 
 
-__all__ = ["write_report", "aggregates", "interval", "collect"]
+__all__ = ["write_report", "aggregates", "interval", "collect", "best_training_return", "PUBLISHED"]

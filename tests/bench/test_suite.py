@@ -149,3 +149,26 @@ def test_jobs_run_side_by_side_in_their_own_processes(tmp_path):
     results = suite.run(tiny(tmp_path, tasks="recall-2x30", jobs=2), TINY_TRAIN, say=lambda *_: None)
     assert sorted(r["core"] for r in results) == ["rtrl-elstm", "tbptt-elstm"]
     assert all((tmp_path / f"runs/quick/recall-2x30/{r['core']}-seed0/checkpoint.pt").exists() for r in results)
+
+
+def test_best_training_return_counts_only_full_windows(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,episodes,mean_return\n100,3,0.9\n200,200,0.2\n300,200,0.5\n"
+                                          "400,200,\n500,200,0.4\n")
+    assert suite_report.best_training_return(tmp_path) == 0.5   # 0.9 came from 3 episodes only
+    assert suite_report.best_training_return(tmp_path / "no-run") is None
+
+
+def test_the_popgym_tasks_are_reported_beside_their_published_scores(tmp_path):
+    runs = []
+    for seed, best in enumerate((0.3, 0.5)):
+        run = tmp_path / f"rtrl-elstm-seed{seed}"
+        run.mkdir()
+        (run / "metrics.csv").write_text(f"step,episodes,mean_return\n1,200,{best}\n2,200,0.1\n")
+        runs.append(run)
+    table = {("AutoencodeEasy", "rtrl-elstm"): {"runs": runs}, ("AutoencodeEasy", "tbptt-elstm"): {"runs": []}}
+    rows = suite_report.published_rows(SuiteConfig(tasks="AutoencodeEasy,recall-2x30"), table)
+    assert rows[0].startswith("| task | rtrl-elstm (ours) | tbptt-elstm (ours) | POPGym GRU | POPGym LSTM")
+    assert rows[2] == ("| AutoencodeEasy | 0.400 ± 0.100 (n=2) | not run | -0.283 ± 0.029 | -0.312 ± 0.008 | "
+                       "-0.470 ± 0.004 | – | – |")
+    assert suite_report.published_rows(SuiteConfig(tasks="recall-2x30"), table) == []   # no published counterpart
+    assert set(suite_report.PUBLISHED) <= set(suite.TASK_NAMES)
