@@ -1,0 +1,31 @@
+"""bench/delay_probe.py: the supervised K-step recall probe of docs/MEMORY_SUITE.md."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "delay_probe.py"
+
+
+@pytest.fixture(scope="module")
+def delay_probe():
+    spec = importlib.util.spec_from_file_location("delay_probe", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_lstm_learns_a_one_step_delay_and_the_probe_reports_when(delay_probe):
+    reached, trace = delay_probe.probe("lstm (torch.nn.LSTM)", delay=1, iterations=250, hidden=16, length=12)
+    assert reached is not None and reached <= 250 and trace[-1] == (250, 1.0)
+
+
+def test_a_delay_as_long_as_the_sequence_is_refused(delay_probe):
+    with pytest.raises(ValueError, match="delay 30 must be shorter than the sequence length 12"):
+        delay_probe.probe("elstm (paper init)", delay=30, iterations=1, length=12)
+
+
+def test_bad_arguments_are_named(delay_probe, capsys):
+    with pytest.raises(SystemExit):
+        delay_probe.main(["--delay", "0"])
+    assert "--delay and --iterations must be >= 1, got 0" in capsys.readouterr().err
