@@ -101,7 +101,8 @@ class SuiteConfig:
                                  check=NON_NEGATIVE)
     report_only: bool = setting(False, "run nothing: write the report from the finished runs")
     previous_action: bool = setting(False, "every task's observation ends with the previous action's one-hot "
-                                    "(the env option previous_action=true)")
+                                    "(the env option previous_action=true); with the memory-suite preset, add "
+                                    "-- --normalize-advantages false (docs/MEMORY_SUITE.md)")
 
     def check_together(self) -> None:
         unknown = [t for t in self.task_names() if t not in TASK_NAMES]

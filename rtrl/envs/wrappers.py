@@ -130,7 +130,9 @@ class SeedOnFirstReset(gym.Wrapper):
 
 class PreviousAction(gym.Wrapper):
     """Appends the one-hot of the previous action to a 1-D float32 observation (zeros after a reset), as
-    POPGym's baselines feed their memory models. The env id option ``previous_action=true`` adds it."""
+    POPGym's baselines feed their memory models. The env id option ``previous_action=true`` adds it.
+    Do not combine it with standardised advantages (``normalize_advantages``): on the memory suite that pair
+    collapsed the policy's entropy and every recall task fell to chance (docs/MEMORY_SUITE.md)."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)

@@ -67,7 +67,8 @@ class TrainConfig:
     entropy_cost: float = S(0.01, "weight of the entropy loss", check=NON_NEGATIVE)
     reward_clip: bool = S(True, "clip rewards to [-1, 1] for the loss")
     normalize_advantages: bool = S(False, "standardise the policy-gradient advantages over each batch (mean 0, "
-                                   "std 1; as PPO does, not IMPALA)")
+                                   "std 1; as PPO does, not IMPALA). Avoid it with the env option previous_action=true: on the "
+                                   "memory suite that pair collapsed the policy's entropy (docs/MEMORY_SUITE.md)")
     seed: int = S(0, "seeds the model init, the actors' environments and sampling", check=SEED)
     device: str = S("cpu", "learner device (cpu, cuda, cuda:1, mps); actors always run on the CPU")
     learner_threads: int = S(1, "torch threads of the learner process", check=POSITIVE_INT)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from rtrl.envs import EnvSpec, frames_per_step
+from rtrl.envs.registry import parse_env_id
 from rtrl.runtime.backends import make_backend
 from rtrl.runtime.checkpoints import estimated_checkpoint_size, nonfinite_tensors, rng_states, transfer_stem
 from rtrl.runtime.config import TrainConfig, build_agent, check_sensitivity_memory
@@ -89,6 +90,9 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     "__main__":``), or a ``functools.partial`` of one; not a lambda or a nested function.
     """
     spec = EnvSpec.probe(cfg.env, cfg.env_options, env_fn)  # first: a bad env leaves no directory behind
+    if cfg.normalize_advantages and dict(parse_env_id(cfg.env)[2], **cfg.env_options).get("previous_action"):
+        logger.warning("normalize_advantages with previous_action=true: on the memory suite this pair collapsed "
+                       "the policy's entropy (docs/MEMORY_SUITE.md); consider --normalize-advantages false")
     run = RunDirectory(out)
     checkpoint = run.open(cfg, force)
     try:

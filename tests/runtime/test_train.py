@@ -131,3 +131,14 @@ def test_metrics_rows_count_frames_and_average_the_window(tmp_path):
     assert (row["mean_return"], row["mean_length"], row["success_rate"]) == (2.0, 4.0, 0.5)  # the window of 2
     assert row["total_loss"] == 2.0 and row["wall_time"] >= 10.0
     assert progress.summary(RunDirectory(tmp_path / "run"), finished=True)["wall_time"] >= 10.0   # earlier sessions
+
+
+def test_standardised_advantages_with_the_previous_action_are_warned_about(tmp_path, caplog):
+    risky = small_config(env=MEMORY + "&previous_action=true", normalize_advantages=True, total_steps=40)
+    with caplog.at_level("WARNING", logger="rtrl.runtime.train"):
+        train(risky, tmp_path / "risky", progress=False)
+        train(small_config(env=MEMORY, normalize_advantages=True, total_steps=40), tmp_path / "plain", progress=False)
+        train(small_config(env=MEMORY, env_options={"previous_action": True}, total_steps=40), tmp_path / "raw",
+              progress=False)
+    warned = [r.getMessage() for r in caplog.records if "previous_action" in r.getMessage()]
+    assert len(warned) == 1 and "consider --normalize-advantages false" in warned[0]
