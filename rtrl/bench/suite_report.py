@@ -166,7 +166,8 @@ def published_rows(cfg: SuiteConfig, table: dict) -> list[str]:
         cells = []
         for core in cores:
             best = [b for b in map(best_training_return, table[(task, core)]["runs"]) if b is not None]
-            cells.append(f"{np.mean(best):.3f} ± {np.std(best):.3f} (n={len(best)})" if best else "not run")
+            spread = f" ± {np.std(best):.3f}" if len(best) > 1 else ""   # one seed has no spread
+            cells.append(f"{np.mean(best):.3f}{spread} (n={len(best)})" if best else "not run")
         cells += [" ± ".join(PUBLISHED[task][src]) if src in PUBLISHED[task] else "–" for src in PUBLISHED_SOURCES]
         rows.append(f"| {task} | " + " | ".join(cells) + " |")
     return rows if tasks else []

@@ -171,4 +171,7 @@ def test_the_popgym_tasks_are_reported_beside_their_published_scores(tmp_path):
     assert rows[2] == ("| AutoencodeEasy | 0.400 ± 0.100 (n=2) | not run | -0.283 ± 0.029 | -0.312 ± 0.008 | "
                        "-0.470 ± 0.004 | – | – |")
     assert suite_report.published_rows(SuiteConfig(tasks="recall-2x30"), table) == []   # no published counterpart
+    table[("AutoencodeEasy", "rtrl-elstm")]["runs"] = runs[:1]
+    one_seed = suite_report.published_rows(SuiteConfig(tasks="AutoencodeEasy"), table)
+    assert "| AutoencodeEasy | 0.300 (n=1) | not run |" in one_seed[2]   # no spread from one seed
     assert set(suite_report.PUBLISHED) <= set(suite.TASK_NAMES)
