@@ -111,7 +111,7 @@ class SuiteConfig:
         if not all(part.strip().isdigit() for part in self.seeds.split(",")) and self.seeds.strip():
             raise SettingError("bad {seeds}; accepted: comma-separated integers >= 0, e.g. 0,1,2", seeds=self.seeds)
         tier_cores = [core for core, _ in TIERS[self.tier].cores]
-        unknown = [c.strip() for c in self.cores.split(",") if c.strip() and c.strip() not in tier_cores]
+        unknown = [c for c in self.core_names() if c not in tier_cores]
         if unknown:
             raise SettingError("{cores} names a core not in the " + literal(self.tier) + " tier; accepted: "
                                + ", ".join(tier_cores), cores=self.cores)
@@ -123,6 +123,10 @@ class SuiteConfig:
 
     def task_names(self) -> list[str]:
         return [t.strip() for t in self.tasks.split(",") if t.strip()] or list(TASK_NAMES)
+
+    def core_names(self) -> list[str]:
+        """The cores ``cores`` names (empty: none chosen, every core of the tier runs)."""
+        return [c.strip() for c in self.cores.split(",") if c.strip()]
 
     def steps(self) -> int:
         return self.total_steps or TIERS[self.tier].total_steps
@@ -147,9 +151,8 @@ def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
     if cfg.seeds.strip():
         chosen = tuple(sorted({int(part) for part in cfg.seeds.split(",")}))
         cores = tuple((core, chosen) for core, _ in cores)
-    if cfg.cores.strip():
-        chosen_cores = {c.strip() for c in cfg.cores.split(",")}
-        cores = tuple((core, seeds) for core, seeds in cores if core in chosen_cores)
+    if cfg.core_names():
+        cores = tuple((core, seeds) for core, seeds in cores if core in cfg.core_names())
     seeds = sorted({s for _, core_seeds in cores for s in core_seeds})
     jobs = []
     for seed in seeds:

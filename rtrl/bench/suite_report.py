@@ -10,7 +10,6 @@ every task has all of its seeds.
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ from rtrl.bench.suite import TASKS, TIERS, SuiteConfig, chance_levels, is_finish
 from rtrl.records.reports import machine_description, utc_stamp, write_section
 from rtrl.records.metrics import MetricsError, read_metrics
 from rtrl.records.plots import Panel, Series, plot_panels, smooth_series
+from rtrl.runtime.config import resolve_config
 
 BOOTSTRAP_REPS = 2000
 
@@ -194,11 +194,6 @@ def curves(cfg: SuiteConfig, table: dict, out: Path) -> list[Path]:
     return paths
 
 
-def _stats_window(cfg: SuiteConfig) -> int:
-    from rtrl.runtime.config import resolve_config
-    return resolve_config(cfg.preset).stats_window
-
-
 def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
     """The report section of a tier run with a preset and training settings: ``quick``, ``quick, preset memory``."""
     parts = [cfg.tier] + ([] if cfg.preset == "memory-suite" else [f"preset {cfg.preset}"])
@@ -238,7 +233,7 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
     published = published_rows(cfg, table)
     if published:
         lines += ["Beside the published scores (POPGym tasks; ours: the best training mean return over a "
-                  f"window of {_stats_window(cfg)} episodes, sampled actions, mean ± std over the finished seeds, "
+                  f"window of {resolve_config(cfg.preset, overrides=train_overrides).stats_window} episodes, sampled actions, mean ± std over the finished seeds, "
                   "as POPGym's MMER; POPGym: MMER, mean ± std over 3 trials, PPO, 15M steps; RTRRL: best "
                   "validation reward, median ± std over 5 runs, up to 50M steps; sources in "
                   "`rtrl.bench.suite_report.PUBLISHED`):", "", *published, ""]
@@ -254,13 +249,8 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
         lines.append("")
     section = "\n".join(lines)
     if cfg.doc:
-        write_tier_section(Path(cfg.doc), name, section, doc_text)
+        write_section(Path(cfg.doc), f"tier {name}", section, doc_text)
     return section
-
-
-def write_tier_section(doc: Path, tier: str, section: str, doc_text: str) -> None:
-    """Replace the tier's section of ``doc`` and keep the rest; a new file starts with ``doc_text``."""
-    write_section(doc, f"tier {tier}", section, doc_text)
 
 
 __all__ = ["write_report", "aggregates", "interval", "collect", "best_training_return", "PUBLISHED"]
