@@ -74,16 +74,18 @@ def aggregates(normalised: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray,
 
 
 def collect(cfg: SuiteConfig, train_overrides: dict | None = None) -> dict[tuple[str, str], dict]:
-    """{(task, core): {"seeds": planned seeds, "scores": finished scores, "runs": finished run dirs}}."""
+    """{(task, core): {"seeds": planned seeds, "scores": finished scores, "runs": finished run dirs,
+    "finished": the finished runs' seeds}}."""
     import json
 
     table: dict[tuple[str, str], dict] = {}
     for job in plan(cfg, train_overrides):
-        entry = table.setdefault((job.task, job.core), {"seeds": [], "scores": [], "runs": []})
+        entry = table.setdefault((job.task, job.core), {"seeds": [], "scores": [], "runs": [], "finished": []})
         entry["seeds"].append(job.seed)
         if is_finished(job):
             entry["scores"].append(json.loads((Path(job.out) / "result.json").read_text())["score"])
             entry["runs"].append(Path(job.out))
+            entry["finished"].append(job.seed)
     return table
 
 
@@ -101,14 +103,14 @@ def _cell(scores: list[float], planned: int, ci: tuple[float, float] | None) -> 
     return text + f" (n={len(scores)}" + (f", {missing} missing)" if missing else ")")
 
 
-def task_table(cfg: SuiteConfig, table: dict, chance: dict) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Markdown rows of raw scores per task and core, and the complete cores' normalised (seeds × tasks) arrays."""
+def task_table(cfg: SuiteConfig, table: dict, chance: dict) -> tuple[list[str], dict[str, np.ndarray], dict[str, str]]:
+    """Markdown rows of raw scores per task and core; each core's normalised (seeds × tasks) array over the
+    seeds finished on every task; and, for the cores where those are not yet all the planned seeds, a label
+    saying which seeds the (interim) array holds."""
     tasks = [t for t in TASKS if t.name in cfg.task_names()]
     cores = _cores(cfg)
     rows = ["| task | score | chance | " + " | ".join(cores) + " |", "|---|---|---:|" + "---:|" * len(cores)]
-    normalised: dict[str, list[np.ndarray]] = {core: [] for core in cores}
     for task in tasks:
-        level = chance[task.name]["chance"]
         cells = []
         for core in cores:
             entry = table[(task.name, core)]
@@ -118,28 +120,39 @@ def task_table(cfg: SuiteConfig, table: dict, chance: dict) -> tuple[list[str], 
                 _, cis = interval({"x": np.asarray(scores)[:, None]}, lambda x: np.array([x.mean()]))["x"]
                 ci = (cis[0, 0], cis[1, 0])
             cells.append(_cell(scores, len(entry["seeds"]), ci))
-            if len(scores) == len(entry["seeds"]):
-                normalised[core].append(np.array([normalise(s, level, task.maximum) for s in scores]))
-            else:
-                normalised[core].append(None)
-        rows.append(f"| {task.name} | {task.score.replace('_', ' ')} | {level:.3f} | " + " | ".join(cells) + " |")
-    complete = {core: np.stack(columns, axis=1) for core, columns in normalised.items()
-                if columns and all(c is not None for c in columns)}
-    return rows, complete
+        rows.append(f"| {task.name} | {task.score.replace('_', ' ')} | {chance[task.name]['chance']:.3f} | "
+                    + " | ".join(cells) + " |")
+    arrays, interim = {}, {}
+    for core in cores:
+        entries = [table[(task.name, core)] for task in tasks]
+        if not entries:
+            continue
+        common = [seed for seed in entries[0]["seeds"] if all(seed in e["finished"] for e in entries)]
+        if not common:
+            continue
+        columns = [[normalise(e["scores"][e["finished"].index(seed)], chance[task.name]["chance"], task.maximum)
+                    for seed in common] for task, e in zip(tasks, entries)]
+        arrays[core] = np.array(columns).T
+        if len(common) < len(entries[0]["seeds"]):
+            interim[core] = (f"{len(common)} of {len(entries[0]['seeds'])} (seed{'s' if len(common) > 1 else ''} "
+                             f"{', '.join(map(str, common))}; interim)")
+    return rows, arrays, interim
 
 
-def normalised_rows(cfg: SuiteConfig, complete: dict[str, np.ndarray]) -> list[str]:
+def normalised_rows(cfg: SuiteConfig, arrays: dict[str, np.ndarray], interim: dict[str, str]) -> list[str]:
     tasks = [t.name for t in TASKS if t.name in cfg.task_names()]
-    rows = ["| core | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
-    for core, array in complete.items():
-        rows.append(f"| {core} | " + " | ".join(f"{v:.2f}" for v in array.mean(axis=0)) + " |")
+    rows = ["| core | runs per task | " + " | ".join(tasks) + " |", "|---|---:|" + "---:|" * len(tasks)]
+    for core, array in arrays.items():
+        rows.append(f"| {core} | {interim.get(core, array.shape[0])} | "
+                    + " | ".join(f"{v:.2f}" for v in array.mean(axis=0)) + " |")
     return rows
 
 
-def aggregate_rows(complete: dict[str, np.ndarray]) -> list[str]:
+def aggregate_rows(arrays: dict[str, np.ndarray], interim: dict[str, str]) -> list[str]:
     rows = ["| core | runs per task | IQM [95% CI] | mean [95% CI] |", "|---|---:|---:|---:|"]
-    for core, (points, cis) in aggregates(complete).items():
-        rows.append(f"| {core} | {complete[core].shape[0]} | {points[0]:.3f} [{cis[0, 0]:.3f}, {cis[1, 0]:.3f}] | "
+    for core, (points, cis) in aggregates(arrays).items():
+        rows.append(f"| {core} | {interim.get(core, arrays[core].shape[0])} | "
+                    f"{points[0]:.3f} [{cis[0, 0]:.3f}, {cis[1, 0]:.3f}] | "
                     f"{points[1]:.3f} [{cis[0, 1]:.3f}, {cis[1, 1]:.3f}] |")
     return rows
 
@@ -213,7 +226,7 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
     tasks = [t for t in TASKS if t.name in cfg.task_names()]
     chance = chance_levels(cfg.runs, tasks)
     table = collect(cfg, train_overrides)
-    rows, complete = task_table(cfg, table, chance)
+    rows, arrays, interim = task_table(cfg, table, chance)
     jobs = plan(cfg, train_overrides)
     name = section_name(cfg, train_overrides)
     finished = [j for j in jobs if is_finished(j)]
@@ -223,13 +236,15 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
              f"thread; greedy evaluation over {cfg.episodes()} episodes from a zero state (seed 123)",
              f"- one run, exactly: `{train_command(cfg.preset, jobs[0])}`" if jobs else "", "",
              "Scores (mean over seeds [95% percentile-bootstrap CI over seeds], n = seeds finished):", "", *rows, ""]
-    if complete:
-        lines += ["Normalised scores, (score − chance) / (max − chance), mean over seeds:", "",
-                  *normalised_rows(cfg, complete), "",
+    if arrays:
+        lines += ["Normalised scores, (score − chance) / (max − chance), mean over the seeds finished on every task"
+                  + ("; an interim row covers only those seeds, and can change as the others finish"
+                     if interim else "") + ":", "",
+                  *normalised_rows(cfg, arrays, interim), "",
                   "Aggregates over the tasks (rliable; stratified bootstrap, 95% CIs"
                   + ("; with one run per task the bootstrap has nothing to resample and the CI is the point"
-                     if any(array.shape[0] == 1 for array in complete.values()) else "") + "):", "",
-                  *aggregate_rows(complete), ""]
+                     if any(array.shape[0] == 1 for array in arrays.values()) else "") + "):", "",
+                  *aggregate_rows(arrays, interim), ""]
     published = published_rows(cfg, table)
     if published:
         lines += ["Beside the published scores (POPGym tasks; ours: the best training mean return over a "

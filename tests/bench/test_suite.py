@@ -122,6 +122,25 @@ def test_the_report_says_what_is_missing_and_aggregates_only_complete_cores(tmp_
     assert "1 of 2 runs finished" in only_rtrl and "recall-2x30/tbptt-elstm-seed0" in only_rtrl   # the tier's report
 
 
+def test_an_unfinished_core_is_aggregated_over_the_seeds_finished_on_every_task(tmp_path):
+    cfg = tiny(tmp_path, seeds="0,1")
+    jobs = {(j.task, j.core, j.seed): j for j in suite.plan(cfg)}
+    done = [("recall-2x30", "rtrl-elstm", 0), ("sequence-4x3x50", "rtrl-elstm", 0), ("recall-2x30", "rtrl-elstm", 1)]
+    for key in done:   # seed 1 has one task of two: only seed 0 is finished on every task
+        job = jobs[key]
+        suite.run_job(cfg.preset, suite.Job(job.task, job.core, job.seed, job.out, dict(job.settings, **TINY_TRAIN)), 4)
+    table = suite_report.collect(cfg)
+    scores = {task: table[(task, "rtrl-elstm")]["scores"][0] for task in ("recall-2x30", "sequence-4x3x50")}
+    chance = suite.chance_levels(cfg.runs, [t for t in suite.TASKS if t.name in cfg.task_names()])
+    _, arrays, interim = suite_report.task_table(cfg, table, chance)
+    expected = [normalise(scores[t.name], chance[t.name]["chance"], t.maximum)
+                for t in suite.TASKS if t.name in scores]
+    assert arrays["rtrl-elstm"].shape == (1, 2) and arrays["rtrl-elstm"][0].tolist() == pytest.approx(expected)
+    assert interim == {"rtrl-elstm": "1 of 2 (seed 0; interim)"} and "tbptt-elstm" not in arrays
+    text = suite_report.write_report(cfg, "cmd", "")
+    assert "| rtrl-elstm | 1 of 2 (seed 0; interim) |" in text and "an interim row covers only those seeds" in text
+
+
 def test_aggregates_are_rliable_iqm_with_stratified_bootstrap_cis():
     rng = np.random.default_rng(0)
     good, bad = rng.uniform(0.8, 1.0, (5, 8)), rng.uniform(0.0, 0.2, (5, 8))
