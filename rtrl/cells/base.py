@@ -128,6 +128,11 @@ class ElementwiseRNN(nn.Module):
         """``state`` without its sensitivities: enough to step the cell under ``torch.no_grad()``."""
         return RecurrentState(state.c, {}, state.learning)
 
+    def initial_step_state(self, batch_size: int) -> RecurrentState:
+        """``step_state(initial_state(batch_size))`` without allocating the sensitivities first."""
+        _positive_int("batch_size", batch_size)
+        return RecurrentState(self.weight_x.new_zeros(batch_size, self.hidden_size), {}, self.learning)
+
     # --- checks ----------------------------------------------------------------------------------
     def _check_inputs(self, x: Tensor, state: RecurrentState, reset: Tensor | None) -> None:
         name = type(self).__name__

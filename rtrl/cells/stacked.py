@@ -181,6 +181,12 @@ class StackedRNN(nn.Module):
         """c of every layer without the sensitivities: enough to step under ``torch.no_grad()``."""
         return StackedState([RecurrentState(s.c, {}, s.learning) for s in state.layers], {}, state.learning)
 
+    def initial_step_state(self, batch_size: int) -> StackedState:
+        """``step_state(initial_state(batch_size))`` without allocating the sensitivities (nor checking that
+        they fit: a stack only stepped, as in an evaluation, never holds them)."""
+        _check_positive("batch_size", batch_size)
+        return StackedState([layer.initial_step_state(batch_size) for layer in self.layers], {}, self.learning)
+
     def _check(self, x: Tensor, state: StackedState, reset: Tensor | None) -> None:
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.input_size:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__

@@ -49,7 +49,7 @@ def run_episodes(cfg: TrainConfig, agent: Agent, episodes: int, greedy: bool, se
                     env_seeds(seed, EVAL_SEED_OFFSET, num_envs), training=False, env_fn=env_fn)
     generator = torch.Generator().manual_seed(seed)
     results: list[dict] = []
-    state = agent.step_state(agent.initial_state(num_envs))   # no sensitivities: nothing is learned here
+    state = agent.initial_step_state(num_envs)   # no sensitivities: nothing is learned here
     obs = torch.as_tensor(envs.obs)
     reward = torch.zeros(num_envs)
     done = torch.ones(num_envs, dtype=torch.bool)

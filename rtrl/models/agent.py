@@ -57,6 +57,10 @@ class Agent(nn.Module):
         """What an actor carries from step to step (the RTRL core: c without the sensitivities)."""
         return self.core.step_state(state)
 
+    def initial_step_state(self, batch_size: int) -> Any:
+        """The zero step state, without allocating what ``step_state`` would drop (an evaluation's start)."""
+        return self.core.initial_step_state(batch_size)
+
     def core_input(self, obs: Tensor, reward: Tensor, done: Tensor) -> Tensor:
         """[stem(obs) ; clipped reward], (T,B,D). A reward that ended the previous episode is not fed."""
         features = self.stem(obs)

@@ -44,6 +44,9 @@ class Core(Protocol):
     def step_state(self, state: Any) -> Any:
         """The part of ``state`` an actor needs to step without gradients (RTRL: c, not S)."""
 
+    def initial_step_state(self, batch_size: int) -> Any:
+        """``step_state(initial_state(batch_size))``, without building the part it drops."""
+
     def forward(self, x: Tensor, state: Any, reset: Tensor | None = None) -> tuple[Tensor, Any]:
         """Outputs and the state after the segment."""
 
@@ -77,6 +80,9 @@ class _PlainCore(nn.Module):
 
     def step_state(self, state):
         return state
+
+    def initial_step_state(self, batch_size: int):
+        return self.initial_state(batch_size)
 
     def outputs(self, x, state, reset=None):
         return self(x, state, reset)[0]

@@ -207,6 +207,12 @@ def test_memory_estimate_over_the_limit_is_refused():
         stack.initial_state(0)
     with pytest.raises(ValueError, match="learning='rtrl-per-layer'"):
         stack.initial_state(2)
+    # a stack only stepped (an evaluation) holds no sensitivities, so any batch fits
+    stepping = stack.initial_step_state(4)
+    assert [s.sensitivity for s in stepping.layers] == [{}, {}] and stepping.cross == {}
+    assert [tuple(s.c.shape) for s in stepping.layers] == [(4, 8), (4, 8)] and not any(s.c.any() for s in stepping.layers)
+    with pytest.raises(ValueError, match="bad batch_size=0"):
+        stack.initial_step_state(0)
 
 
 def test_wrong_state_is_named():

@@ -105,6 +105,9 @@ def test_every_core_keeps_the_core_protocol(core):
     torch.testing.assert_close(torch.cat(logits), out.policy_logits.detach(), rtol=0, atol=1e-12)
     expected_state = {"rtrl-elstm": RecurrentState, "tbptt-elstm": RecurrentState, "lstm": LSTMState, "ff": NoState}
     assert type(after) is expected_state[core] and type(step) is expected_state[core]
+    zero_step, zero = agent.initial_step_state(3), agent.step_state(agent.initial_state(3))
+    assert type(zero_step) is type(zero) and all(torch.equal(a, b) for a, b in zip(tensors_of(zero_step), tensors_of(zero)))
+    assert len(tensors_of(zero_step)) == len(tensors_of(zero))
     assert agent.core.steps_partial_state == (core == "rtrl-elstm")
     if core == "rtrl-elstm":   # the step state has no sensitivities, the full state has them all
         assert step.sensitivity == {} and set(after.sensitivity) == {"weight_x", "weight_c", "bias"}
