@@ -11,9 +11,8 @@ from torch import Tensor, nn
 
 from rtrl.cells.cells import ELSTM, DiagonalLRU, IndRNN
 from rtrl.cells.multilayer import HistoryGradient, cross_key, exact_sweep, layer_parameters
-from rtrl.cells.state import RecurrentState
+from rtrl.cells.state import RecurrentState, TensorState
 from rtrl.cells.transition import input_projection, transition_loop
-from rtrl.tree import map_tensors
 
 CELL_TYPES = {"elstm": ELSTM, "indrnn": IndRNN, "lru": DiagonalLRU}
 STACK_LEARNING = ("rtrl", "rtrl-per-layer", "bptt")
@@ -46,7 +45,7 @@ def format_bytes(num_bytes: float) -> str:
 
 
 @dataclass
-class StackedState:
+class StackedState(TensorState):
     """State of a ``StackedRNN``: each layer's ``RecurrentState`` (c and, in the RTRL modes, the diagonal
     sensitivities ∂c^l/∂θ_l) and, in exact mode, the cross blocks S^{l,k} = ∂c^l/∂θ_k for k < l by
     ``cross_key(l, k, name)``, each (B, N_l, numel of θ_k[name])."""
@@ -54,12 +53,6 @@ class StackedState:
     layers: list[RecurrentState]
     cross: dict[str, Tensor] = field(default_factory=dict)
     learning: str = "rtrl"
-
-    def map(self, fn) -> "StackedState":
-        return map_tensors(fn, self)
-
-    def detach(self) -> "StackedState":
-        return self.map(Tensor.detach)
 
 
 def _check_positive(name: str, value) -> None:

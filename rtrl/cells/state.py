@@ -8,8 +8,19 @@ from torch import Tensor
 from rtrl.tree import map_tensors
 
 
+class TensorState:
+    """``map`` and ``detach`` for a state dataclass whose tensors ``rtrl.tree.map_tensors`` reaches."""
+
+    def map(self, fn):
+        """A new state of the same type with ``fn`` applied to every tensor (``detach``, ``clone``, ``to``...)."""
+        return map_tensors(fn, self)
+
+    def detach(self):
+        return self.map(Tensor.detach)
+
+
 @dataclass
-class RecurrentState:
+class RecurrentState(TensorState):
     """State carried between calls of an element-wise cell; the same type from the cell to the actor's
     rollout buffers and back to the learner.
 
@@ -24,10 +35,3 @@ class RecurrentState:
     c: Tensor
     sensitivity: dict[str, Tensor] = field(default_factory=dict)
     learning: str = "rtrl"
-
-    def map(self, fn) -> "RecurrentState":
-        """A new state with ``fn`` applied to every tensor (``detach``, ``clone``, ``to``...)."""
-        return map_tensors(fn, self)
-
-    def detach(self) -> "RecurrentState":
-        return self.map(Tensor.detach)
