@@ -38,8 +38,9 @@ def _convert(text: str):
     return text
 
 
-def parse_env_id(env_id: str) -> tuple[str, str, dict]:
-    """``'atari:Pong?sticky=0.25&max_episode_steps=27000'`` -> ``('atari', 'Pong', {...})``.
+def parse_env_id(env_id: str, overrides: dict | None = None) -> tuple[str, str, dict]:
+    """``'atari:Pong?sticky=0.25&max_episode_steps=27000'`` -> ``('atari', 'Pong', {...})``; the options
+    in ``overrides`` (a run's ``env_options``) replace the id's.
 
     Option values are converted to bool (true/false), int or float when they parse as such.
     Raises ValueError for a missing or unknown prefix, an empty name or a malformed option.
@@ -59,6 +60,7 @@ def parse_env_id(env_id: str) -> tuple[str, str, dict]:
         if not sep or not key:
             raise ValueError(f"malformed option {item!r} in {env_id!r}; expected key=value")
         options[key] = _convert(value)
+    options.update(overrides or {})
     return prefix, name, options
 
 
@@ -105,8 +107,7 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
     that ends a true episode, ``info["episode"] = {"return": float, "length": int}`` (plus
     ``"success": 0.0/1.0`` for tasks with a notion of success); the return is unclipped.
     """
-    prefix, name, parsed = parse_env_id(env_id)
-    parsed.update(options)
+    prefix, name, parsed = parse_env_id(env_id, options)
     previous_action = parsed.pop("previous_action", False)
     if not isinstance(previous_action, bool):
         raise ValueError(f"option previous_action={previous_action!r} for {env_id!r} must be true or false")
@@ -126,7 +127,6 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
 
 def frames_per_step(env_id: str, env_options: dict | None = None) -> int:
     """Environment frames per agent step: the Atari frame skip, DMLab's action repeat, else 1."""
-    prefix, _, options = parse_env_id(env_id)
-    options.update(env_options or {})
+    prefix, _, options = parse_env_id(env_id, env_options)
     key = getattr(ADAPTERS[prefix], "FRAMES_PER_STEP", None)
     return 1 if key is None else int(options.get(key, ADAPTERS[prefix].OPTIONS[key]))

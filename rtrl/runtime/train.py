@@ -90,7 +90,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     "__main__":``), or a ``functools.partial`` of one; not a lambda or a nested function.
     """
     spec = EnvSpec.probe(cfg.env, cfg.env_options, env_fn)  # first: a bad env leaves no directory behind
-    if cfg.normalize_advantages and dict(parse_env_id(cfg.env)[2], **cfg.env_options).get("previous_action"):
+    if cfg.normalize_advantages and parse_env_id(cfg.env, cfg.env_options)[2].get("previous_action"):
         logger.warning("normalize_advantages with previous_action=true: on the memory suite this pair collapsed "
                        "the policy's entropy (docs/MEMORY_SUITE.md); consider --normalize-advantages false")
     run = RunDirectory(out)

@@ -32,6 +32,10 @@ def test_parse_env_id_converts_option_types():
     assert options == {"num_levels": 500, "rate": 0.5, "flag": True, "off": False, "mode": "memory"}
     assert type(options["num_levels"]) is int and type(options["rate"]) is float
     assert parse_env_id("gym:CartPole-v1") == ("gym", "CartPole-v1", {})
+    overrides = {"delay": 4, "previous_action": True}
+    assert parse_env_id("memory:delayed_recall?delay=7&cues=3", overrides)[2] == {"delay": 4, "cues": 3,
+                                                                                 "previous_action": True}
+    assert overrides == {"delay": 4, "previous_action": True}   # the caller's dict is not changed
     assert set(PREFIXES) == {"atari", "dmlab", "gym", "memory", "minigrid", "popgym", "procgen", "python"}
 
 
