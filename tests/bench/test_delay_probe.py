@@ -29,3 +29,18 @@ def test_bad_arguments_are_named(delay_probe, capsys):
     with pytest.raises(SystemExit):
         delay_probe.main(["--delay", "0"])
     assert "--delay and --iterations must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        delay_probe.main(["--cores", "elstm,gru"])
+    assert "--cores gru names no core; accepted: the start of one of elstm (memory-suite init)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["indrnn (relu)", "indrnn (tanh)", "diagonal lru (real) + relu layer"])
+def test_every_element_wise_cell_trains_in_the_probe(delay_probe, name):
+    reached, trace = delay_probe.probe(name, delay=1, iterations=250, hidden=16, length=12)
+    assert trace[-1][1] > trace[0][1] + 0.2   # from chance (1/4) towards the delayed symbol
+
+
+def test_the_chosen_cores_are_the_ones_run(delay_probe, capsys):
+    assert delay_probe.main(["--cores", "indrnn (tanh)", "--iterations", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| indrnn")]
+    assert len(rows) == 1 and rows[0].startswith("| indrnn (tanh) |")
