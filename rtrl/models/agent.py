@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from rtrl.models.cores import make_core
+from rtrl.models.normalizer import ObservationNormalizer
 from rtrl.models.stems import make_stem
 
 
@@ -33,6 +34,8 @@ class Agent(nn.Module):
         feature_norm: LayerNorm on the stem's features before the core (not in the paper). Without it, an
             Atari run drove the features to large, nearly constant values that saturate the core's gates,
             leaving the policy blind (docs/BENCHMARKS.md).
+        obs_norm: normalise vector observations by their running mean and std before the stem
+            (``ObservationNormalizer``; the learner updates the statistics from each batch).
         num_layers, multilayer: stacked eLSTM layers and, for ``rtrl-elstm``, "exact" or "per-layer" RTRL
             (``rtrl.models.cores.make_core``); memory_limit: bytes the stacked core's sensitivities may take.
     """
@@ -40,8 +43,14 @@ class Agent(nn.Module):
     def __init__(self, obs_shape, obs_dtype, num_actions: int, core: str = "rtrl-elstm", hidden_size: int = 256,
                  stem: str = "auto", stem_hidden_size: int = 256, forget_bias: float = 0.0,
                  feature_norm: bool = False, init_std: float = 0.1, chrono_max: float = 0.0, num_layers: int = 1,
-                 multilayer: str = "exact", memory_limit: int | None = None):
+                 multilayer: str = "exact", memory_limit: int | None = None, obs_norm: bool = False):
         super().__init__()
+        self.obs_norm = None
+        if obs_norm:
+            if len(obs_shape) != 1 or not torch.empty((), dtype=obs_dtype).is_floating_point():
+                raise ValueError(f"obs_norm normalises vector observations; this env's are {tuple(obs_shape)} "
+                                 f"{obs_dtype} (images are scaled by their stem)")
+            self.obs_norm = ObservationNormalizer(obs_shape[0])
         self.stem = make_stem(stem, tuple(obs_shape), obs_dtype, stem_hidden_size)
         self.feature_norm = nn.LayerNorm(self.stem.output_size) if feature_norm else None
         self.core = make_core(core, self.stem.output_size + 1, hidden_size, forget_bias, init_std, chrono_max,
@@ -63,6 +72,8 @@ class Agent(nn.Module):
 
     def core_input(self, obs: Tensor, reward: Tensor, done: Tensor) -> Tensor:
         """[stem(obs) ; clipped reward], (T,B,D). A reward that ended the previous episode is not fed."""
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
         features = self.stem(obs)
         if self.feature_norm is not None:
             features = self.feature_norm(features)

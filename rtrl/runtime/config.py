@@ -48,6 +48,8 @@ class TrainConfig:
     stem_hidden_size: int = S(64, "width of the stem's output features (paper: 256)", check=POSITIVE_INT)
     feature_norm: bool = S(False, "LayerNorm on the stem's features before the core (not in the paper; keeps the "
                            "core's gates out of saturation on Atari)")
+    obs_norm: bool = S(False, "normalise vector observations by their running mean and std (updated by the learner "
+                       "from each batch, clipped to ±5 std, saved in checkpoints), as VecNormalize does")
     forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)", check=FINITE)
     chrono_max: float = S(0.0, "chrono forget-gate init (Tallec & Ollivier 2018), replacing forget_bias: b_f = "
                           "log(U(1, chrono_max - 1)), time scales spread over 2..chrono_max steps (eLSTM; LSTM "
@@ -173,7 +175,7 @@ def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
     return Agent(spec.obs_shape, spec.obs_dtype, spec.num_actions, core=cfg.core, hidden_size=cfg.hidden_size,
                  stem=cfg.stem, stem_hidden_size=cfg.stem_hidden_size, forget_bias=cfg.forget_bias,
                  feature_norm=cfg.feature_norm, init_std=cfg.init_std, chrono_max=cfg.chrono_max,
-                 num_layers=cfg.num_layers, multilayer=cfg.multilayer, memory_limit=limit)
+                 num_layers=cfg.num_layers, multilayer=cfg.multilayer, memory_limit=limit, obs_norm=cfg.obs_norm)
 
 
 def sensitivity_copies(cfg: TrainConfig) -> int:

@@ -36,6 +36,8 @@ class Learner:
         lr = self.lr * linear_decay(steps_done, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.model.obs_norm is not None:   # step 0 repeats the previous rollout's last step: counted once
+            self.model.obs_norm.update(batch.obs[1:])
         out = self.model.outputs(batch.obs, batch.reward, batch.done, batch.state)
         loss, stats = impala_loss(out.policy_logits, out.baseline, batch.action, batch.reward, batch.done,
                                   batch.policy_logits, self.loss_config)
