@@ -4,8 +4,10 @@ section of the file, between markers; the rest of the file (task notes, publishe
 
 Statistics come from rliable (Agarwal et al. 2021): per task, the mean over seeds with a percentile
 bootstrap CI; over tasks, the interquartile mean (IQM) and the mean of normalised scores with
-stratified-bootstrap CIs (runs resampled within each task). A core enters the aggregates only when
-every task has all of its seeds.
+stratified-bootstrap CIs (runs resampled within each task). A core enters the aggregates with the seeds
+it has finished on every task; until those are all its seeds, its rows say "interim". Besides the final
+greedy scores, the area under each run's training curve (normalised, per unit of budget) is aggregated the
+same way: it measures how soon a core learns, which final scores at a generous budget hide.
 """
 from __future__ import annotations
 
@@ -58,13 +60,23 @@ def _rliable():
 
 def interval(samples: dict[str, np.ndarray], func, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """rliable's point estimates and 95% stratified-bootstrap CIs of ``func`` for each (runs × tasks) array:
-    {key: (estimates (K,), CIs (2, K))}."""
+    {key: (estimates (K,), CIs (2, K))}. The same arrays give the same CIs: rliable 1.2 draws its resamples
+    from numpy's global generator (its ``random_state`` goes unused), so each key's bootstrap runs with that
+    generator seeded by ``seed``, and the caller's generator state is put back afterwards."""
     library, _ = _rliable()
-    with warnings.catch_warnings():   # rliable 1.2 passes arch a RandomState, which arch 7 warns about
-        warnings.simplefilter("ignore", FutureWarning)
-        points, cis = library.get_interval_estimates(dict(samples), func, reps=BOOTSTRAP_REPS,
-                                                     random_state=np.random.RandomState(seed))
-    return {key: (np.atleast_1d(points[key]), np.asarray(cis[key]).reshape(2, -1)) for key in samples}
+    result = {}
+    state = np.random.get_state()
+    try:
+        for key, array in samples.items():
+            np.random.seed(seed)
+            with warnings.catch_warnings():   # rliable 1.2 passes arch a RandomState, which arch 7 warns about
+                warnings.simplefilter("ignore", FutureWarning)
+                points, cis = library.get_interval_estimates({key: array}, func, reps=BOOTSTRAP_REPS,
+                                                             random_state=np.random.RandomState(seed))
+            result[key] = (np.atleast_1d(points[key]), np.asarray(cis[key]).reshape(2, -1))
+    finally:
+        np.random.set_state(state)
+    return result
 
 
 def aggregates(normalised: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -122,21 +134,46 @@ def task_table(cfg: SuiteConfig, table: dict, chance: dict) -> tuple[list[str], 
             cells.append(_cell(scores, len(entry["seeds"]), ci))
         rows.append(f"| {task.name} | {task.score.replace('_', ' ')} | {chance[task.name]['chance']:.3f} | "
                     + " | ".join(cells) + " |")
+    arrays, interim = seed_arrays(cfg, table, chance, lambda task, entry, i: entry["scores"][i])
+    return rows, arrays, interim
+
+
+def seed_arrays(cfg: SuiteConfig, table: dict, chance: dict, value) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """For each core, the normalised (seeds × tasks) array of ``value(task, entry, i)`` (the i-th finished run
+    of the task's entry) over the seeds finished on every task; and a label for the cores where those are not yet
+    all the planned seeds (interim). A core is left out while a value is None (e.g. no metrics)."""
+    tasks = [t for t in TASKS if t.name in cfg.task_names()]
     arrays, interim = {}, {}
-    for core in cores:
+    for core in _cores(cfg):
         entries = [table[(task.name, core)] for task in tasks]
         if not entries:
             continue
         common = [seed for seed in entries[0]["seeds"] if all(seed in e["finished"] for e in entries)]
-        if not common:
+        values = [[value(task, e, e["finished"].index(seed)) for seed in common] for task, e in zip(tasks, entries)]
+        if not common or any(v is None for column in values for v in column):
             continue
-        columns = [[normalise(e["scores"][e["finished"].index(seed)], chance[task.name]["chance"], task.maximum)
-                    for seed in common] for task, e in zip(tasks, entries)]
-        arrays[core] = np.array(columns).T
+        arrays[core] = np.array([[normalise(v, chance[task.name]["chance"], task.maximum) for v in column]
+                                 for task, column in zip(tasks, values)]).T
         if len(common) < len(entries[0]["seeds"]):
             interim[core] = (f"{len(common)} of {len(entries[0]['seeds'])} (seed{'s' if len(common) > 1 else ''} "
                              f"{', '.join(map(str, common))}; interim)")
-    return rows, arrays, interim
+    return arrays, interim
+
+
+def training_mean(run: Path, score: str, budget: int, points: int = 200) -> float | None:
+    """The run's training score (the recent-episode window of metrics.csv, sampled actions) averaged over
+    the budget: the area under its training curve divided by the budget, the curve read at ``points``
+    evenly spaced steps (linear between logged rows; before the first row, its value)."""
+    try:
+        columns = read_metrics(run)
+    except MetricsError:
+        return None
+    steps, values = np.asarray(columns["step"], dtype=float), np.asarray(columns[score], dtype=float)
+    known = np.isfinite(values)
+    if not known.any():
+        return None
+    grid = np.linspace(0, budget, points + 1)[1:]
+    return float(np.interp(grid, steps[known], values[known]).mean())
 
 
 def normalised_rows(cfg: SuiteConfig, arrays: dict[str, np.ndarray], interim: dict[str, str]) -> list[str]:
@@ -245,6 +282,13 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
                   + ("; with one run per task the bootstrap has nothing to resample and the CI is the point"
                      if any(array.shape[0] == 1 for array in arrays.values()) else "") + "):", "",
                   *aggregate_rows(arrays, interim), ""]
+    auc, auc_interim = seed_arrays(cfg, table, chance,
+                                   lambda task, entry, i: training_mean(entry["runs"][i], task.score, cfg.steps()))
+    if auc:
+        lines += ["How soon the cores learn: the normalised training score (sampled actions, recent-episode window) "
+                  "averaged over the whole budget, i.e. the area under the training curve per step; 1 would be "
+                  "the best score from the first step (rliable aggregates as above):", "",
+                  *aggregate_rows(auc, auc_interim), ""]
     published = published_rows(cfg, table)
     if published:
         lines += ["Beside the published scores (POPGym tasks; ours: the best training mean return over a "

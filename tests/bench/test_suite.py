@@ -123,7 +123,7 @@ def test_the_report_says_what_is_missing_and_aggregates_only_complete_cores(tmp_
 
 
 def test_an_unfinished_core_is_aggregated_over_the_seeds_finished_on_every_task(tmp_path):
-    cfg = tiny(tmp_path, seeds="0,1")
+    cfg = tiny(tmp_path, seeds="0,1", total_steps=192)   # long enough for episodes of both tasks to end
     jobs = {(j.task, j.core, j.seed): j for j in suite.plan(cfg)}
     done = [("recall-2x30", "rtrl-elstm", 0), ("sequence-4x3x50", "rtrl-elstm", 0), ("recall-2x30", "rtrl-elstm", 1)]
     for key in done:   # seed 1 has one task of two: only seed 0 is finished on every task
@@ -139,6 +139,8 @@ def test_an_unfinished_core_is_aggregated_over_the_seeds_finished_on_every_task(
     assert interim == {"rtrl-elstm": "1 of 2 (seed 0; interim)"} and "tbptt-elstm" not in arrays
     text = suite_report.write_report(cfg, "cmd", "")
     assert "| rtrl-elstm | 1 of 2 (seed 0; interim) |" in text and "an interim row covers only those seeds" in text
+    auc = text[text.index("How soon the cores learn"):]
+    assert auc.count("| rtrl-elstm | 1 of 2 (seed 0; interim) |") == 1 and "| tbptt-elstm |" not in auc
 
 
 def test_aggregates_are_rliable_iqm_with_stratified_bootstrap_cis():
@@ -150,6 +152,14 @@ def test_aggregates_are_rliable_iqm_with_stratified_bootstrap_cis():
     assert iqm == pytest.approx(flat[10:30].mean()) and mean == pytest.approx(good.mean())
     assert cis[0, 0] <= iqm <= cis[1, 0] and cis[1, 0] - cis[0, 0] > 0
     assert result["bad"][1][1, 0] < cis[0, 0]   # non-overlapping
+    # reproducible: the same arrays give the same CIs, in any company and order, and the caller's global
+    # numpy generator is left where it was
+    np.random.seed(7)
+    expected_draw = np.random.rand()
+    np.random.seed(7)
+    again = suite_report.aggregates({"bad": bad, "good": good})
+    assert np.random.rand() == expected_draw
+    assert all(np.array_equal(a, b) for key in ("good", "bad") for a, b in zip(result[key], again[key]))
 
 
 def test_cli_rejects_settings_the_suite_sets_and_unknown_tasks(tmp_path, capsys):
@@ -175,6 +185,19 @@ def test_best_training_return_counts_only_full_windows(tmp_path):
                                           "400,200,\n500,200,0.4\n")
     assert suite_report.best_training_return(tmp_path) == 0.5   # 0.9 came from 3 episodes only
     assert suite_report.best_training_return(tmp_path / "no-run") is None
+
+
+def test_training_mean_is_the_area_under_the_training_curve_per_step(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,success_rate\n200,0.5\n400,\n600,1.0\n1000,1.0\n")
+    # read at steps 1..1000: 0.5 up to 200, linear to 1.0 at 600 (the empty row skipped), then 1.0
+    steps = np.arange(1, 1001)
+    expected = np.where(steps <= 200, 0.5, np.minimum(1.0, 0.5 + (steps - 200) / 800)).mean()
+    assert suite_report.training_mean(tmp_path, "success_rate", 1000, points=1000) == pytest.approx(expected)
+    assert suite_report.training_mean(tmp_path, "success_rate", 2000, points=2000) == pytest.approx(
+        (expected * 1000 + 1000) / 2000)   # a run that stops early counts its last value to the budget
+    assert suite_report.training_mean(tmp_path / "no-run", "success_rate", 1000) is None
+    text = suite_report.write_report(tiny(tmp_path, tasks="recall-2x30"), "cmd", "")
+    assert "How soon the cores learn" not in text   # nothing finished, nothing to aggregate
 
 
 def test_the_popgym_tasks_are_reported_beside_their_published_scores(tmp_path):
