@@ -4,7 +4,11 @@ Each run trains with one preset (``memory-suite``: only the core, the task and t
 in one process with one torch thread, then is evaluated greedily from a zero state; its score goes to
 ``RUNS/TIER/TASK/CORE-seedK/result.json``. A run with a ``result.json`` is finished and never run again;
 a run that was stopped resumes from its last checkpoint, so a stopped piece loses at most the run in
-progress. ``docs/MEMORY_SUITE.md`` is then written from whatever results exist (``rtrl.bench.suite_report``).
+progress. Each finished run is also kept as a small record (its result and its training curve, thinned) in
+``RESULTS/VARIANT/TASK/CORE-seedK.json`` (``docs/memory_suite`` by default, beside the report): committed
+with the report, the records let a tier go on, and its report be rewritten, on a machine that does not
+have the run directories. ``docs/MEMORY_SUITE.md`` is then written from whatever results exist
+(``rtrl.bench.suite_report``).
 
     rtrl bench suite --tier quick                 # 1 seed, rtrl-elstm and tbptt-elstm
     rtrl bench suite --tier full --jobs 2 --max-minutes 75   # a < 2 h piece of the full tier; run it again
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import math
 import multiprocessing
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -26,6 +32,7 @@ import torch
 from rtrl.envs import make_env
 from rtrl.eval.evaluation import EvalConfig, evaluate
 from rtrl.records.files import write_text_atomically
+from rtrl.records.metrics import MetricsError, read_metrics
 from rtrl.records.reports import utc_stamp
 from rtrl.runtime.config import PRESETS, resolve_config
 from rtrl.runtime.train import train
@@ -33,6 +40,7 @@ from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, literal, opt
 
 EVAL_SEED = 123
 SET_PER_RUN = ("env", "core", "seed", "total_steps")   # what the suite sets for each run
+CURVE_POINTS = 400   # rows of the training curve kept in a run's record
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,10 @@ class SuiteConfig:
     tier: str = setting("quick", "quick: 1 seed of rtrl-elstm and tbptt-elstm, 2M steps per run; full: 3 seeds "
                         "of rtrl-elstm and tbptt-elstm and 1 of lstm and ff, 15M steps per run (POPGym's budget)", choices=tuple(TIERS))
     runs: str = setting("runs/suite", "directory of the runs (RUNS/TIER/TASK/CORE-seedK)", flag={"metavar": "DIR"})
+    results: str = setting("docs/memory_suite", "directory of the finished runs' records (score and thinned "
+                           "training curve; RESULTS/VARIANT/TASK/CORE-seedK.json): kept with the report, they count "
+                           "as finished runs on a machine without the run directories ('' for none)",
+                           flag={"metavar": "DIR"})
     doc: str = setting("docs/MEMORY_SUITE.md", "the report to write ('' for none)", flag={"metavar": "PATH"})
     preset: str = setting("memory-suite", "the training preset of every run (only core, task and seed change)")
     tasks: str = setting("", "comma-separated task names to run (empty: all): " + ", ".join(TASK_NAMES))
@@ -142,10 +154,25 @@ class Job:
     seed: int
     out: str
     settings: dict   # the training settings besides the preset's
+    record: str | None = None   # where the finished run's record is kept (None: nowhere but the run directory)
+
+
+def variant_parts(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[str]:
+    """What makes runs of a tier comparable: the tier, and any other preset, observation, budget or
+    training settings (not the seeds or tasks chosen)."""
+    parts = [cfg.tier] + ([] if cfg.preset == "memory-suite" else [f"preset {cfg.preset}"])
+    parts += ["previous action"] if cfg.previous_action else []
+    parts += [f"{cfg.total_steps:,} steps"] if cfg.total_steps else []
+    return parts + [f"{key}={value}" for key, value in sorted((train_overrides or {}).items())]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_")
 
 
 def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
     """Every run of the tier, seed by seed (seed 0 of every task and core first)."""
+    variant = slug("_".join(variant_parts(cfg, train_overrides)))
     tier, tasks = TIERS[cfg.tier], {t.name: t for t in TASKS}
     cores = tier.cores
     if cfg.seeds.strip():
@@ -165,23 +192,68 @@ def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
                     settings = dict(train_overrides or {}, env=env, core=core, seed=seed, total_steps=cfg.steps(),
                                     num_actors=0, learner_threads=1)
                     out = Path(cfg.runs) / cfg.tier / name / f"{core}-seed{seed}"
-                    jobs.append(Job(name, core, seed, str(out), settings))
+                    record = (str(Path(cfg.results) / variant / name / f"{core}-seed{seed}.json")
+                              if cfg.results else None)
+                    jobs.append(Job(name, core, seed, str(out), settings, record))
     return jobs
 
 
+def load_result(job: Job, preset: str | None = None) -> dict | None:
+    """The finished run's result: its record if kept, else its run directory's result.json (with the training
+    curve read from its metrics); None while the run has neither. With ``preset``, a result of another
+    preset or settings is an error (give the suite another directory) rather than a finished run."""
+    record, path = (Path(job.record) if job.record else None), Path(job.out) / "result.json"
+    if record is not None and record.exists():
+        result, where = json.loads(record.read_text()), record
+    elif path.exists():
+        result, where = json.loads(path.read_text()), path
+        if "curve" not in result:
+            result["curve"] = training_curve(job.out, result["score_name"])
+    else:
+        return None
+    if preset is not None and (result["preset"], result.get("settings", job.settings)) != (preset, job.settings):
+        raise SettingError(literal(f"{where} holds a run of preset {result['preset']!r} with settings "
+                                   f"{result.get('settings')}, not ") + "{preset} with "
+                           + literal(f"{job.settings}") + "; accepted: another runs or results directory",
+                           preset=preset)
+    return result
+
+
 def is_finished(job: Job, preset: str | None = None) -> bool:
-    """True when the run has its result.json; with ``preset``, a result of another preset or budget is an
-    error (give the suite another ``runs`` directory) rather than a finished run."""
-    path = Path(job.out) / "result.json"
-    if not path.exists():
+    """True when the run has its record or its result.json (see :func:`load_result` for ``preset``)."""
+    return load_result(job, preset) is not None
+
+
+def keep_record(job: Job) -> bool:
+    """Write the record of a run finished in its run directory if it has none yet; True when written."""
+    if job.record is None or Path(job.record).exists() or not (Path(job.out) / "result.json").exists():
         return False
-    if preset is not None:
-        result = json.loads(path.read_text())
-        if (result["preset"], result.get("settings", job.settings)) != (preset, job.settings):
-            raise SettingError(literal(f"{path} holds a run of preset {result['preset']!r} with settings "
-                                       f"{result.get('settings')}, not ") + "{preset} with "
-                               + literal(f"{job.settings}") + "; accepted: another runs directory", preset=preset)
+    result = load_result(job)
+    Path(job.record).parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in result.items()]   # a key a line
+    write_text_atomically(Path(job.record), "{\n" + ",\n".join(lines) + "\n}\n")
     return True
+
+
+def training_curve(run: str | Path, score: str, points: int = CURVE_POINTS) -> dict[str, list] | None:
+    """The run's training curve from its metrics.csv: step, episodes in the statistics window, mean return
+    and ``score`` (recent-episode window, sampled actions), thinned to at most ``points`` rows (evenly
+    spaced, the last row kept), scores rounded to 5 significant digits; None without metrics. Blank cells
+    (nothing measured yet) are None."""
+    try:
+        columns = read_metrics(run)
+    except MetricsError:
+        return None
+    names = ["step", "episodes", "mean_return"] + ([score] if score != "mean_return" else [])
+    rows = len(columns["step"])
+    keep = sorted(set(np.linspace(0, rows - 1, min(points, rows)).round().astype(int).tolist()))
+
+    def value(name: str, x: float):
+        if not math.isfinite(x):
+            return None
+        return int(x) if name in ("step", "episodes") else float(f"{x:.5g}")
+
+    return {name: [value(name, columns[name][i]) for i in keep] for name in names if name in columns}
 
 
 def train_command(preset: str, job: Job) -> str:
@@ -219,7 +291,10 @@ def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> lis
     for job in jobs[:1]:
         resolve_config(cfg.preset, overrides=job.settings)   # bad training settings: an error before any run
     unfinished = [j for j in jobs if not is_finished(j, cfg.preset)]
+    kept = sum(keep_record(j) for j in jobs)
     todo = [] if cfg.report_only else unfinished
+    if kept:
+        say(f"kept the records of {kept} finished runs in {cfg.results}")
     say(f"suite {cfg.tier}: {len(jobs)} runs of {cfg.steps():,} steps, {len(jobs) - len(unfinished)} finished, "
         f"{len(todo)} to run")
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else None
@@ -228,28 +303,32 @@ def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> lis
             if deadline is not None and time.monotonic() > deadline:
                 say(f"stopping after {cfg.max_minutes} minutes; run the command again to go on")
                 break
-            _report(say, run_job(cfg.preset, job, cfg.episodes()))
+            _report(say, run_job(cfg.preset, job, cfg.episodes()), job)
     elif todo:
         _run_parallel(cfg, todo, deadline, say)
-    return [json.loads((Path(j.out) / "result.json").read_text()) for j in jobs if is_finished(j)]
+    return [result for result in map(load_result, jobs) if result is not None]
 
 
 def _run_parallel(cfg: SuiteConfig, todo: list[Job], deadline: float | None, say) -> None:
     context = multiprocessing.get_context("spawn")   # fresh processes: no torch threads or locks inherited
     with concurrent.futures.ProcessPoolExecutor(cfg.jobs, mp_context=context) as pool:
-        pending, queue = set(), list(todo)
+        pending, queue, jobs = set(), list(todo), {}
         while queue or pending:
             while queue and len(pending) < cfg.jobs and (deadline is None or time.monotonic() < deadline):
-                pending.add(pool.submit(run_job, cfg.preset, queue.pop(0), cfg.episodes()))
+                job = queue.pop(0)
+                future = pool.submit(run_job, cfg.preset, job, cfg.episodes())
+                pending.add(future)
+                jobs[future] = job
             if not pending:
                 say(f"stopping after {cfg.max_minutes} minutes; run the command again to go on")
                 break
             done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
-                _report(say, future.result())
+                _report(say, future.result(), jobs.pop(future))
 
 
-def _report(say, result: dict) -> None:
+def _report(say, result: dict, job: Job) -> None:
+    keep_record(job)
     say(f"{result['task']} {result['core']} seed {result['seed']}: {result['score_name']} "
         f"{result['score']:.3f} ({result['train_minutes']:.1f} min)")
 
@@ -274,9 +353,9 @@ def chance_level(env: str, score: str, episodes: int = 2000, seed: int = 0) -> t
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
 
 
-def chance_levels(runs: str | Path, tasks=TASKS, episodes: int = 2000) -> dict[str, dict]:
-    """Each task's chance score: exact where known, else a random policy's (cached in RUNS/chance.json)."""
-    path = Path(runs) / "chance.json"
+def chance_levels(directory: str | Path, tasks=TASKS, episodes: int = 2000) -> dict[str, dict]:
+    """Each task's chance score: exact where known, else a random policy's (cached in DIRECTORY/chance.json)."""
+    path = Path(directory) / "chance.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
     levels = {}
     for task in tasks:

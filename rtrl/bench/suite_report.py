@@ -12,15 +12,14 @@ same way: it measures how soon a core learns, which final scores at a generous b
 from __future__ import annotations
 
 import dataclasses
-import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from rtrl.bench.suite import TASKS, TIERS, SuiteConfig, chance_levels, is_finished, normalise, plan, train_command
+from rtrl.bench.suite import (TASKS, TIERS, SuiteConfig, chance_levels, load_result, normalise, plan, slug,
+                              train_command, variant_parts)
 from rtrl.records.reports import machine_description, utc_stamp, write_section
-from rtrl.records.metrics import MetricsError, read_metrics
 from rtrl.records.plots import Panel, Series, plot_panels, smooth_series
 from rtrl.runtime.config import resolve_config
 
@@ -86,17 +85,16 @@ def aggregates(normalised: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray,
 
 
 def collect(cfg: SuiteConfig, train_overrides: dict | None = None) -> dict[tuple[str, str], dict]:
-    """{(task, core): {"seeds": planned seeds, "scores": finished scores, "runs": finished run dirs,
-    "finished": the finished runs' seeds}}."""
-    import json
-
+    """{(task, core): {"seeds": planned seeds, "scores": finished scores, "results": finished runs' results
+    (with their training curves), "finished": the finished runs' seeds}}."""
     table: dict[tuple[str, str], dict] = {}
     for job in plan(cfg, train_overrides):
-        entry = table.setdefault((job.task, job.core), {"seeds": [], "scores": [], "runs": [], "finished": []})
+        entry = table.setdefault((job.task, job.core), {"seeds": [], "scores": [], "results": [], "finished": []})
         entry["seeds"].append(job.seed)
-        if is_finished(job):
-            entry["scores"].append(json.loads((Path(job.out) / "result.json").read_text())["score"])
-            entry["runs"].append(Path(job.out))
+        result = load_result(job)
+        if result is not None:
+            entry["scores"].append(result["score"])
+            entry["results"].append(result)
             entry["finished"].append(job.seed)
     return table
 
@@ -160,15 +158,17 @@ def seed_arrays(cfg: SuiteConfig, table: dict, chance: dict, value) -> tuple[dic
     return arrays, interim
 
 
-def training_mean(run: Path, score: str, budget: int, points: int = 200) -> float | None:
-    """The run's training score (the recent-episode window of metrics.csv, sampled actions) averaged over
-    the budget: the area under its training curve divided by the budget, the curve read at ``points``
+def _column(curve: dict, name: str) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in curve[name]], dtype=float)
+
+
+def training_mean(curve: dict | None, score: str, budget: int, points: int = 200) -> float | None:
+    """A run's training score (its ``training_curve``: recent-episode window, sampled actions) averaged over
+    the budget: the area under the training curve divided by the budget, the curve read at ``points``
     evenly spaced steps (linear between logged rows; before the first row, its value)."""
-    try:
-        columns = read_metrics(run)
-    except MetricsError:
+    if not curve or score not in curve:
         return None
-    steps, values = np.asarray(columns["step"], dtype=float), np.asarray(columns[score], dtype=float)
+    steps, values = _column(curve, "step"), _column(curve, score)
     known = np.isfinite(values)
     if not known.any():
         return None
@@ -194,14 +194,12 @@ def aggregate_rows(arrays: dict[str, np.ndarray], interim: dict[str, str]) -> li
     return rows
 
 
-def best_training_return(run: Path) -> float | None:
-    """The run's largest training mean return over a full window of recent episodes (rows before the
+def best_training_return(curve: dict | None) -> float | None:
+    """A run's largest training mean return over a full window of recent episodes (rows before the
     window first fills are left out): the counterpart of POPGym's MMER."""
-    try:
-        columns = read_metrics(run)
-    except MetricsError:
+    if not curve or "mean_return" not in curve:
         return None
-    episodes, returns = np.asarray(columns["episodes"]), np.asarray(columns["mean_return"])
+    episodes, returns = _column(curve, "episodes"), _column(curve, "mean_return")
     full = (episodes == episodes.max()) & np.isfinite(returns)
     return float(returns[full].max()) if full.any() else None
 
@@ -215,7 +213,8 @@ def published_rows(cfg: SuiteConfig, table: dict) -> list[str]:
     for task in tasks:
         cells = []
         for core in cores:
-            best = [b for b in map(best_training_return, table[(task, core)]["runs"]) if b is not None]
+            best = [b for b in (best_training_return(r.get("curve")) for r in table[(task, core)]["results"])
+                    if b is not None]
             spread = f" ± {np.std(best):.3f}" if len(best) > 1 else ""   # one seed has no spread
             cells.append(f"{np.mean(best):.3f}{spread} (n={len(best)})" if best else "not run")
         cells += [" ± ".join(PUBLISHED[task][src]) if src in PUBLISHED[task] else "–" for src in PUBLISHED_SOURCES]
@@ -232,12 +231,11 @@ def curves(cfg: SuiteConfig, table: dict, out: Path) -> list[Path]:
         for task in tasks[part:part + 4]:
             series = []
             for core in _cores(cfg):
-                for run in table[(task.name, core)]["runs"]:
-                    try:
-                        columns = read_metrics(run)
-                    except MetricsError:
-                        continue
-                    series.append(Series(run.name, columns["step"], smooth_series(columns[task.score], 3)))
+                for result in table[(task.name, core)]["results"]:
+                    curve = result.get("curve")
+                    if curve and task.score in curve:
+                        series.append(Series(f"{core}-seed{result['seed']}", curve["step"],
+                                             smooth_series(list(_column(curve, task.score)), 3)))
             panels.append(Panel(series, "agent steps", task.score.replace("_", " ") + " (training)", task.name))
         if any(p.series for p in panels):
             paths.append(plot_panels(panels, out.with_name(f"{out.stem}_{part // 4 + 1}.png"), panel_size=(4.5, 3.5)))
@@ -246,13 +244,10 @@ def curves(cfg: SuiteConfig, table: dict, out: Path) -> list[Path]:
 
 def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
     """The report section of a tier run with a preset and training settings: ``quick``, ``quick, preset memory``."""
-    parts = [cfg.tier] + ([] if cfg.preset == "memory-suite" else [f"preset {cfg.preset}"])
-    parts += ["previous action"] if cfg.previous_action else []
-    parts += [f"seeds {cfg.seeds}"] if cfg.seeds.strip() else []
-    parts += [f"{cfg.total_steps:,} steps"] if cfg.total_steps else []
-    parts += [f"tasks {cfg.tasks}"] if cfg.tasks.strip() else []
-    parts += [f"{key}={value}" for key, value in sorted((train_overrides or {}).items())]
-    return ", ".join(parts)
+    parts = variant_parts(cfg, train_overrides)
+    at = len(parts) - len(train_overrides or {})   # the seeds and tasks chosen go before the training settings
+    extra = ([f"seeds {cfg.seeds}"] if cfg.seeds.strip() else []) + ([f"tasks {cfg.tasks}"] if cfg.tasks.strip() else [])
+    return ", ".join(parts[:at] + extra + parts[at:])
 
 
 def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overrides: dict | None = None) -> str:
@@ -261,12 +256,12 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
     ``cfg.cores`` ran only some."""
     cfg = dataclasses.replace(cfg, cores="")
     tasks = [t for t in TASKS if t.name in cfg.task_names()]
-    chance = chance_levels(cfg.runs, tasks)
+    chance = chance_levels(cfg.results or cfg.runs, tasks)
     table = collect(cfg, train_overrides)
     rows, arrays, interim = task_table(cfg, table, chance)
     jobs = plan(cfg, train_overrides)
     name = section_name(cfg, train_overrides)
-    finished = [j for j in jobs if is_finished(j)]
+    finished = [j for j in jobs if load_result(j) is not None]
     lines = [f"## Tier `{name}`: {len(finished)} of {len(jobs)} runs finished", "",
              f"- date: {utc_stamp()}", f"- machine: {machine_description()}", f"- command: `{command}`",
              f"- budget of every run: {cfg.steps():,} agent steps, preset `{cfg.preset}`, inline actors, one torch "
@@ -282,8 +277,8 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
                   + ("; with one run per task the bootstrap has nothing to resample and the CI is the point"
                      if any(array.shape[0] == 1 for array in arrays.values()) else "") + "):", "",
                   *aggregate_rows(arrays, interim), ""]
-    auc, auc_interim = seed_arrays(cfg, table, chance,
-                                   lambda task, entry, i: training_mean(entry["runs"][i], task.score, cfg.steps()))
+    auc, auc_interim = seed_arrays(cfg, table, chance, lambda task, entry, i: training_mean(
+        entry["results"][i].get("curve"), task.score, cfg.steps()))
     if auc:
         lines += ["How soon the cores learn: the normalised training score (sampled actions, recent-episode window) "
                   "averaged over the whole budget, i.e. the area under the training curve per step; 1 would be "
@@ -296,14 +291,13 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
                   "as POPGym's MMER; POPGym: MMER, mean ± std over 3 trials, PPO, 15M steps; RTRRL: best "
                   "validation reward, median ± std over 5 runs, up to 50M steps; sources in "
                   "`rtrl.bench.suite_report.PUBLISHED`):", "", *published, ""]
-    missing = [j for j in jobs if not is_finished(j)]
+    missing = [j for j in jobs if load_result(j) is None]
     if missing:
         lines += [f"Not run yet ({len(missing)}): " + ", ".join(f"{j.task}/{j.core}-seed{j.seed}" for j in missing[:12])
                   + (" ..." if len(missing) > 12 else ""), ""]
     if cfg.doc:
         doc = Path(cfg.doc)
-        slug = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
-        for path in curves(cfg, table, doc.with_name(f"{doc.stem.lower()}_{slug}")):
+        for path in curves(cfg, table, doc.with_name(f"{doc.stem.lower()}_{slug(name)}")):
             lines.append(f"![training curves]({path.name})")
         lines.append("")
     section = "\n".join(lines)

@@ -93,10 +93,13 @@ def run_suite(args: argparse.Namespace) -> int:
     cfg = _config(args, suite.SuiteConfig)
     overrides = _train_overrides(args)
     try:
-        suite.run(cfg, overrides)
+        results = suite.run(cfg, overrides)
     except SettingError as error:
         args._parser.error(render_error(error))
-    if cfg.doc:
+    if cfg.doc and not results:   # a section written before from runs this machine does not have is kept
+        print(f"no finished runs in {cfg.runs}" + (f" or {cfg.results}" if cfg.results else "")
+              + f": {cfg.doc} left as it is")
+    elif cfg.doc:
         suite_report.write_report(cfg, command_line(), DOC_HEADER, overrides)
         print(f"wrote {cfg.doc}")
     return 0

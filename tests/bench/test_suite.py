@@ -17,8 +17,8 @@ TASKS = "recall-2x30,sequence-4x3x50"
 
 
 def tiny(tmp_path, **overrides) -> SuiteConfig:
-    values = dict(runs=str(tmp_path / "runs"), doc=str(tmp_path / "SUITE.md"), tasks=TASKS, total_steps=64,
-                  eval_episodes=4)
+    values = dict(runs=str(tmp_path / "runs"), doc=str(tmp_path / "SUITE.md"), results=str(tmp_path / "results"),
+                  tasks=TASKS, total_steps=64, eval_episodes=4)
     values.update(overrides)
     return SuiteConfig(**values).validate()
 
@@ -79,6 +79,7 @@ def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeyp
     # a run stopped before its evaluation (no result.json) resumes from its checkpoint: no steps are redone
     stopped = tmp_path / "runs/quick/sequence-4x3x50/tbptt-elstm-seed0"
     (stopped / "result.json").unlink()
+    next((tmp_path / "results").rglob("sequence-4x3x50/tbptt-elstm-seed0.json")).unlink()   # and its record
     rows_before = (stopped / "metrics.csv").read_text()
     checkpoint = torch.load(stopped / "checkpoint.pt", weights_only=False)
     torch.save(dict(checkpoint, wall_time=600.0), stopped / "checkpoint.pt")   # as if its first piece took 10 min
@@ -163,7 +164,7 @@ def test_aggregates_are_rliable_iqm_with_stratified_bootstrap_cis():
 
 
 def test_cli_rejects_settings_the_suite_sets_and_unknown_tasks(tmp_path, capsys):
-    base = ["bench", "suite", "--runs", str(tmp_path), "--doc", ""]
+    base = ["bench", "suite", "--runs", str(tmp_path), "--doc", "", "--results", ""]
     with pytest.raises(SystemExit):
         main(base + ["--", "--core", "lstm"])
     assert "--core='lstm' is set by the suite for each run; accepted: other training settings" in capsys.readouterr().err
@@ -183,37 +184,83 @@ def test_jobs_run_side_by_side_in_their_own_processes(tmp_path):
 def test_best_training_return_counts_only_full_windows(tmp_path):
     (tmp_path / "metrics.csv").write_text("step,episodes,mean_return\n100,3,0.9\n200,200,0.2\n300,200,0.5\n"
                                           "400,200,\n500,200,0.4\n")
-    assert suite_report.best_training_return(tmp_path) == 0.5   # 0.9 came from 3 episodes only
-    assert suite_report.best_training_return(tmp_path / "no-run") is None
+    curve = suite.training_curve(tmp_path, "mean_return")
+    assert curve["mean_return"][3] is None
+    assert suite_report.best_training_return(curve) == 0.5   # 0.9 came from 3 episodes only
+    assert suite.training_curve(tmp_path / "no-run", "mean_return") is None
+    assert suite_report.best_training_return(None) is None
+
+
+def test_training_curve_is_thinned_evenly_and_keeps_the_last_row(tmp_path):
+    rows = "".join(f"{100 * (i + 1)},{i},{i / 7:.10f}\n" for i in range(1000))
+    (tmp_path / "metrics.csv").write_text("step,episodes,success_rate\n" + rows)
+    curve = suite.training_curve(tmp_path, "success_rate", points=10)
+    assert curve["step"] == [100 * (i + 1) for i in np.linspace(0, 999, 10).round().astype(int)]
+    assert curve["step"][-1] == 100_000 and curve["success_rate"][-1] == pytest.approx(999 / 7, rel=5e-5)
+    assert curve["success_rate"][1] == float(f"{111 / 7:.5g}") and "mean_return" not in curve
 
 
 def test_training_mean_is_the_area_under_the_training_curve_per_step(tmp_path):
-    (tmp_path / "metrics.csv").write_text("step,success_rate\n200,0.5\n400,\n600,1.0\n1000,1.0\n")
+    (tmp_path / "metrics.csv").write_text("step,episodes,success_rate\n200,1,0.5\n400,1,\n600,1,1.0\n1000,1,1.0\n")
+    curve = suite.training_curve(tmp_path, "success_rate")
     # read at steps 1..1000: 0.5 up to 200, linear to 1.0 at 600 (the empty row skipped), then 1.0
     steps = np.arange(1, 1001)
     expected = np.where(steps <= 200, 0.5, np.minimum(1.0, 0.5 + (steps - 200) / 800)).mean()
-    assert suite_report.training_mean(tmp_path, "success_rate", 1000, points=1000) == pytest.approx(expected)
-    assert suite_report.training_mean(tmp_path, "success_rate", 2000, points=2000) == pytest.approx(
+    assert suite_report.training_mean(curve, "success_rate", 1000, points=1000) == pytest.approx(expected)
+    assert suite_report.training_mean(curve, "success_rate", 2000, points=2000) == pytest.approx(
         (expected * 1000 + 1000) / 2000)   # a run that stops early counts its last value to the budget
-    assert suite_report.training_mean(tmp_path / "no-run", "success_rate", 1000) is None
+    assert suite_report.training_mean(None, "success_rate", 1000) is None
     text = suite_report.write_report(tiny(tmp_path, tasks="recall-2x30"), "cmd", "")
     assert "How soon the cores learn" not in text   # nothing finished, nothing to aggregate
 
 
 def test_the_popgym_tasks_are_reported_beside_their_published_scores(tmp_path):
-    runs = []
-    for seed, best in enumerate((0.3, 0.5)):
-        run = tmp_path / f"rtrl-elstm-seed{seed}"
-        run.mkdir()
-        (run / "metrics.csv").write_text(f"step,episodes,mean_return\n1,200,{best}\n2,200,0.1\n")
-        runs.append(run)
-    table = {("AutoencodeEasy", "rtrl-elstm"): {"runs": runs}, ("AutoencodeEasy", "tbptt-elstm"): {"runs": []}}
+    runs = [{"curve": {"step": [1, 2], "episodes": [200, 200], "mean_return": [best, 0.1]}} for best in (0.3, 0.5)]
+    table = {("AutoencodeEasy", "rtrl-elstm"): {"results": runs}, ("AutoencodeEasy", "tbptt-elstm"): {"results": []}}
     rows = suite_report.published_rows(SuiteConfig(tasks="AutoencodeEasy,recall-2x30"), table)
     assert rows[0].startswith("| task | rtrl-elstm (ours) | tbptt-elstm (ours) | POPGym GRU | POPGym LSTM")
     assert rows[2] == ("| AutoencodeEasy | 0.400 ± 0.100 (n=2) | not run | -0.283 ± 0.029 | -0.312 ± 0.008 | "
                        "-0.470 ± 0.004 | – | – |")
     assert suite_report.published_rows(SuiteConfig(tasks="recall-2x30"), table) == []   # no published counterpart
-    table[("AutoencodeEasy", "rtrl-elstm")]["runs"] = runs[:1]
+    table[("AutoencodeEasy", "rtrl-elstm")]["results"] = runs[:1]
     one_seed = suite_report.published_rows(SuiteConfig(tasks="AutoencodeEasy"), table)
     assert "| AutoencodeEasy | 0.300 (n=1) | not run |" in one_seed[2]   # no spread from one seed
     assert set(suite_report.PUBLISHED) <= set(suite.TASK_NAMES)
+
+
+def test_records_of_finished_runs_stand_in_for_the_run_directories(tmp_path, monkeypatch):
+    cfg = tiny(tmp_path, tasks="recall-2x30")
+    suite.run(cfg, TINY_TRAIN, say=lambda *_: None)
+    records = sorted((tmp_path / "results").rglob("*.json"))
+    variant = "quick_64_steps_" + "_".join(f"{k}_{v}".replace(".", "_") for k, v in sorted(TINY_TRAIN.items()))
+    assert [r.relative_to(tmp_path / "results").as_posix() for r in records] == [
+        f"{variant}/recall-2x30/{core}-seed0.json" for core in ("rtrl-elstm", "tbptt-elstm")]
+    kept = json.loads(records[0].read_text())
+    run = json.loads((tmp_path / "runs/quick/recall-2x30/rtrl-elstm-seed0/result.json").read_text())
+    assert {k: kept[k] for k in run} == run and kept["curve"]["step"] and "success_rate" in kept["curve"]
+    before = suite_report.write_report(cfg, "cmd", "", TINY_TRAIN)
+
+    # on a machine without the run directories: nothing runs again, and the report is the same
+    import shutil
+    shutil.rmtree(tmp_path / "runs")
+    monkeypatch.setattr(suite, "train", lambda *a, **k: pytest.fail("a finished run ran again"))
+    assert [r["score"] for r in suite.run(cfg, TINY_TRAIN, say=lambda *_: None)] == [
+        json.loads(r.read_text())["score"] for r in records]
+    after = suite_report.write_report(cfg, "cmd", "", TINY_TRAIN)
+    strip = lambda text: [line for line in text.splitlines() if not line.startswith(("- date", "- machine"))]
+    assert strip(after) == strip(before)
+
+    # a record of other settings is an error that names the record, not a finished run
+    records[0].write_text(records[0].read_text().replace('"hidden_size": 4', '"hidden_size": 5'))
+    with pytest.raises(SettingError, match=f"{records[0]} holds a run of preset 'memory-suite' with settings "
+                                           ".*'hidden_size': 5.*another runs or results directory"):
+        suite.run(cfg, TINY_TRAIN, say=lambda *_: None)
+
+
+def test_a_report_with_no_finished_runs_leaves_the_doc_as_it_is(tmp_path, capsys):
+    doc = tmp_path / "SUITE.md"
+    doc.write_text("# kept\n<!-- begin tier quick -->\nwritten from runs elsewhere\n<!-- end tier quick -->\n")
+    before = doc.read_text()
+    assert main(["bench", "suite", "--runs", str(tmp_path / "none"), "--results", str(tmp_path / "none"),
+                 "--doc", str(doc), "--report-only"]) == 0
+    assert doc.read_text() == before and "left as it is" in capsys.readouterr().out
