@@ -17,11 +17,14 @@ have the run directories. ``docs/MEMORY_SUITE.md`` is then written from whatever
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import math
 import multiprocessing
+import os
 import re
 import shlex
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,20 +314,59 @@ def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> lis
 
 def _run_parallel(cfg: SuiteConfig, todo: list[Job], deadline: float | None, say) -> None:
     context = multiprocessing.get_context("spawn")   # fresh processes: no torch threads or locks inherited
-    with concurrent.futures.ProcessPoolExecutor(cfg.jobs, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(cfg.jobs, mp_context=context, initializer=_ignore_stop_signals) as pool:
         pending, queue, jobs = set(), list(todo), {}
-        while queue or pending:
-            while queue and len(pending) < cfg.jobs and (deadline is None or time.monotonic() < deadline):
-                job = queue.pop(0)
-                future = pool.submit(run_job, cfg.preset, job, cfg.episodes())
-                pending.add(future)
-                jobs[future] = job
-            if not pending:
-                say(f"stopping after {cfg.max_minutes} minutes; run the command again to go on")
-                break
-            done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                _report(say, future.result(), jobs.pop(future))
+        try:
+            while queue or pending:
+                while queue and len(pending) < cfg.jobs and (deadline is None or time.monotonic() < deadline):
+                    job = queue.pop(0)
+                    future = pool.submit(_run_job_in_worker, cfg.preset, job, cfg.episodes())
+                    pending.add(future)
+                    jobs[future] = job
+                if not pending:
+                    say(f"stopping after {cfg.max_minutes} minutes; run the command again to go on")
+                    break
+                done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    _report(say, future.result(), jobs.pop(future))
+        except KeyboardInterrupt:
+            # SIGTERM (or Ctrl-C) reached this process, or a run was stopped: the pool's processes are told
+            # too (a SIGTERM sent to this process alone would not reach them), each run in progress writes
+            # its checkpoint, and the piece ends; without this the pool would wait for the runs to finish
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGINT)
+            for future in concurrent.futures.as_completed(pending):
+                if future.exception() is None:   # a run that finished as the stop came
+                    _report(say, future.result(), jobs.pop(future))
+            say(f"stopped; the runs in progress keep their checkpoints in {cfg.runs}: run the command again "
+                "to go on")
+            raise
+
+
+def _ignore_stop_signals() -> None:
+    """A pool process between runs ignores SIGINT (Ctrl-C reaches every process of a terminal's group): the
+    stop is for the runs in progress, and a pool process that died of it would break the pool. SIGTERM
+    keeps its default, so the pool can still end its processes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_job_in_worker(preset: str, job: Job, episodes: int) -> dict:
+    """:func:`run_job` in a pool process, where the first SIGINT or SIGTERM stops the run with a checkpoint
+    (as Ctrl-C does in a terminal) and later ones are ignored, so they cannot cut the checkpoint short."""
+    stopped = []
+
+    def stop(signum, frame):
+        if not stopped:
+            stopped.append(signum)
+            raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return run_job(preset, job, episodes)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _report(say, result: dict, job: Job) -> None:

@@ -1,11 +1,16 @@
 """`rtrl bench suite`'s bookkeeping on tiny budgets: resume, skip finished runs, normalisation, the report."""
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import children, running
 from rtrl.bench import suite, suite_report
 from rtrl.bench.suite import SuiteConfig, normalise
 from rtrl.cli import main
@@ -179,6 +184,41 @@ def test_jobs_run_side_by_side_in_their_own_processes(tmp_path):
     results = suite.run(tiny(tmp_path, tasks="recall-2x30", jobs=2), TINY_TRAIN, say=lambda *_: None)
     assert sorted(r["core"] for r in results) == ["rtrl-elstm", "tbptt-elstm"]
     assert all((tmp_path / f"runs/quick/recall-2x30/{r['core']}-seed0/checkpoint.pt").exists() for r in results)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_suite_stops_its_parallel_runs_with_checkpoints(tmp_path):
+    """`kill PID` of `rtrl bench suite --jobs 2` reaches only the suite's process: it must tell its pool's
+    processes, whose runs checkpoint and end, and exit 143 instead of waiting for the runs to finish."""
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "rtrl", "bench", "suite", "--tasks", "recall-2x30", "--jobs", "2",
+           "--total-steps", "100000000", "--runs", str(runs), "--results", "", "--doc", "", "--",
+           "--hidden-size", "4", "--batch-size", "2", "--envs-per-actor", "2", "--unroll-length", "4",
+           "--log-interval", "0.2"]
+    dirs = [runs / f"quick/recall-2x30/{core}-seed0" for core in ("rtrl-elstm", "tbptt-elstm")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((d / "metrics.csv").exists() and len((d / "metrics.csv").read_text().splitlines()) > 1
+                      for d in dirs):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the two runs did not both log within 120 s"
+            time.sleep(0.5)
+        pool = children(proc.pid)
+        proc.send_signal(signal.SIGTERM)   # to the suite's process alone, as `kill PID` does
+        out, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "stopped; the runs in progress keep their checkpoints" in out
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 20
+    while running(pool) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not running(pool), f"pool processes left running: {running(pool)}"
+    for run in dirs:
+        assert torch.load(run / "checkpoint.pt", weights_only=False)["steps"] > 0
+        assert not (run / "result.json").exists()
 
 
 def test_best_training_return_counts_only_full_windows(tmp_path):
