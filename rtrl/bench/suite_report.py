@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtrl.bench.suite import (TASKS, TIERS, SuiteConfig, chance_levels, load_result, normalise, plan, slug,
-                              train_command, variant_parts)
+from rtrl.bench.suite import TIERS, SuiteConfig, load_result, plan, slug, train_command, variant_parts
+from rtrl.bench.suite_tasks import TASKS, chance_levels, normalise
 from rtrl.records.reports import machine_description, utc_stamp, write_section
 from rtrl.records.plots import Panel, Series, plot_panels, smooth_series
 from rtrl.runtime.config import resolve_config

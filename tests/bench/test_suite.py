@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import children, running
-from rtrl.bench import suite, suite_report
-from rtrl.bench.suite import SuiteConfig, normalise
+from rtrl.bench import suite, suite_report, suite_tasks
+from rtrl.bench.suite import SuiteConfig
+from rtrl.bench.suite_tasks import normalise
 from rtrl.cli import main
 from rtrl.envs import make_env
 from rtrl.settings import SettingError
@@ -36,7 +37,7 @@ def test_normalise_maps_chance_to_0_and_maximum_to_1():
 
 
 def test_every_suite_task_is_an_environment_with_a_score():
-    for task in suite.TASKS:
+    for task in suite_tasks.TASKS:
         env = make_env(task.env, seed=0)
         env.reset()
         assert task.score in ("success_rate", "mean_return") and (task.chance is None or task.chance < task.maximum)
@@ -137,10 +138,10 @@ def test_an_unfinished_core_is_aggregated_over_the_seeds_finished_on_every_task(
         suite.run_job(cfg.preset, suite.Job(job.task, job.core, job.seed, job.out, dict(job.settings, **TINY_TRAIN)), 4)
     table = suite_report.collect(cfg)
     scores = {task: table[(task, "rtrl-elstm")]["scores"][0] for task in ("recall-2x30", "sequence-4x3x50")}
-    chance = suite.chance_levels(cfg.runs, [t for t in suite.TASKS if t.name in cfg.task_names()])
+    chance = suite_tasks.chance_levels(cfg.runs, [t for t in suite_tasks.TASKS if t.name in cfg.task_names()])
     _, arrays, interim = suite_report.task_table(cfg, table, chance)
     expected = [normalise(scores[t.name], chance[t.name]["chance"], t.maximum)
-                for t in suite.TASKS if t.name in scores]
+                for t in suite_tasks.TASKS if t.name in scores]
     assert arrays["rtrl-elstm"].shape == (1, 2) and arrays["rtrl-elstm"][0].tolist() == pytest.approx(expected)
     assert interim == {"rtrl-elstm": "1 of 2 (seed 0; interim)"} and "tbptt-elstm" not in arrays
     text = suite_report.write_report(cfg, "cmd", "")
@@ -265,7 +266,7 @@ def test_the_popgym_tasks_are_reported_beside_their_published_scores(tmp_path):
     table[("AutoencodeEasy", "rtrl-elstm")]["results"] = runs[:1]
     one_seed = suite_report.published_rows(SuiteConfig(tasks="AutoencodeEasy"), table)
     assert "| AutoencodeEasy | 0.300 (n=1) | not run |" in one_seed[2]   # no spread from one seed
-    assert set(suite_report.PUBLISHED) <= set(suite.TASK_NAMES)
+    assert set(suite_report.PUBLISHED) <= set(suite_tasks.TASK_NAMES)
 
 
 def test_records_of_finished_runs_stand_in_for_the_run_directories(tmp_path, monkeypatch):
