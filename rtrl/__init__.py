@@ -2,6 +2,6 @@
 from rtrl.cells import (ELSTM, DiagonalLRU, ElementwiseRNN, IndRNN, RecurrentState, StackedRNN, StackedState,
                         rtrl_segment)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["ELSTM", "IndRNN", "DiagonalLRU", "ElementwiseRNN", "RecurrentState", "rtrl_segment", "StackedRNN",
            "StackedState"]

@@ -153,7 +153,7 @@ def validate(config):
     for f in fields(config):
         value = getattr(config, f.name)
         choices, check = f.metadata.get("choices"), f.metadata.get("check")
-        if choices is not None and value not in choices:
+        if choices is not None and value not in choices and not (value is None and _has_type(None, hints[f.name])):
             raise SettingError(f"bad {{{f.name}}}; accepted: {literal(', '.join(map(str, choices)))}", **{f.name: value})
         if not _has_type(value, hints[f.name]):
             accepted = check.accepted if check is not None else _type_phrase(hints[f.name])

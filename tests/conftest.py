@@ -14,6 +14,7 @@ import torch
 
 from rtrl.algos import impala_loss
 from rtrl.envs import EnvSpec
+from rtrl.models import upgrade_core_alias
 from rtrl.runtime.actor import RolloutWorker
 from rtrl.runtime.config import TrainConfig, build_agent
 from rtrl.runtime.rollout import empty_rollout
@@ -30,19 +31,19 @@ def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def small_config(**overrides) -> TrainConfig:
     """A seconds-long run on delayed recall (delay 6 > unroll 5), stepped inline."""
-    values = dict(env=MEMORY, core="rtrl-elstm", total_steps=640, unroll_length=5, batch_size=4, hidden_size=8,
+    values = dict(env=MEMORY, cell="elstm", learning="rtrl", total_steps=640, unroll_length=5, batch_size=4, hidden_size=8,
                   stem="mlp", stem_hidden_size=16, num_actors=0, envs_per_actor=2, log_interval=0.01,
                   checkpoint_interval=1000.0, seed=3)
-    values.update(overrides)
+    values.update(upgrade_core_alias(overrides))   # an old core name replaces cell and learning
     return TrainConfig(**values).validate()
 
 
 def image_config(**overrides) -> TrainConfig:
     """A few steps on a real ProcGen game with the ResNet stem (image observations)."""
-    values = dict(env=PROCGEN, core="rtrl-elstm", total_steps=8, unroll_length=2, batch_size=2, hidden_size=8,
+    values = dict(env=PROCGEN, cell="elstm", learning="rtrl", total_steps=8, unroll_length=2, batch_size=2, hidden_size=8,
                   stem="resnet", stem_hidden_size=16, num_actors=0, envs_per_actor=2, log_interval=0.01,
                   checkpoint_interval=1000.0, seed=1, lr=0.05)
-    values.update(overrides)
+    values.update(upgrade_core_alias(overrides))   # an old core name replaces cell and learning
     return TrainConfig(**values).validate()
 
 

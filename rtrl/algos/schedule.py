@@ -1,4 +1,4 @@
-"""Learning-rate schedule and reward clipping used by the R2AC learner (DESIGN.md §5)."""
+"""Learning-rate schedule and reward clipping used by the R2AC learner (docs/DESIGN.md §5)."""
 from __future__ import annotations
 
 import torch

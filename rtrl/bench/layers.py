@@ -3,7 +3,7 @@
 For L stacked eLSTM layers of N units (input D = N), batch B, one call over a segment of T steps from a
 state with sensitivities, it times forward + backward + the carried state (median over repeats), and
 counts the bytes of the state's tensors. Beside each measured number it prints the count the formulas
-of DESIGN.md §4 / ``rtrl.cells.multilayer`` predict (multiply-adds per step, floats per sequence), and
+of docs/DESIGN.md §4 / ``rtrl.cells.multilayer`` predict (multiply-adds per step, floats per sequence), and
 the growth exponent in N, measured against predicted. Write S_d = 2N² + 4N (one layer's own
 sensitivities) and P = 4N² + 5N (|θ_k|: W_x, r, b and the output gate, which a stack makes recurrent):
 
@@ -30,7 +30,9 @@ from rtrl.settings import POSITIVE, POSITIVE_INT, setting
 from rtrl.tree import tensors_of
 
 S = setting
-MODES = {"exact": "rtrl", "per-layer": "rtrl-per-layer", "bptt": "bptt"}
+# the stack settings of each mode the table compares
+MODES = {"exact": dict(learning="rtrl", multilayer="exact"), "per-layer": dict(learning="rtrl", multilayer="per-layer"),
+         "bptt": dict(learning="bptt")}
 
 
 @dataclass
@@ -44,7 +46,7 @@ class LayersBenchConfig:
     time_budget: float = S(20.0, "seconds one timed run may take (predicted); beyond, fewer steps", check=POSITIVE)
     memory_budget: float = S(4.0, "GiB the measurement's sensitivities may take (S_0, S_T and a temporary); "
                              "beyond, a smaller batch, scaled back to B", check=POSITIVE)
-    paper_batch: int = S(32, "batch for the largest-N question (the paper's batch, DESIGN.md §5)",
+    paper_batch: int = S(32, "batch for the largest-N question (the paper's batch, docs/DESIGN.md §5)",
                          check=POSITIVE_INT)
     paper_memory: float = S(24.0, "GiB for the largest-N question", check=POSITIVE)
     record: str | None = S(None, "also write the tables, date, machine and command into this markdown file",
@@ -90,7 +92,7 @@ def predicted_macs(mode: str, L: int, N: int, T: int) -> float:
 # --- measurement --------------------------------------------------------------------------------
 def make_case(mode: str, L: int, N: int, T: int, B: int):
     torch.manual_seed(0)
-    stack = StackedRNN(N, N, L, cell="elstm", learning=MODES[mode], memory_limit=2 ** 62)
+    stack = StackedRNN(N, N, L, cell="elstm", memory_limit=2 ** 62, **MODES[mode])
     x = torch.randn(T, B, N, requires_grad=True)
     state = stack.initial_state(B)
     for s in tensors_of(state):
@@ -108,7 +110,7 @@ def run_once(stack, x, state, upstream) -> None:
 
 def state_floats(mode: str, L: int, N: int) -> int:
     """Floats one sequence's state holds, counted from the tensors ``initial_state`` allocates."""
-    stack = StackedRNN(N, N, L, learning=MODES[mode], memory_limit=2 ** 62)
+    stack = StackedRNN(N, N, L, memory_limit=2 ** 62, **MODES[mode])
     return sum(t.numel() for t in tensors_of(stack.initial_state(1)))
 
 

@@ -42,7 +42,7 @@ from rtrl.runtime.train import train
 from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, literal, optional, setting, validate
 
 EVAL_SEED = 123
-SET_PER_RUN = ("env", "core", "seed", "total_steps")   # what the suite sets for each run
+SET_PER_RUN = ("env", "core", "cell", "learning", "seed", "total_steps")   # what the suite sets for each run
 CURVE_POINTS = 400   # rows of the training curve kept in a run's record
 
 

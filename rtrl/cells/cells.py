@@ -10,7 +10,7 @@ from rtrl.cells.base import ElementwiseRNN
 
 
 class ELSTM(ElementwiseRNN):
-    """The paper's eLSTM (Irie et al. 2024, Sec. 3; "QuasiLSTM" in its code), DESIGN.md §2.
+    """The paper's eLSTM (Irie et al. 2024, Sec. 3; "QuasiLSTM" in its code), docs/DESIGN.md §2.
 
         z_t = tanh(W_z x_t + w_z ⊙ c_{t-1} + b_z)
         f_t = σ(W_f x_t + w_f ⊙ c_{t-1} + b_f)
@@ -23,7 +23,7 @@ class ELSTM(ElementwiseRNN):
     Args:
         input_size, hidden_size, learning, method: see ``ElementwiseRNN``.
         forget_bias: initial b_f. The paper uses 0; a positive value (e.g. 3) keeps f ≈ 1 at the
-            start, so a trace survives long delays (DESIGN.md §7).
+            start, so a trace survives long delays (docs/DESIGN.md §7).
         init_std: std of the normal init of the six recurrent tensors (paper: 0.1).
         chrono_max: if > 0, replaces ``forget_bias`` by the chrono initialisation (Tallec & Ollivier 2018):
             b_f = log(u), u ~ U(1, chrono_max − 1) per unit, so σ(b_f) = u / (1 + u) and the units' time

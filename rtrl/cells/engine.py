@@ -1,4 +1,4 @@
-"""The RTRL engine for element-wise recurrent cells (DESIGN.md §2 "General form", §3).
+"""The RTRL engine for element-wise recurrent cells (docs/DESIGN.md §2 "General form", §3).
 
 A cell in this family has one recurrent state vector c ∈ R^N per batch element and K gates whose
 pre-activations are
@@ -23,7 +23,7 @@ folds it into the carry as ā_t = a_t · keep_t.
 Two exact ways compute the same numbers:
 
 * ``method="step"`` — the per-step recursion above, written plainly. The reference implementation.
-* ``method="segment"`` — the segment form of DESIGN.md §3. With e_T = g_T, e_s = g_s + ā_{s+1} e_{s+1}
+* ``method="segment"`` — the segment form of docs/DESIGN.md §3. With e_T = g_T, e_s = g_s + ā_{s+1} e_{s+1}
   (BPTT's backward recursion inside the segment) and P_s = Π_{r=s+1..T} ā_r:
 
       Σ_t g_t ⊙ S_t = e_0 ⊙ S_0 + Σ_s (e_s ⊙ u_s) ⊗ x_s,      e_0 = ā_1 e_1

@@ -1,4 +1,4 @@
-"""Exact RTRL through a stack of element-wise layers (DESIGN.md §4): the sensitivity recursion and the
+"""Exact RTRL through a stack of element-wise layers (docs/DESIGN.md §4): the sensitivity recursion and the
 history term of the gradient.
 
 Layer l (0-based, L layers) reads x^l_t = y^{l-1}_t (x^0_t the stack's input), has the state c^l_t ∈ R^{N_l}

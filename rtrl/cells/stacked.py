@@ -15,9 +15,16 @@ from rtrl.cells.state import RecurrentState, TensorState
 from rtrl.cells.transition import input_projection, transition_loop
 
 CELL_TYPES = {"elstm": ELSTM, "indrnn": IndRNN, "lru": DiagonalLRU}
-STACK_LEARNING = ("rtrl", "rtrl-per-layer", "bptt")
-# how each layer of the stack runs by itself: exact mode drives plain layers and keeps all blocks itself
-_LAYER_LEARNING = {"rtrl": "bptt", "rtrl-per-layer": "rtrl", "bptt": "bptt"}
+STACK_LEARNING = ("rtrl", "bptt")
+MULTILAYER = ("exact", "per-layer")
+# the spelling before ``multilayer`` existed: learning="rtrl-per-layer" is learning="rtrl", multilayer="per-layer"
+_OLD_LEARNING = {"rtrl-per-layer": ("rtrl", "per-layer")}
+# how each layer of the stack runs by itself, by mode: exact mode drives plain layers and keeps all blocks itself
+_LAYER_LEARNING = {"exact": "bptt", "per-layer": "rtrl", "bptt": "bptt"}
+
+
+_MODE_SPELLING = {"exact": "learning='rtrl', multilayer='exact'", "per-layer": "learning='rtrl', multilayer='per-layer'",
+                  "bptt": "learning='bptt'"}
 
 
 class SensitivityMemoryError(ValueError):
@@ -52,7 +59,7 @@ class StackedState(TensorState):
 
     layers: list[RecurrentState]
     cross: dict[str, Tensor] = field(default_factory=dict)
-    learning: str = "rtrl"
+    mode: str = "exact"   # the stack's ``mode``: "exact", "per-layer" or "bptt"
 
 
 def _check_positive(name: str, value) -> None:
@@ -69,30 +76,33 @@ class StackedRNN(nn.Module):
     eLSTM's output gate of layer k feeds layer k+1 and so reaches the future) and e^l_0 = ∂L/∂c^l_0 for
     BPTT's adjoint, inside the call, of layer l's state before it. For a loss on this call's outputs,
     the true gradient is dL/dθ_k = (BPTT inside the call) + Σ_{l ≥ k} e^l_0 · S^{l,k}_0 with
-    S^{l,k}_0 = dc^l_0/dθ_k through the whole history since the last reset. ``learning``:
+    S^{l,k}_0 = dc^l_0/dθ_k through the whole history since the last reset. ``learning`` and ``multilayer``:
 
-    * ``"rtrl"`` — exact: keeps every term. The state carries all L(L+1)/2 blocks S^{l,k}; the
+    * ``learning="rtrl", multilayer="exact"`` — exact: keeps every term. The state carries all L(L+1)/2 blocks S^{l,k}; the
       cross blocks (k < l) are dense, (B, N_l, |θ_k|), so two layers cost O(N³) memory and time per step
       and three O(N⁴) time (``rtrl.cells.multilayer``). Gradients equal full-history BPTT.
-    * ``"rtrl-per-layer"`` — each layer is a single-layer RTRL cell (what the paper does for its one
+    * ``learning="rtrl", multilayer="per-layer"`` — each layer is a single-layer RTRL cell (what the paper does for its one
       recurrent layer): keeps BPTT inside the call and e^k_0 · S^{k,k}_0 (each layer's own parameters
       through its own past, its input held fixed); drops Σ_{l > k} e^l_0 · S^{l,k}_0, every path by
       which θ_k reached a higher layer's state before the call. Memory and time as L single layers.
-    * ``"bptt"`` — plain autograd: keeps BPTT inside the call and, while the returned state stays
+    * ``learning="bptt"`` — plain autograd: keeps BPTT inside the call and, while the returned state stays
       attached, through earlier calls; detach it for truncated BPTT (which drops every e_0 term).
 
     In every mode the gradient for x (a stem below the stack) is BPTT inside the call.
 
     Args:
         input_size: D.  hidden_size: N, one int or one per layer.  num_layers: L.
-        cell: "elstm", "indrnn" or "lru".  learning: see above.
+        cell: "elstm", "indrnn" or "lru".  learning: "rtrl" or "bptt".  multilayer: with "rtrl", "exact" or
+            "per-layer" (ignored with "bptt"). The old ``learning="rtrl-per-layer"`` still means
+            ``learning="rtrl", multilayer="per-layer"``.
         memory_limit: bytes the sensitivities of ``initial_state`` may take; None: what the machine has
             available (``available_memory``). Above it ``initial_state`` raises ``SensitivityMemoryError``.
         **cell_options: passed to every layer (``forget_bias=3.0`` for the eLSTM, say).
     """
 
     def __init__(self, input_size: int, hidden_size: int | Sequence[int], num_layers: int, cell: str = "elstm",
-                 learning: str = "rtrl", memory_limit: int | None = None, **cell_options):
+                 learning: str = "rtrl", memory_limit: int | None = None, multilayer: str = "exact",
+                 **cell_options):
         super().__init__()
         _check_positive("input_size", input_size)
         _check_positive("num_layers", num_layers)
@@ -104,12 +114,17 @@ class StackedRNN(nn.Module):
                              f"int or a list of {num_layers} positive ints")
         if cell not in CELL_TYPES:
             raise ValueError(f"unknown cell {cell!r}; accepted: {', '.join(CELL_TYPES)}")
+        learning, multilayer = _OLD_LEARNING.get(learning, (learning, multilayer))
         if learning not in STACK_LEARNING:
             raise ValueError(f"unknown learning {learning!r}; accepted: {', '.join(STACK_LEARNING)}")
+        if multilayer not in MULTILAYER:
+            raise ValueError(f"unknown multilayer {multilayer!r}; accepted: {', '.join(MULTILAYER)}")
         self.input_size, self.hidden_size, self.num_layers = input_size, sizes, num_layers
         self.cell, self.learning, self.memory_limit = cell, learning, memory_limit
+        self.multilayer = multilayer if learning == "rtrl" else None
+        self.mode = self.multilayer or "bptt"   # how gradients cross layers and calls: exact, per-layer, bptt
         inputs = [input_size] + sizes[:-1]
-        self.layers = nn.ModuleList(CELL_TYPES[cell](d, n, learning=_LAYER_LEARNING[learning], **cell_options)
+        self.layers = nn.ModuleList(CELL_TYPES[cell](d, n, learning=_LAYER_LEARNING[self.mode], **cell_options)
                                     for d, n in zip(inputs, sizes))
 
     @property
@@ -118,11 +133,11 @@ class StackedRNN(nn.Module):
 
     @property
     def steps_partial_state(self) -> bool:
-        return self.learning != "bptt"
+        return self.mode != "bptt"
 
     # --- sizes -----------------------------------------------------------------------------------
     def _cross_shapes(self, batch_size: int) -> dict[str, tuple[int, int, int]]:
-        if self.learning != "rtrl":
+        if self.mode != "exact":
             return {}
         params = [layer_parameters(layer) for layer in self.layers]
         return {cross_key(l, k, name): (batch_size, self.hidden_size[l], p.numel())
@@ -130,7 +145,7 @@ class StackedRNN(nn.Module):
 
     def sensitivity_numel(self, batch_size: int = 1) -> dict[str, int]:
         """Numbers the state's sensitivities hold: {"diagonal": Σ_l |S^{l,l}|, "cross": Σ_{k<l} N_l |θ_k|}."""
-        if self.learning == "bptt":
+        if self.mode == "bptt":
             return {"diagonal": 0, "cross": 0}
         diagonal = sum(math.prod(s) for layer in self.layers for s in layer.sensitivity_shapes(batch_size).values())
         return {"diagonal": diagonal, "cross": sum(math.prod(s) for s in self._cross_shapes(batch_size).values())}
@@ -147,10 +162,10 @@ class StackedRNN(nn.Module):
         need = self.sensitivity_bytes(batch_size)
         if need > limit:
             raise SensitivityMemoryError(
-                f"learning={self.learning!r} with num_layers={self.num_layers}, hidden_size={self.hidden_size}: "
+                f"{self._spelled()} with num_layers={self.num_layers}, hidden_size={self.hidden_size}: "
                 f"the sensitivities of {batch_size} sequences need {format_bytes(need)} ({format_bytes(need / batch_size)} each), "
                 f"over the limit of {format_bytes(limit)}; accepted: fewer layers or units, a smaller batch, or "
-                f"learning='rtrl-per-layer' ({format_bytes(self._per_layer_bytes(batch_size))})")
+                f"multilayer='per-layer' ({format_bytes(self._per_layer_bytes(batch_size))})")
 
     def _per_layer_bytes(self, batch_size: int) -> int:
         """What the same stack would hold with per-layer RTRL: the diagonal blocks alone."""
@@ -161,24 +176,24 @@ class StackedRNN(nn.Module):
         """The zero state (and zero sensitivities), after ``check_memory``."""
         _check_positive("batch_size", batch_size)
         self.check_memory(batch_size)
-        if self.learning != "rtrl":
-            return StackedState([layer.initial_state(batch_size) for layer in self.layers], {}, self.learning)
+        if self.mode != "exact":
+            return StackedState([layer.initial_state(batch_size) for layer in self.layers], {}, self.mode)
         like = self.layers[0].weight_x
         layers = [RecurrentState(like.new_zeros(batch_size, layer.hidden_size),
                                  {k: like.new_zeros(s) for k, s in layer.sensitivity_shapes(batch_size).items()},
                                  "rtrl") for layer in self.layers]
         cross = {key: like.new_zeros(shape) for key, shape in self._cross_shapes(batch_size).items()}
-        return StackedState(layers, cross, "rtrl")
+        return StackedState(layers, cross, "exact")
 
     def step_state(self, state: StackedState) -> StackedState:
         """c of every layer without the sensitivities: enough to step under ``torch.no_grad()``."""
-        return StackedState([RecurrentState(s.c, {}, s.learning) for s in state.layers], {}, state.learning)
+        return StackedState([RecurrentState(s.c, {}, s.learning) for s in state.layers], {}, state.mode)
 
     def initial_step_state(self, batch_size: int) -> StackedState:
         """``step_state(initial_state(batch_size))`` without allocating the sensitivities (nor checking that
         they fit: a stack only stepped, as in an evaluation, never holds them)."""
         _check_positive("batch_size", batch_size)
-        return StackedState([layer.initial_step_state(batch_size) for layer in self.layers], {}, self.learning)
+        return StackedState([layer.initial_step_state(batch_size) for layer in self.layers], {}, self.mode)
 
     def _check(self, x: Tensor, state: StackedState, reset: Tensor | None) -> None:
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.input_size:
@@ -187,10 +202,10 @@ class StackedRNN(nn.Module):
         if not isinstance(state, StackedState) or len(state.layers) != self.num_layers:
             raise ValueError(f"StackedRNN: state must be a StackedState of {self.num_layers} layers from "
                              f"initial_state(), got {type(state).__name__}")
-        if state.learning != self.learning:
-            raise ValueError(f"StackedRNN: state comes from a learning={state.learning!r} stack, this stack has "
-                             f"learning={self.learning!r}")
-        if self.learning != "rtrl":
+        if state.mode != self.mode:
+            raise ValueError(f"StackedRNN: state comes from a {_MODE_SPELLING.get(state.mode, state.mode)} stack, "
+                             f"this stack has {self._spelled()}")
+        if self.mode != "exact":
             return  # each layer checks its own part as it runs
         B = x.shape[1]
         for layer, s in zip(self.layers, state.layers):
@@ -225,7 +240,7 @@ class StackedRNN(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[1] if isinstance(x, Tensor) and x.dim() == 3 else 1)
         self._check(x, state, reset)
-        if self.learning == "rtrl":
+        if self.mode == "exact":
             return self._run_exact(x, state, reset, final)
         h, new_layers = x, []
         for layer, s in zip(self.layers, state.layers):
@@ -237,7 +252,7 @@ class StackedRNN(nn.Module):
                 h_next, _ = layer(h, layer.step_state(s), reset)
                 s, h = layer.advance(h, s, reset), h_next
             new_layers.append(s)
-        return h, StackedState(new_layers, {}, self.learning)
+        return h, StackedState(new_layers, {}, self.mode)
 
     def _run_exact(self, x, state, reset, final):
         keep = None if reset is None else (~reset.to(x.device)).to(x.dtype)
@@ -257,11 +272,11 @@ class StackedRNN(nn.Module):
             y = h
         if not has_sensitivity or final == "skip":
             layers = [RecurrentState(c, {}, "rtrl") for c in (c_last or c0)]
-            return y, StackedState(layers, {}, "rtrl")
+            return y, StackedState(layers, {}, "exact")
         c, diag, cross = exact_sweep(self.layers, x.detach(), c0, [s.sensitivity for s in state.layers],
                                      state.cross, keep, in_place=final == "in_place")
         layers = [RecurrentState(cl, d, "rtrl") for cl, d in zip(c, diag)]
-        return y, StackedState(layers, cross, "rtrl")
+        return y, StackedState(layers, cross, "exact")
 
     def _attach_history(self, c0: list[Tensor], state: StackedState) -> list[Tensor]:
         """c0 through ``HistoryGradient``, which adds Σ_l e^l_0 · S^{l,k}_0 to the parameters' gradients."""
@@ -283,4 +298,7 @@ class StackedRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
-                f"cell={self.cell!r}, learning={self.learning!r}")
+                f"cell={self.cell!r}, {self._spelled()}")
+
+    def _spelled(self) -> str:
+        return _MODE_SPELLING[self.mode]

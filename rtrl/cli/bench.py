@@ -7,10 +7,10 @@ import torch
 
 import rtrl.bench as bench_package
 from rtrl.bench import cells, layers, suite, suite_report, throughput
-from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.cli.flags import add_flags, config_from_flags, given, render_error
 from rtrl.records.reports import command_line
 from rtrl.runtime.config import TrainConfig
-from rtrl.settings import SettingError, from_dict, validate
+from rtrl.settings import SettingError
 
 
 def register(subcommands) -> None:
@@ -50,7 +50,7 @@ def register(subcommands) -> None:
 
 def _config(args, cls):
     try:
-        return validate(from_dict(cls, given(args, cls)))
+        return config_from_flags(args, cls)
     except SettingError as error:
         args._parser.error(render_error(error))
 

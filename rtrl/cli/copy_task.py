@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
-from rtrl.cli.flags import add_flags, given, render_error
+from rtrl.cli.flags import add_flags, config_from_flags, render_error
 from rtrl.settings import SettingError
 from rtrl.tasks.copy_task import CopyTaskConfig, check_config, train
 
@@ -27,20 +28,22 @@ def register(subcommands) -> None:
 
 def default_out(config: CopyTaskConfig) -> str:
     layers = "" if config.num_layers == 1 else f"-{config.num_layers}layers" + (
-        f"-{config.multilayer}" if config.model == "elstm-rtrl" else "")
-    return f"runs/copy-{config.model}{layers}-L{config.length}-s{config.seed}"
+        f"-{config.multilayer}" if config.learning == "rtrl" else "")
+    return f"runs/copy-{config.label}{layers}-L{config.length}-s{config.seed}"
 
 
 def run(args: argparse.Namespace) -> int:
-    config = CopyTaskConfig(**given(args, CopyTaskConfig))
-    config = dataclasses.replace(config, out=config.out or default_out(config))
     try:
-        check_config(config)
+        config = config_from_flags(args, CopyTaskConfig)
+        config = check_config(dataclasses.replace(config, out=config.out or default_out(config)))
     except SettingError as error:
         args._parser.error(render_error(error))
     results = train(config, progress=not args.no_progress)
     test = results["test"]
-    print(f"{config.model} L={config.length}: stopped after {results['sequences']} sequences, "
+    if getattr(args, "model", None):
+        print(f"--model {args.model} is spelled --cell {config.cell} --learning {config.learning} now",
+              file=sys.stderr)
+    print(f"{config.label} L={config.length}: stopped after {results['sequences']} sequences, "
           f"{results['steps']} steps, {results['train_time_s']:.1f} s ({results['stop_reason']})")
     print(f"best valid sequence acc {100 * results['best_valid']['valid_seq_acc']:.2f}%; "
           f"test sequence acc {100 * test['seq_acc']:.2f}%, bit acc {100 * test['bit_acc']:.2f}%")

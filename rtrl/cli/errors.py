@@ -26,7 +26,7 @@ from pathlib import Path
 from rtrl.cli.flags import render_error
 from rtrl.envs import MissingPackage
 from rtrl.runtime.backends import ActorError
-from rtrl.runtime.train import NonFiniteError
+from rtrl.runtime.session import NonFiniteError
 
 DONE, FAILED, BAD_INPUT = 0, 1, 2
 SIGNAL_EXITS = {signal.SIGINT: 130, signal.SIGTERM: 143}

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from rtrl.cli.flags import add_flags, given
+from rtrl.cli.flags import add_flags, config_from_flags
 from rtrl.eval.evaluation import EvalConfig, evaluate
 from rtrl.eval.protocols import summary_lines
-from rtrl.settings import from_dict
 
 
 def register(subcommands) -> None:
@@ -22,7 +21,7 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = evaluate(args.run_dir, from_dict(EvalConfig, given(args, EvalConfig)))   # errors: rtrl.cli.main
+    summary = evaluate(args.run_dir, config_from_flags(args, EvalConfig))   # errors: rtrl.cli.main
     if summary.get("protocol", "none") != "none":
         print("\n".join(summary_lines(summary)))
     else:

@@ -14,9 +14,9 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-from rtrl.settings import SettingsMessage, default_of
+from rtrl.settings import SettingsMessage, default_of, from_dict, validate
 
-__all__ = ["flag_name", "add_flags", "given", "parse_bool", "render_error"]
+__all__ = ["flag_name", "add_flags", "given", "config_from_flags", "parse_bool", "render_error"]
 
 
 def flag_name(name: str) -> str:
@@ -90,3 +90,10 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, default_note: str = "
 def given(args: argparse.Namespace, config_cls) -> dict:
     """The settings of ``config_cls`` that were given as flags, by field name."""
     return {f.name: getattr(args, f.name) for f in fields(config_cls) if hasattr(args, f.name)}
+
+
+def config_from_flags(args: argparse.Namespace, config_cls, **settings):
+    """The config of the flags given (the others at their defaults) and ``settings``, checked: how every
+    command but `rtrl train` (which adds presets and files: ``runtime.config.resolve_config``) builds its
+    config. A bad value raises ``SettingError``, which the command line prints as flags."""
+    return validate(from_dict(config_cls, {**given(args, config_cls), **settings}))

@@ -2,21 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from rtrl.cli.flags import add_flags, given
-from rtrl.records.plots import plot_runs
-from rtrl.settings import POSITIVE_INT, from_dict, setting, validate
-
-
-@dataclass
-class PlotConfig:
-    metric: str = setting("mean_return", "column to plot")
-    x: str = setting("step", "column for the x axis")
-    out: str | None = setting(None, "output PNG (none: DIR/curve.png for one run, ./curves.png for several)",
-                              flag={"metavar": "PNG"})
-    smooth: int = setting(1, "trailing moving average over N log points (1: no smoothing)", check=POSITIVE_INT,
-                          flag={"metavar": "N"})
+from rtrl.cli.flags import add_flags, config_from_flags
+from rtrl.records.plots import PlotConfig, plot_runs
 
 
 def register(subcommands) -> None:
@@ -29,7 +18,7 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = validate(from_dict(PlotConfig, given(args, PlotConfig)))   # errors (PlotError too): rtrl.cli.main
+    cfg = config_from_flags(args, PlotConfig)   # errors (PlotError too): rtrl.cli.main
     out = plot_runs(args.run_dirs, **asdict(cfg))
     print(f"wrote {out}")
     return 0

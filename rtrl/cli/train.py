@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from rtrl.cli.errors import interrupted_exit_code
 from rtrl.cli.flags import add_flags, given
+from rtrl.models import CORE_ALIASES
 from rtrl.records.plots import plot_runs
 from rtrl.runtime.config import PRESETS, TrainConfig, resolve_config
 from rtrl.runtime.train import train
@@ -14,10 +16,14 @@ from rtrl.runtime.train import train
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser(
-        "train", help="train an R2AC agent (IMPALA actor-learner with an RTRL eLSTM core) or a baseline",
+        "train", help="train an R2AC agent (IMPALA actor-learner with an RTRL core) or a baseline",
         description="Train R2AC. Settings resolve as: defaults < --preset < --config FILE < flags. "
                     "Running again with the same --out resumes the run from its checkpoint.")
     add_flags(parser, TrainConfig, default_note="; a preset may change it")
+    parser.add_argument("--core", choices=list(CORE_ALIASES), default=None,
+                        help="the old name of a --cell and --learning pair: " + ", ".join(
+                            f"{core} = --cell {cell} --learning {learning}"
+                            for core, (cell, learning) in CORE_ALIASES.items()))
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="start from a named set of settings (flags still override)")
     parser.add_argument("--config", default=None, metavar="FILE",
@@ -32,7 +38,12 @@ def register(subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Errors end up in ``rtrl.cli.main``, which prints them as one message with their exit code."""
-    cfg = resolve_config(args.preset, args.config, given(args, TrainConfig))
+    overrides = given(args, TrainConfig)
+    if args.core:
+        cell, learning = CORE_ALIASES[args.core]
+        print(f"--core {args.core} is spelled --cell {cell} --learning {learning} now", file=sys.stderr)
+        overrides["core"] = args.core
+    cfg = resolve_config(args.preset, args.config, overrides)
     summary = train(cfg, args.out, force=args.force, progress=not args.no_progress)
     line = f"steps {summary['steps']}: mean return {summary['mean_return']:.3f}"
     if not math.isnan(summary["success_rate"]):

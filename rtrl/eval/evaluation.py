@@ -56,7 +56,8 @@ def evaluate(run_dir: str | Path, cfg: EvalConfig | None = None, env_fn=None) ->
         from rtrl.eval.video import record_video
         summary["video"] = str(record_video(train_cfg, agent, video, cfg.greedy, cfg.seed, sets[0].env_options,
                                             env_fn=env_fn))
-    summary.update({"env": train_cfg.env, "core": train_cfg.core, "greedy": cfg.greedy, "seed": cfg.seed,
+    summary.update({"env": train_cfg.env, "core": train_cfg.label, "cell": train_cfg.cell,
+                    "learning": train_cfg.learning, "greedy": cfg.greedy, "seed": cfg.seed,
                     "checkpoint_steps": checkpoint["steps"]})
     write_text_atomically(run_dir / "eval.json", json.dumps(summary, indent=2) + "\n")
     return summary

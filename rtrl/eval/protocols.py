@@ -1,4 +1,4 @@
-"""The paper's evaluation protocols (DESIGN.md §5); the published scores they are normalised by are in
+"""The paper's evaluation protocols (docs/DESIGN.md §5); the published scores they are normalised by are in
 ``rtrl.eval.scores``.
 
 Every protocol plays greedy (unless told otherwise) episodes from a zero agent state, the recurrent

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rtrl.models.config import ModelConfig, with_options
 from rtrl.models.cores import make_core
 from rtrl.models.normalizer import ObservationNormalizer
 from rtrl.models.stems import make_stem
@@ -20,43 +21,38 @@ class AgentOutput:
 
 
 class Agent(nn.Module):
-    """R2AC network (DESIGN.md §5). Observations, rewards and dones are time-major (T,B,...); ``done[t]``
+    """R2AC network (docs/DESIGN.md §5). Observations, rewards and dones are time-major (T,B,...); ``done[t]``
     means obs[t] starts an episode (the core's state is zeroed before step t, and reward[t], which
     ended the previous episode, is not fed).
 
     Args:
         obs_shape, obs_dtype: of one observation; (C,H,W) uint8 images get the IMPALA ResNet by default.
         num_actions: size of the discrete action space.
-        core: one of ``rtrl.models.CORES``.  hidden_size: N of the core.
-        stem, stem_hidden_size: stem kind (``rtrl.models.STEMS``) and its output width (paper: 256).
-        forget_bias: initial eLSTM forget-gate bias (paper 0; 3 lets a trace survive long delays).
-        init_std, chrono_max: the eLSTM's recurrent-tensor init std and chrono forget-gate init (``make_core``).
-        feature_norm: LayerNorm on the stem's features before the core (not in the paper). Without it, an
-            Atari run drove the features to large, nearly constant values that saturate the core's gates,
-            leaving the policy blind (docs/BENCHMARKS.md).
-        obs_norm: normalise vector observations by their running mean and std before the stem
-            (``ObservationNormalizer``; the learner updates the statistics from each batch).
-        num_layers, multilayer: stacked eLSTM layers and, for ``rtrl-elstm``, "exact" or "per-layer" RTRL
-            (``rtrl.models.cores.make_core``); memory_limit: bytes the stacked core's sensitivities may take.
+        config: the network (``rtrl.models.ModelConfig``: cell, learning, sizes, stem, init); ``**options``
+            replace its fields (``Agent(shape, dtype, 4, cell="lru", hidden_size=64)``). Of its options,
+            ``feature_norm`` puts a LayerNorm on the stem's features before the core (not in the paper):
+            without it, an Atari run drove the features to large, nearly constant values that saturate the
+            core's gates, leaving the policy blind (docs/BENCHMARKS.md); ``obs_norm`` normalises vector
+            observations by their running mean and std before the stem (``ObservationNormalizer``; the
+            learner updates the statistics from each batch).
+        memory_limit: bytes a stacked core's sensitivities may take (None: what the machine has available).
     """
 
-    def __init__(self, obs_shape, obs_dtype, num_actions: int, core: str = "rtrl-elstm", hidden_size: int = 256,
-                 stem: str = "auto", stem_hidden_size: int = 256, forget_bias: float = 0.0,
-                 feature_norm: bool = False, init_std: float = 0.1, chrono_max: float = 0.0, num_layers: int = 1,
-                 multilayer: str = "exact", memory_limit: int | None = None, obs_norm: bool = False):
+    def __init__(self, obs_shape, obs_dtype, num_actions: int, config: ModelConfig | None = None,
+                 memory_limit: int | None = None, **options):
         super().__init__()
+        self.config = config = with_options(config, **options)
         self.obs_norm = None
-        if obs_norm:
+        if config.obs_norm:
             if len(obs_shape) != 1 or not torch.empty((), dtype=obs_dtype).is_floating_point():
                 raise ValueError(f"obs_norm normalises vector observations; this env's are {tuple(obs_shape)} "
                                  f"{obs_dtype} (images are scaled by their stem)")
             self.obs_norm = ObservationNormalizer(obs_shape[0])
-        self.stem = make_stem(stem, tuple(obs_shape), obs_dtype, stem_hidden_size)
-        self.feature_norm = nn.LayerNorm(self.stem.output_size) if feature_norm else None
-        self.core = make_core(core, self.stem.output_size + 1, hidden_size, forget_bias, init_std, chrono_max,
-                              num_layers, multilayer, memory_limit)
-        self.policy = nn.Linear(hidden_size, num_actions)
-        self.baseline = nn.Linear(hidden_size, 1)
+        self.stem = make_stem(config.stem, tuple(obs_shape), obs_dtype, config.stem_hidden_size)
+        self.feature_norm = nn.LayerNorm(self.stem.output_size) if config.feature_norm else None
+        self.core = make_core(config, self.stem.output_size + 1, memory_limit)
+        self.policy = nn.Linear(config.hidden_size, num_actions)
+        self.baseline = nn.Linear(config.hidden_size, 1)
         self._register_load_state_dict_pre_hook(_rename_old_core_keys)
 
     def initial_state(self, batch_size: int) -> Any:

@@ -1,15 +1,14 @@
 """Recurrent cores of the agent behind one protocol, each with its own typed state.
 
-* ``rtrl-elstm``  — ``rtrl.ELSTM`` trained by exact RTRL (the paper's R2AC core); its state
-  (``RecurrentState``) holds c and the sensitivities, so the learner's gradient reaches back through
-  the entire history.
-* ``tbptt-elstm`` — the same eLSTM trained by truncated BPTT (gradient stops at the rollout start).
-* ``lstm``        — torch.nn.LSTM, truncated BPTT; state ``LSTMState(h, c)``.
-* ``ff``          — no recurrence: a ReLU layer of the same width; state ``NoState()``.
+A core is a ``cell`` trained by a ``learning`` rule (``rtrl.models.config``):
 
-With ``num_layers`` > 1 the two eLSTM cores are an ``rtrl.StackedRNN`` of eLSTM layers: ``rtrl-elstm``
-with ``multilayer`` "exact" (RTRL through all layers) or "per-layer" (each layer's own RTRL, gradients
-between layers within the rollout only), ``tbptt-elstm`` by truncated BPTT through all layers.
+* an element-wise cell (``elstm``, ``indrnn``, ``lru``) is an ``rtrl.ElementwiseRNN`` and a core itself:
+  with ``rtrl`` its state (``RecurrentState``) holds c and the sensitivities, so the learner's gradient
+  reaches back through the entire history (``rtrl`` + ``elstm`` is the paper's R2AC core); with ``tbptt``
+  the gradient stops at the rollout start. With ``num_layers`` > 1 it is an ``rtrl.StackedRNN``
+  (``multilayer``: exact or per-layer RTRL; or TBPTT through all layers).
+* ``lstm`` — torch.nn.LSTM, truncated BPTT; state ``LSTMState(h, c)``.
+* ``ff``   — no recurrence: a ReLU layer of the same width; state ``NoState()``.
 
 The element-wise cells implement the protocol themselves; the other two are adapted here.
 """
@@ -21,12 +20,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from rtrl.cells import ELSTM, StackedRNN, chrono_forget_bias
+from rtrl.cells import CELL_TYPES, StackedRNN, chrono_forget_bias
+from rtrl.models.config import CORE_ALIASES, ModelConfig
 
-CORES = ("rtrl-elstm", "tbptt-elstm", "lstm", "ff")
-MULTILAYER = ("exact", "per-layer")
-# the cores that can be stacked (num_layers > 1)
-STACKABLE_CORES = ("rtrl-elstm", "tbptt-elstm")
+CORES = tuple(CORE_ALIASES)   # the old core names, kept as aliases (``rtrl.models.config.CORE_ALIASES``)
 
 
 class Core(Protocol):
@@ -135,27 +132,27 @@ class FeedForwardCore(_PlainCore):
         return torch.relu(self.linear(x)), state
 
 
-def make_core(kind: str, input_size: int, hidden_size: int, forget_bias: float = 0.0, init_std: float = 0.1,
-              chrono_max: float = 0.0, num_layers: int = 1, multilayer: str = "exact",
-              memory_limit: int | None = None) -> nn.Module:
-    """The core ``kind``. ``forget_bias``, ``init_std`` (std of the recurrent tensors' init) and ``chrono_max``
-    (chrono forget-gate init, replacing ``forget_bias`` when > 0) shape the eLSTM's init, of every layer of a
-    stack; the LSTM takes ``chrono_max`` only (else PyTorch's init), the feed-forward core none. With
-    ``num_layers`` > 1 an eLSTM core is a ``StackedRNN`` (``multilayer``: exact or per-layer RTRL)."""
-    if multilayer not in MULTILAYER:
-        raise ValueError(f"unknown multilayer {multilayer!r}; accepted: {', '.join(MULTILAYER)}")
-    init = dict(forget_bias=forget_bias, init_std=init_std, chrono_max=chrono_max)
-    if num_layers != 1:
-        if kind not in STACKABLE_CORES:
-            raise ValueError(f"num_layers={num_layers} needs a stackable core; accepted: "
-                             f"{', '.join(STACKABLE_CORES)} (got {kind!r}, which has one layer)")
-        learning = "bptt" if kind == "tbptt-elstm" else "rtrl" if multilayer == "exact" else "rtrl-per-layer"
-        return StackedRNN(input_size, hidden_size, num_layers, cell="elstm", learning=learning,
-                          memory_limit=memory_limit, **init)
-    if kind in ("rtrl-elstm", "tbptt-elstm"):
-        return ELSTM(input_size, hidden_size, learning="rtrl" if kind == "rtrl-elstm" else "bptt", **init)
-    if kind == "lstm":
-        return LSTMCore(input_size, hidden_size, chrono_max)
-    if kind == "ff":
-        return FeedForwardCore(input_size, hidden_size)
-    raise ValueError(f"unknown core {kind!r}; accepted: {', '.join(CORES)}")
+def cell_options(config: ModelConfig) -> dict:
+    """The options of ``config.cell``'s constructor that the config sets (the eLSTM's init)."""
+    if config.cell == "elstm":
+        return dict(forget_bias=config.forget_bias, init_std=config.init_std, chrono_max=config.chrono_max)
+    return {}
+
+
+def make_core(config: ModelConfig, input_size: int, memory_limit: int | None = None) -> nn.Module:
+    """The core ``config`` describes, reading ``input_size`` features. ``forget_bias``, ``init_std`` and
+    ``chrono_max`` (replacing ``forget_bias`` when > 0) shape the eLSTM's init, of every layer of a stack;
+    the LSTM takes ``chrono_max`` only (else PyTorch's init), the other cells their own init. With
+    ``num_layers`` > 1 an element-wise cell is a ``StackedRNN``; ``memory_limit``: bytes its
+    sensitivities may take (None: what the machine has available)."""
+    config.check_model(("rtrl", "tbptt", "bptt"))
+    N = config.hidden_size
+    if config.cell in CELL_TYPES:
+        learning = "rtrl" if config.learning == "rtrl" else "bptt"
+        if config.num_layers != 1:
+            return StackedRNN(input_size, N, config.num_layers, cell=config.cell, learning=learning,
+                              multilayer=config.multilayer, memory_limit=memory_limit, **cell_options(config))
+        return CELL_TYPES[config.cell](input_size, N, learning=learning, **cell_options(config))
+    if config.cell == "lstm":
+        return LSTMCore(input_size, N, config.chrono_max)
+    return FeedForwardCore(input_size, N)

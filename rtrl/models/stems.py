@@ -43,7 +43,7 @@ class _ResidualBlock(nn.Module):
 
 
 class ImpalaResNetStem(nn.Module):
-    """The IMPALA "deep" stem (Espeholt et al. 2018, Fig. 3), as used by the paper (DESIGN.md §5).
+    """The IMPALA "deep" stem (Espeholt et al. 2018, Fig. 3), as used by the paper (docs/DESIGN.md §5).
 
     Input uint8 (…, C, H, W), scaled to [0, 1]. Three stages with 16/32/32 channels, each
     conv3×3 -> max-pool 3×3 stride 2 -> two residual blocks; ReLU; FC to ``hidden_size``; ReLU.

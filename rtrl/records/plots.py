@@ -12,8 +12,21 @@ from pathlib import Path
 
 from rtrl.records.files import write_atomically
 from rtrl.records.metrics import MetricsError, read_metrics
+from rtrl.settings import POSITIVE_INT, setting
 
-__all__ = ["Series", "Panel", "plot_panels", "plot_runs", "smooth_series", "PlotError"]
+__all__ = ["PlotConfig", "Series", "Panel", "plot_panels", "plot_runs", "smooth_series", "PlotError"]
+
+
+@dataclass
+class PlotConfig:
+    """What ``plot_runs`` draws (`rtrl plot`'s flags)."""
+
+    metric: str = setting("mean_return", "column to plot")
+    x: str = setting("step", "column for the x axis")
+    out: str | None = setting(None, "output PNG (none: DIR/curve.png for one run, ./curves.png for several)",
+                              flag={"metavar": "PNG"})
+    smooth: int = setting(1, "trailing moving average over N log points (1: no smoothing)", check=POSITIVE_INT,
+                          flag={"metavar": "N"})
 
 
 class PlotError(MetricsError):

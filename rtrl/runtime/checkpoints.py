@@ -1,12 +1,12 @@
 """Checkpoint files: reading them safely, the random-number state they carry, and copying a stem out of one.
 
-A checkpoint of `rtrl train` is a dict: ``config`` (TrainConfig as a dict), ``model`` and
-``optimizer`` state dicts, ``steps``, ``updates``, ``wall_time``, ``recent_episodes``, ``nonfinite_updates``,
+A checkpoint of `rtrl train` is a dict: ``format`` (``run_dir.CHECKPOINT_FORMAT``), ``config`` (TrainConfig
+as a dict), ``model`` and ``learner`` state dicts (format 1: ``optimizer``), ``steps``, ``updates``, ``wall_time``, ``recent_episodes``, ``nonfinite_updates``,
 ``actor_restarts`` and ``rng``. Every value is a tensor, a number, a string, None, or a list, tuple or dict of them, so
 that ``torch.load(weights_only=True)`` reads it: loading a file never runs code from it, and a file
 holding anything else (a crafted pickle) is refused before any of it runs.
 
-Checkpoints written before this form (rtrl 0.1.0) hold numpy's RNG state as a numpy array. They still
+The oldest checkpoints (of format 1) hold numpy's RNG state as a numpy array. They still
 load, with ``weights_only=True`` and exactly the numpy globals that rebuild a plain array allowed
 (``_reconstruct``, ``ndarray``, ``dtype`` and the uint32 dtype: constructors of data that call nothing
 else); the next checkpoint the run writes has the new form.
@@ -103,7 +103,7 @@ def rng_states() -> dict:
 
 
 def set_rng_states(states: dict) -> None:
-    """Restore :func:`rng_states` (or the numpy-array form of rtrl 0.1.0 checkpoints)."""
+    """Restore :func:`rng_states` (or the numpy-array form of the oldest checkpoints)."""
     numpy_state = states["numpy"]
     if isinstance(numpy_state, dict):
         numpy_state = (numpy_state["bit_generator"], numpy_state["key"].numpy().astype(np.uint32),

@@ -15,46 +15,30 @@ from rtrl.algos import LossConfig
 from rtrl.envs import EnvSpec
 from rtrl.cells import available_memory
 from rtrl.cells.stacked import format_bytes
-from rtrl.models import CORES, STEMS, Agent
-from rtrl.models.cores import MULTILAYER, STACKABLE_CORES
-from rtrl.settings import (FINITE, Check, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
+from rtrl.models import Agent, ModelConfig, upgrade_core_alias
+from rtrl.settings import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
                            SettingError, from_dict, literal, load_settings_file, setting, validate)
 
 S = setting
-CHRONO = Check("0 (off) or a number > 2", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-               and (v == 0 or 2 < v < float("inf")))
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
+LEARNERS = ("impala",)   # rtrl.runtime.learners.LEARNERS holds what each one is
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ModelConfig):
+    """Every setting of a training run: the model's (``ModelConfig``, inherited: cell, learning, sizes, stem,
+    init) and the run's below."""
+
+    learner: str = S("impala", "the learning algorithm: impala (R2AC: actors fill rollouts, the learner takes "
+                     "one V-trace step per batch of them)", choices=LEARNERS)
     env: str = S("memory:delayed_recall", "environment id, prefix:name[?key=value&...] (see rtrl.envs)")
-    core: str = S("rtrl-elstm", "recurrent core: rtrl-elstm (R2AC), tbptt-elstm, lstm, ff", choices=CORES)
     total_steps: int = S(1_000_000, "agent steps (env steps over all actors) to train for", check=POSITIVE_INT)
     unroll_length: int = S(10, "T: steps per rollout (each rollout holds T+1, step 0 repeats)", check=POSITIVE_INT)
     batch_size: int = S(32, "B: rollouts per learner update", check=POSITIVE_INT)
-    hidden_size: int = S(32, "N: units of the recurrent core (of each layer)", check=POSITIVE_INT)
-    num_layers: int = S(1, "L: stacked eLSTM layers of the core (rtrl-elstm, tbptt-elstm); docs/MULTILAYER.md",
-                        check=POSITIVE_INT)
-    multilayer: str = S("exact", "with rtrl-elstm and num_layers > 1: exact (RTRL through all layers; memory "
-                        "O(N^3) per environment) or per-layer (each layer's own RTRL; gradients between layers "
-                        "within the rollout only)", choices=MULTILAYER)
     sensitivity_memory_gib: float = S(0.0, "GiB the RTRL sensitivities of all environments, rollout buffers and "
                                       "the learner's batch may take; 0: what the machine has available "
                                       "(MemAvailable) at the start", check=NON_NEGATIVE)
-    stem: str = S("auto", "observation stem: auto (resnet for images, mlp for vectors), mlp, resnet, nature "
-                  "(DQN CNN), identity", choices=STEMS)
-    stem_hidden_size: int = S(64, "width of the stem's output features (paper: 256)", check=POSITIVE_INT)
-    feature_norm: bool = S(False, "LayerNorm on the stem's features before the core (not in the paper; keeps the "
-                           "core's gates out of saturation on Atari)")
-    obs_norm: bool = S(False, "normalise vector observations by their running mean and std (updated by the learner "
-                       "from each batch, clipped to ±5 std, saved in checkpoints), as VecNormalize does")
-    forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)", check=FINITE)
-    chrono_max: float = S(0.0, "chrono forget-gate init (Tallec & Ollivier 2018), replacing forget_bias: b_f = "
-                          "log(U(1, chrono_max - 1)), time scales spread over 2..chrono_max steps (eLSTM; LSTM "
-                          "too); 0: off", check=CHRONO)
-    init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=POSITIVE)
     num_actors: int = S(2, "actor processes (0: step the environments inline in the learner)", check=NON_NEGATIVE_INT)
     envs_per_actor: int = S(16, "environments stepped together by one actor (batch_size % this == 0)",
                             check=POSITIVE_INT)
@@ -121,9 +105,7 @@ class TrainConfig:
                                f"{self.batch_size // self.envs_per_actor} rollouts ({{batch_size}} / {{envs_per_actor}})",
                                num_actors=self.num_actors, rollouts_in_flight=self.rollouts_in_flight,
                                batch_size=self.batch_size, envs_per_actor=self.envs_per_actor)
-        if self.num_layers > 1 and self.core not in STACKABLE_CORES:
-            raise SettingError(f"{{num_layers}} needs a stackable core; accepted: {', '.join(STACKABLE_CORES)} "
-                               "(not {core})", num_layers=self.num_layers, core=self.core)
+        self.check_model(("rtrl", "tbptt"))
         if (self.load_fc or self.freeze_stem) and not self.load_stem:
             raise SettingError("{freeze_stem:name} and {load_fc:name} act on a stem copied with {load_stem:name}; "
                                "give {load_stem:name} too", load_fc=self.load_fc, freeze_stem=self.freeze_stem,
@@ -157,7 +139,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        return from_dict(cls, data)
+        """The config of ``data``; a stored config's old ``core`` becomes ``cell`` and ``learning``."""
+        return from_dict(cls, upgrade_core_alias(data))
 
 
 # Settings that say where and how a run executes, not what it learns: a run resumes with other values of
@@ -172,25 +155,14 @@ def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
     allocates against ``sensitivity_memory_gib`` only (0: none); the run as a whole is checked once at
     its start (``check_sensitivity_memory``)."""
     limit = int(cfg.sensitivity_memory_gib * 2 ** 30) if cfg.sensitivity_memory_gib else 2 ** 62
-    return Agent(spec.obs_shape, spec.obs_dtype, spec.num_actions, core=cfg.core, hidden_size=cfg.hidden_size,
-                 stem=cfg.stem, stem_hidden_size=cfg.stem_hidden_size, forget_bias=cfg.forget_bias,
-                 feature_norm=cfg.feature_norm, init_std=cfg.init_std, chrono_max=cfg.chrono_max,
-                 num_layers=cfg.num_layers, multilayer=cfg.multilayer, memory_limit=limit, obs_norm=cfg.obs_norm)
+    return Agent(spec.obs_shape, spec.obs_dtype, spec.num_actions, cfg.model_config(), memory_limit=limit)
 
 
-def sensitivity_copies(cfg: TrainConfig) -> int:
-    """Environment states with sensitivities a run holds at once: the actors' own (inline: one per
-    environment of the batch), one in each rollout buffer's slot, and the learner's collated batch."""
-    if cfg.num_actors == 0:
-        return 3 * cfg.batch_size
-    return (cfg.num_actors + cfg.buffer_count) * cfg.envs_per_actor + cfg.batch_size
-
-
-def check_sensitivity_memory(cfg: TrainConfig, model: Agent) -> None:
+def check_sensitivity_memory(cfg: TrainConfig, model: Agent, copies: int) -> None:
     """Refuse, before anything is allocated, a run whose RTRL sensitivities would not fit: per environment
-    × ``sensitivity_copies`` against ``sensitivity_memory_gib`` (0: MemAvailable now)."""
+    × ``copies`` (the environment states the run's experience source holds at once, with the learner's
+    batch: ``state_copies`` of its backend) against ``sensitivity_memory_gib`` (0: MemAvailable now)."""
     per_env = model.core.sensitivity_bytes(1) if hasattr(model.core, "sensitivity_bytes") else 0
-    copies = sensitivity_copies(cfg)
     limit = cfg.sensitivity_memory_gib * 2 ** 30 or available_memory()
     if per_env * copies > limit:
         where = "the limit" if cfg.sensitivity_memory_gib else "the memory available now"
@@ -203,10 +175,10 @@ def check_sensitivity_memory(cfg: TrainConfig, model: Agent) -> None:
             batch_size=cfg.batch_size, sensitivity_memory_gib=cfg.sensitivity_memory_gib)
 
 
-# The paper's settings (DESIGN.md §5; Irie et al. 2024, appendix) and the built-in memory job; any flag
+# The paper's settings (docs/DESIGN.md §5; Irie et al. 2024, appendix) and the built-in memory job; any flag
 # still overrides. Actors: the paper ran 48 actors; 2 actors × 8 environments suit a 2-core machine
 # (a learner batch of 32 rollouts is then 4 actor rollouts), scale num_actors up on a bigger one.
-_PAPER = dict(core="rtrl-elstm", batch_size=32, stem="resnet", stem_hidden_size=256, forget_bias=0.0, lr=6e-4,
+_PAPER = dict(cell="elstm", learning="rtrl", batch_size=32, stem="resnet", stem_hidden_size=256, forget_bias=0.0, lr=6e-4,
               entropy_cost=0.01, baseline_cost=0.5, rmsprop_alpha=0.99, rmsprop_eps=0.01, grad_norm_clip=40.0,
               discounting=0.99, reward_clip=True, num_actors=2, envs_per_actor=8)
 PRESETS: dict[str, dict] = {
@@ -222,13 +194,13 @@ PRESETS: dict[str, dict] = {
                       envs_per_actor=4, hidden_size=256, total_steps=4_000_000),
     # the stem only gets within-rollout gradients (as in the paper), so a learned stem cannot learn to
     # encode a cue whose reward arrives rollouts later; vector observations go to the core as they are
-    "memory": dict(env="memory:delayed_recall?cues=2&delay=30", core="rtrl-elstm", total_steps=2_000_000,
+    "memory": dict(env="memory:delayed_recall?cues=2&delay=30", cell="elstm", learning="rtrl", total_steps=2_000_000,
                    unroll_length=10, batch_size=32, hidden_size=32, stem="identity", stem_hidden_size=64,
                    forget_bias=3.0, lr=2e-3, entropy_cost=0.01, num_actors=2, envs_per_actor=16),
     # the one configuration of the memory suite (docs/MEMORY_SUITE.md), the same for every core: time scales
     # spread up to 300 steps at init (chrono), a wider core with larger recurrent weights, standardised
     # advantages (POPGym's rewards are ±1/episode length per step) and RMSprop's epsilon at 1e-5
-    "memory-suite": dict(env="memory:sequence_recall?cues=4&length=3&delay=50", core="rtrl-elstm",
+    "memory-suite": dict(env="memory:sequence_recall?cues=4&length=3&delay=50", cell="elstm", learning="rtrl",
                          total_steps=2_000_000, unroll_length=10, batch_size=32, hidden_size=128, stem="identity",
                          chrono_max=300.0, init_std=0.5, normalize_advantages=True, rmsprop_eps=1e-5, lr=2e-3,
                          entropy_cost=0.01, num_actors=2, envs_per_actor=16),
@@ -248,8 +220,11 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
         if preset not in PRESETS:
             raise SettingError(literal(f"unknown preset {preset!r}; accepted: {', '.join(sorted(PRESETS))}"))
         values.update(PRESETS[preset])
-    user_set = dict(load_settings_file(config_file)) if config_file else {}
-    user_set.update(overrides or {})
+    user_set = upgrade_core_alias(load_settings_file(config_file), where=f" in {config_file}") if config_file else {}
+    overrides = upgrade_core_alias(overrides or {})
+    if "cell" in overrides or "learning" in overrides:   # a flag's core/cell/learning replaces the file's whole
+        user_set = {k: v for k, v in user_set.items() if k not in ("cell", "learning")}
+    user_set.update(overrides)
     values.update(user_set)
     if "batch_size" in user_set and "envs_per_actor" not in user_set:
         _adapt_envs_per_actor(values)

@@ -1,9 +1,10 @@
 """The run directory of `rtrl train`:
 
     config.json       the full resolved settings
-    metrics.csv       one row per log interval (``METRIC_COLUMNS``)
+    metrics.csv       one row per log interval (``rtrl.runtime.session``: the run's columns and the learner's)
     tensorboard/      TensorBoard event files of the same numbers
-    checkpoint.pt     model, optimizer, step counters, recent episodes, RNG states (written atomically)
+    checkpoint.pt     model, learner state (optimizer...), step counters, recent episodes, RNG states (written
+                      atomically; ``CHECKPOINT_FORMAT``)
     curve.png         the learning curve, drawn at the end by the command line
     run.lock          while a run writes here: its pid, start time and command
 
@@ -27,15 +28,14 @@ from rtrl.records.lock import DirectoryLock, LockedError
 from rtrl.records.metrics import MetricsLog, keep_rows_up_to
 from rtrl.runtime.checkpoints import (CheckpointError, check_finite, checkpoint_bytes, load_checkpoint, load_weights,
                                       set_rng_states)
+from rtrl.models import upgrade_core_alias
 from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig
 from rtrl.settings import SettingError, literal
 
-# frames = environment frames (steps × the Atari frame skip or DMLab action repeat, else = steps);
-# policy_lag = learner weight version minus the version the batch's rollouts were made with (mean);
-# actor_restarts = actors replaced after a failure since the run started
-METRIC_COLUMNS = ("step", "frames", "wall_time", "sps", "updates", "episodes", "mean_return", "mean_length",
-                  "success_rate", "total_loss", "pg_loss", "baseline_loss", "entropy_loss", "grad_norm", "lr",
-                  "nonfinite_updates", "policy_lag", "actor_restarts")
+# The checkpoint format this version writes. 1 (no "format" key): the learner's state was the
+# optimizer's, under "optimizer" (and the oldest held numpy's RNG state as an array); 2: under "learner",
+# the state dict of whichever learner trains the run. Both resume.
+CHECKPOINT_FORMAT = 2
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ class RunDirectory:
             if old is None:
                 old = checkpoint["config"]
         if old is not None and not force:
-            old, new = {**TrainConfig().to_dict(), **old}, cfg.to_dict()  # settings added since take their defaults
+            # settings added since take their defaults; an old core name is spelled as cell and learning
+            old, new = {**TrainConfig().to_dict(), **upgrade_core_alias(old)}, cfg.to_dict()
             differing = sorted(k for k in (set(old) | set(new)) - RUNTIME_SETTINGS if old.get(k) != new.get(k))
             if differing:
                 details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
@@ -129,15 +130,16 @@ class RunDirectory:
                                     "then rewritten), or use another run directory ({out:name})",
                                     force=True, out=str(self.path)) from None
 
-    def restore(self, checkpoint: dict, model, optimizer) -> None:
-        """The checkpoint's weights, optimizer state and random-number states into this run's objects."""
+    def restore(self, checkpoint: dict, model, learner) -> None:
+        """The checkpoint's weights, learner state and random-number states into this run's objects."""
         try:
             load_weights(model, checkpoint, self.checkpoint_path)
-            try:
-                optimizer.load_state_dict(checkpoint["optimizer"])
+            try:   # format 1 held the IMPALA learner's one piece of state, its optimizer's, at the top
+                learner.load_state_dict(checkpoint["learner"] if "learner" in checkpoint
+                                        else {"optimizer": checkpoint["optimizer"]})
                 set_rng_states(checkpoint["rng"])
             except (KeyError, TypeError, ValueError, RuntimeError) as error:
-                raise CheckpointError(f"the optimizer or random-number state in {self.checkpoint_path} does not "
+                raise CheckpointError(f"the learner's or random-number state in {self.checkpoint_path} does not "
                                       f"fit these settings ({error})") from None
         except CheckpointError as error:
             raise self._error(f"{error}; a checkpoint resumes only under settings that keep the model's shape and "
@@ -152,12 +154,13 @@ class RunDirectory:
                               f"this model takes about {checkpoint_size / 1e6:.1f} MB and replacing it needs room for "
                               f"two plus the metrics ({needed / 1e6:.1f} MB): free some space")
 
-    def commit(self, cfg: TrainConfig, checkpoint: dict | None) -> None:
-        """The run has started: write config.json, trim metrics.csv to the checkpoint, drop stale temporaries."""
+    def commit(self, cfg: TrainConfig, checkpoint: dict | None, columns: tuple[str, ...]) -> None:
+        """The run has started: write config.json, trim metrics.csv to the checkpoint (its header becomes
+        ``columns``), drop stale temporaries."""
         for stale in remove_stale_temporaries(self.path, ("checkpoint.pt", "config.json", "metrics.csv")):
             log.info("removed %s, left by a run that was killed while writing it", stale)
         write_text_atomically(self.config_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
-        keep_rows_up_to(self.metrics_path, METRIC_COLUMNS, checkpoint["steps"] if checkpoint else 0)
+        keep_rows_up_to(self.metrics_path, columns, checkpoint["steps"] if checkpoint else 0)
 
     def save_checkpoint(self, checkpoint: dict) -> None:
         try:
@@ -166,9 +169,9 @@ class RunDirectory:
             raise OSError(error.errno, f"{error.strerror}; the previous checkpoint.pt is kept",
                           str(self.checkpoint_path)) from error
 
-    def metrics_log(self, steps: int) -> MetricsLog:
+    def metrics_log(self, steps: int, columns: tuple[str, ...]) -> MetricsLog:
         """The metrics writer of a run resuming at ``steps`` (TensorBoard hides older sessions' later events)."""
-        return MetricsLog(self.metrics_path, METRIC_COLUMNS, tensorboard=self.path / "tensorboard",
+        return MetricsLog(self.metrics_path, columns, tensorboard=self.path / "tensorboard",
                           purge_step=steps + 1)
 
     def close(self) -> None:

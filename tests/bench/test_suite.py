@@ -172,8 +172,8 @@ def test_aggregates_are_rliable_iqm_with_stratified_bootstrap_cis():
 def test_cli_rejects_settings_the_suite_sets_and_unknown_tasks(tmp_path, capsys):
     base = ["bench", "suite", "--runs", str(tmp_path), "--doc", "", "--results", ""]
     with pytest.raises(SystemExit):
-        main(base + ["--", "--core", "lstm"])
-    assert "--core='lstm' is set by the suite for each run; accepted: other training settings" in capsys.readouterr().err
+        main(base + ["--", "--cell", "lstm"])
+    assert "--cell='lstm' is set by the suite for each run; accepted: other training settings" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(base + ["--tasks", "recall-2x31"])
     err = capsys.readouterr().err

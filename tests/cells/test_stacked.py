@@ -16,9 +16,14 @@ SIZES = {2: [4, 3], 3: [4, 5, 3]}
 LENGTHS = (3, 5, 4)
 
 
-def make_stack(cell, L, learning, dtype=torch.float64, seed=0, sizes=None):
+# the three modes by their settings: exact and per-layer RTRL, plain BPTT
+MODES = {"exact": dict(learning="rtrl", multilayer="exact"), "per-layer": dict(learning="rtrl", multilayer="per-layer"),
+         "rtrl": dict(learning="rtrl"), "bptt": dict(learning="bptt")}
+
+
+def make_stack(cell, L, mode, dtype=torch.float64, seed=0, sizes=None):
     torch.manual_seed(seed)
-    stack = rtrl.StackedRNN(D, sizes or SIZES[L], L, cell=cell, learning=learning).to(dtype)
+    stack = rtrl.StackedRNN(D, sizes or SIZES[L], L, cell=cell, **MODES[mode]).to(dtype)
     if cell == "elstm":  # exercise the recurrent path away from its trivial init
         with torch.no_grad():
             for layer in stack.layers:
@@ -27,8 +32,8 @@ def make_stack(cell, L, learning, dtype=torch.float64, seed=0, sizes=None):
     return stack
 
 
-def copy_of(stack, learning):
-    other = rtrl.StackedRNN(D, stack.hidden_size, stack.num_layers, cell=stack.cell, learning=learning)
+def copy_of(stack, mode):
+    other = rtrl.StackedRNN(D, stack.hidden_size, stack.num_layers, cell=stack.cell, **MODES[mode])
     other.to(stack.layers[0].weight_x.dtype).load_state_dict(stack.state_dict())
     return other
 
@@ -128,7 +133,7 @@ def test_exact_equals_central_finite_differences(cell, L):
 
 @pytest.mark.parametrize("cell,L", [("elstm", 2), ("elstm", 3), ("lru", 3)])
 def test_per_layer_equals_its_reference_and_differs_from_exact(cell, L):
-    per_layer = make_stack(cell, L, "rtrl-per-layer")
+    per_layer = make_stack(cell, L, "per-layer")
     xs, resets = make_data(seed=3)
     got, _ = rtrl_grads(per_layer, xs, resets)
     want = per_layer_reference(copy_of(per_layer, "bptt"), xs, resets)
@@ -151,7 +156,7 @@ def test_exact_state_blocks_and_advance_and_outputs_agree():
         assert all(torch.allclose(a.sensitivity[k], b.sensitivity[k], atol=1e-12) for k in a.sensitivity)
     assert all(torch.allclose(after.cross[k], replay.cross[k], atol=1e-12) for k in after.cross)
     # the diagonal blocks are the single-layer sensitivities: per-layer RTRL carries the same numbers
-    per_layer = copy_of(exact, "rtrl-per-layer")
+    per_layer = copy_of(exact, "per-layer")
     _, per_state = per_layer(xs[0], per_layer.initial_state(B), resets[0])
     for a, b in zip(after.layers, per_state.layers):
         assert all(torch.allclose(a.sensitivity[k], b.sensitivity[k], atol=1e-12) for k in a.sensitivity)
@@ -167,7 +172,7 @@ def test_exact_state_blocks_and_advance_and_outputs_agree():
     assert torch.allclose(y_step, y) and not stepped.cross
 
 
-@pytest.mark.parametrize("learning", ["rtrl", "rtrl-per-layer"])
+@pytest.mark.parametrize("learning", ["exact", "per-layer"])
 def test_float32_matches_float64(learning):
     stack64 = make_stack("elstm", 2, learning, sizes=[16, 16])
     stack32 = copy_of(stack64, learning).float()
@@ -183,8 +188,8 @@ def test_float32_matches_float64(learning):
     (dict(hidden_size=0, num_layers=2), "bad hidden_size=0"),
     (dict(hidden_size=4, num_layers=0), "bad num_layers=0"),
     (dict(hidden_size=4, num_layers=2, cell="gru"), "unknown cell 'gru'; accepted: elstm, indrnn, lru"),
-    (dict(hidden_size=4, num_layers=2, learning="exact"),
-     "unknown learning 'exact'; accepted: rtrl, rtrl-per-layer, bptt"),
+    (dict(hidden_size=4, num_layers=2, learning="exact"), "unknown learning 'exact'; accepted: rtrl, bptt"),
+    (dict(hidden_size=4, num_layers=2, multilayer="rtrl"), "unknown multilayer 'rtrl'; accepted: exact, per-layer"),
 ])
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -205,7 +210,7 @@ def test_memory_estimate_over_the_limit_is_refused():
     stack.initial_state(1)   # 10752 bytes fit
     with pytest.raises(ValueError, match="bad batch_size=0"):
         stack.initial_state(0)
-    with pytest.raises(ValueError, match="learning='rtrl-per-layer'"):
+    with pytest.raises(ValueError, match="multilayer='per-layer'"):
         stack.initial_state(2)
     # a stack only stepped (an evaluation) holds no sensitivities, so any batch fits
     stepping = stack.initial_step_state(4)
@@ -217,9 +222,22 @@ def test_memory_estimate_over_the_limit_is_refused():
 
 def test_wrong_state_is_named():
     stack = make_stack("indrnn", 2, "rtrl")
-    other = make_stack("indrnn", 2, "rtrl-per-layer")
+    other = make_stack("indrnn", 2, "per-layer")
     x = torch.randn(3, B, D, dtype=torch.float64)
-    with pytest.raises(ValueError, match="learning='rtrl-per-layer' stack"):
+    with pytest.raises(ValueError, match="learning='rtrl', multilayer='per-layer' stack"):
         stack(x, other.initial_state(B))
     with pytest.raises(ValueError, match="x must have shape"):
         stack(torch.randn(3, B, D + 1, dtype=torch.float64), stack.initial_state(B))
+
+
+def test_the_old_per_layer_spelling_is_the_per_layer_mode():
+    """``learning="rtrl-per-layer"`` (before ``multilayer`` existed) builds the per-layer stack, whose state
+    the new spelling's stack accepts; the exact stack refuses it."""
+    old = rtrl.StackedRNN(D, SIZES[2], 2, cell="indrnn", learning="rtrl-per-layer")
+    new = make_stack("indrnn", 2, "per-layer")
+    assert (old.learning, old.multilayer, old.mode) == ("rtrl", "per-layer", "per-layer")
+    x = torch.randn(3, B, D, dtype=torch.float64)
+    new(x, old.double().initial_state(B))
+    with pytest.raises(ValueError, match="multilayer='per-layer' stack, this stack has learning='rtrl', "
+                       "multilayer='exact'"):
+        make_stack("indrnn", 2, "exact")(x, old.initial_state(B))

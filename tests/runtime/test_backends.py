@@ -91,7 +91,7 @@ def test_runtime_settings_may_change_when_a_run_resumes(tmp_path):
         run = RunDirectory(tmp_path)
         try:
             run.open(cfg, force=False)
-            run.commit(cfg, None)
+            run.commit(cfg, None, ("step",))
         finally:
             run.close()
 

@@ -26,7 +26,8 @@ def parse_train(argv):
 def test_presets_hold_the_papers_numbers(preset, env, T, N, steps):
     cfg = parse_train(["--preset", preset])
     assert (cfg.env, cfg.unroll_length, cfg.hidden_size, cfg.total_steps) == (env, T, N, steps)
-    assert (cfg.core, cfg.batch_size, cfg.stem, cfg.stem_hidden_size, cfg.forget_bias) == ("rtrl-elstm", 32, "resnet", 256, 0.0)
+    assert (cfg.cell, cfg.learning, cfg.batch_size, cfg.stem, cfg.stem_hidden_size, cfg.forget_bias) == (
+        "elstm", "rtrl", 32, "resnet", 256, 0.0)
     assert (cfg.lr, cfg.entropy_cost, cfg.baseline_cost, cfg.discounting) == (6e-4, 0.01, 0.5, 0.99)
     assert (cfg.rmsprop_alpha, cfg.rmsprop_eps, cfg.grad_norm_clip, cfg.reward_clip) == (0.99, 0.01, 40.0, True)
     assert cfg.batch_size % cfg.envs_per_actor == 0
@@ -38,7 +39,7 @@ def test_atari_cpu_preset_is_the_documented_pong_recipe():
     cfg = parse_train(["--preset", "atari-cpu"])
     assert (cfg.env, cfg.stem, cfg.feature_norm, cfg.unroll_length, cfg.batch_size, cfg.envs_per_actor) == (
         "atari:Pong", "nature", True, 20, 4, 4)
-    assert (cfg.core, cfg.lr, cfg.rmsprop_eps, cfg.total_steps) == ("rtrl-elstm", 6e-4, 0.01, 4_000_000)
+    assert (cfg.label, cfg.lr, cfg.rmsprop_eps, cfg.total_steps) == ("rtrl-elstm", 6e-4, 0.01, 4_000_000)
     assert cfg.batch_size % cfg.envs_per_actor == 0
 
 

@@ -6,7 +6,8 @@ import torch
 
 from conftest import as_double, bptt_gradients, collect_rollouts, learner_gradients, rollout_loss, small_config
 from rtrl.runtime.config import build_agent
-from rtrl.runtime.learner import Learner
+from rtrl.runtime.experience import Experience
+from rtrl.runtime.learners import ImpalaLearner
 from rtrl.runtime.rollout import collate
 
 
@@ -46,8 +47,8 @@ def test_one_update_is_rmsprop_on_the_clipped_gradient_at_the_decayed_rate():
     model = build_agent(cfg, spec)
     model.load_state_dict(worker.model.state_dict())
     reference = copy.deepcopy(model)
-    learner = Learner(model, cfg)
-    stats = learner.update(batch, steps_done=250)
+    learner = ImpalaLearner(model, cfg)
+    stats = learner.update(Experience(batch, batch.done.numel()), steps_done=250)
     # the same gradient, computed here
     rollout_loss(reference.outputs(batch.obs, batch.reward, batch.done, batch.state), batch, cfg).backward()
     grads = [p.grad for p in reference.parameters()]

@@ -9,7 +9,8 @@ from conftest import (MEMORY as MEMORY_ENV, as_double, bptt_gradients, check_rol
                       learner_gradients, small_config)
 from rtrl.cli import main
 from rtrl.envs import EnvSpec
-from rtrl.runtime.config import build_agent, check_sensitivity_memory, sensitivity_copies
+from rtrl.runtime.backends import InlineBackend
+from rtrl.runtime.config import build_agent, check_sensitivity_memory
 from rtrl.runtime.rollout import collate
 from rtrl.runtime.train import train
 from rtrl.settings import SettingError
@@ -40,9 +41,9 @@ def test_stacked_core_learner_gradient_against_full_history_bptt(multilayer):
 
 
 def test_settings_name_what_a_stack_accepts():
-    with pytest.raises(SettingError, match="num_layers=2 needs a stackable core; accepted: rtrl-elstm, "
-                                           "tbptt-elstm \\(not core='lstm'\\)"):
-        small_config(num_layers=2, core="lstm")
+    with pytest.raises(SettingError, match="num_layers=2 needs an element-wise cell; accepted: elstm, indrnn, lru "
+                                           "\\(not cell='lstm'\\)"):
+        small_config(num_layers=2, cell="lstm", learning="tbptt")
     with pytest.raises(SettingError, match="bad multilayer='both'"):
         small_config(multilayer="both")
     with pytest.raises(SettingError, match="num_layers=0"):
@@ -54,16 +55,17 @@ def test_a_run_whose_sensitivities_do_not_fit_is_refused_with_the_estimate(tmp_p
     spec = EnvSpec.probe(cfg.env, cfg.env_options)
     model = build_agent(cfg, spec)
     per_env = model.core.sensitivity_bytes(1)
-    assert sensitivity_copies(cfg) == 3 * cfg.batch_size   # inline: workers, rollout slots, learner batch
-    assert per_env * sensitivity_copies(cfg) > 0.0005 * 2 ** 30 > model.core._per_layer_bytes(1) * 12
+    copies = InlineBackend.state_copies(cfg)
+    assert copies == 3 * cfg.batch_size   # inline: workers, rollout slots, learner batch
+    assert per_env * copies > 0.0005 * 2 ** 30 > model.core._per_layer_bytes(1) * 12
     with pytest.raises(SettingError, match=r"need .* KiB per environment x 12 environment states .* over the "
                                            r"limit of 524 KiB"):
-        check_sensitivity_memory(cfg, model)
+        check_sensitivity_memory(cfg, model, copies)
     with pytest.raises(SettingError, match="over the limit"):
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()   # refused before anything was written
     per_layer = small_config(num_layers=2, hidden_size=16, multilayer="per-layer", sensitivity_memory_gib=0.0005)
-    check_sensitivity_memory(per_layer, build_agent(per_layer, spec))   # the same sizes per layer fit
+    check_sensitivity_memory(per_layer, build_agent(per_layer, spec), copies)   # the same sizes per layer fit
 
 
 def test_a_stacked_run_trains_resumes_and_evaluates(tmp_path):

@@ -14,7 +14,8 @@ from rtrl.cli import main
 from rtrl.models import sample_actions
 from rtrl.runtime.backends import InlineBackend
 from rtrl.runtime.checkpoints import load_checkpoint, nonfinite_tensors
-from rtrl.runtime.learner import Learner
+from rtrl.runtime.experience import Experience
+from rtrl.runtime.learners import ImpalaLearner
 from rtrl.runtime.rollout import collate
 from rtrl.runtime.train import NonFiniteError, train
 
@@ -23,7 +24,7 @@ def learner_and_batch():
     cfg = small_config()
     spec, worker, rollouts = collect_rollouts(cfg, 2)
     batch, _ = collate(rollouts)
-    return Learner(worker.model, cfg), batch
+    return ImpalaLearner(worker.model, cfg), batch
 
 
 def snapshot(learner):
@@ -40,10 +41,10 @@ def assert_unchanged(learner, before):
 
 def test_a_nan_loss_skips_the_step_and_names_the_terms():
     learner, batch = learner_and_batch()
-    learner.update(batch, 0)            # a real step first: the optimizer has state to keep
+    learner.update(Experience(batch, batch.done.numel()), 0)            # a real step first: the optimizer has state to keep
     before = snapshot(learner)
     batch.reward[2, 1] = math.nan
-    stats = learner.update(batch, 20)
+    stats = learner.update(Experience(batch, batch.done.numel()), 20)
     assert "total_loss" in stats["nonfinite"] and all(not math.isfinite(stats[k]) for k in stats["nonfinite"])
     assert math.isnan(stats["grad_norm"])
     assert_unchanged(learner, before)
@@ -51,14 +52,14 @@ def test_a_nan_loss_skips_the_step_and_names_the_terms():
 
 def test_an_infinite_gradient_skips_the_step():
     learner, batch = learner_and_batch()
-    learner.update(batch, 0)
+    learner.update(Experience(batch, batch.done.numel()), 0)
     before = snapshot(learner)
     hook = learner.model.policy.weight.register_hook(lambda grad: grad * math.inf)
-    stats = learner.update(batch, 20)
+    stats = learner.update(Experience(batch, batch.done.numel()), 20)
     hook.remove()
     assert stats["nonfinite"] == ["grad_norm"] and math.isfinite(stats["total_loss"])
     assert_unchanged(learner, before)
-    assert learner.update(batch, 40)["nonfinite"] == []   # and the next good batch steps again
+    assert learner.update(Experience(batch, batch.done.numel()), 40)["nonfinite"] == []   # and the next good batch steps again
     assert not torch.equal(learner.model.policy.weight, before[0]["policy.weight"])
 
 

@@ -24,7 +24,8 @@ from rtrl.envs import EnvSpec
 from rtrl.runtime.backends import ActorError, RayBackend
 from rtrl.runtime.checkpoints import load_checkpoint
 from rtrl.runtime.config import build_agent
-from rtrl.runtime.learner import Learner
+from rtrl.runtime.experience import Experience
+from rtrl.runtime.learners import ImpalaLearner
 from rtrl.runtime.train import train
 
 pytestmark = pytest.mark.slow
@@ -91,13 +92,13 @@ def test_learner_gradient_from_ray_rollouts_equals_full_history_bptt():
     model = build_agent(cfg, spec).double()
     model.core.weight_c.data.normal_(0, 0.5)   # a recurrence that matters
     initial = copy.deepcopy(model.state_dict())
-    learner, backend = Learner(model, cfg), RayBackend(cfg, spec, model)
+    learner, backend = ImpalaLearner(model, cfg), RayBackend(cfg, spec, model)
     summed, batches = {}, []
     try:
         for update in range(4):
             batch, _ = backend.next_batch()
             batch = as_double(batch)
-            learner.update(batch, update * cfg.steps_per_update)
+            learner.update(Experience(batch, batch.done.numel()), update * cfg.steps_per_update)
             backend.publish(model)
             batches.append(batch)
             for name, p in model.named_parameters():

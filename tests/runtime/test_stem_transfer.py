@@ -44,7 +44,7 @@ def test_load_and_freeze_stem(tmp_path):
     torch.manual_seed(2)  # the initial weights of that run
     initial = build_agent(image_config(seed=2), EnvSpec.probe(PROCGEN, {})).state_dict()
     assert not torch.equal(ckpt["model"]["policy.weight"], initial["policy.weight"])
-    trained_params = sum(len(group["params"]) for group in ckpt["optimizer"]["param_groups"])
+    trained_params = sum(len(group["params"]) for group in ckpt["learner"]["optimizer"]["param_groups"])
     assert trained_params == len([k for k in ckpt["model"] if not k.startswith("stem.")])
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

@@ -14,7 +14,9 @@ from rtrl.runtime.checkpoints import load_checkpoint
 from rtrl.envs import EnvSpec
 from rtrl.runtime.config import build_agent, resolve_config
 from rtrl.runtime.run_dir import RunDirectory
-from rtrl.runtime.train import LOSS_COLUMNS, Progress, train
+from rtrl.runtime.learners import ImpalaLearner
+from rtrl.runtime.session import Progress
+from rtrl.runtime.train import train
 from rtrl.settings import SettingError
 
 
@@ -40,12 +42,12 @@ def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):
     assert not summary["finished"] and summary["steps"] == 60
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["steps"] == 60 and ckpt["updates"] == 3
-    assert all(s["step"] == 3 for s in ckpt["optimizer"]["state"].values())
+    assert all(s["step"] == 3 for s in ckpt["learner"]["optimizer"]["state"].values())
     summary = train(cfg, tmp_path, progress=False)  # resume
     assert summary["finished"] and summary["steps"] == 200
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["updates"] == 10
-    assert all(s["step"] == 10 for s in ckpt["optimizer"]["state"].values())  # optimizer state carried over
+    assert all(s["step"] == 10 for s in ckpt["learner"]["optimizer"]["state"].values())  # optimizer state carried over
     with open(tmp_path / "metrics.csv") as f:
         steps = [int(float(r["step"])) for r in csv.DictReader(f)]
     assert steps == sorted(steps) and steps[-1] == 200 and len(set(steps)) == len(steps)
@@ -82,10 +84,10 @@ def test_bad_flag_values_are_rejected_by_the_parser(tmp_path, capsys):
 
 
 def test_config_file_and_preset(tmp_path):
-    (tmp_path / "c.toml").write_text('hidden-size = 12\ncore = "lstm"\n')
+    (tmp_path / "c.toml").write_text('hidden-size = 12\ncore = "lstm"\n')   # an old core name, in a file
     (tmp_path / "c.yaml").write_text("unroll_length: 7\nbogus: 1\n")
     cfg = resolve_config("memory", tmp_path / "c.toml", {"core": "ff"})
-    assert (cfg.hidden_size, cfg.core, cfg.env) == (12, "ff", "memory:delayed_recall?cues=2&delay=30")
+    assert (cfg.hidden_size, cfg.cell, cfg.learning, cfg.env) == (12, "ff", "tbptt", "memory:delayed_recall?cues=2&delay=30")
     assert cfg.total_steps == 2_000_000   # the preset's, under the file's and the flag's
     with pytest.raises(SettingError, match="unknown settings \\['bogus'\\]"):
         resolve_config(None, tmp_path / "c.yaml")
@@ -112,7 +114,8 @@ def test_end_to_end_every_core_trains_and_evaluates(tmp_path, core, env):
     assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
     assert main(["eval", str(tmp_path), "--episodes", "3", "--sample"]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert result["episodes"] == 3 and result["checkpoint_steps"] == 100 and result["core"] == core
+    assert result["episodes"] == 3 and result["checkpoint_steps"] == 100
+    assert (result["core"], result["cell"], result["learning"]) == (cfg.label, cfg.cell, cfg.learning)
     if env == MEMORY:   # delay 6: every episode lasts 8 steps and pays 0 or 1
         assert result["lengths"] == [8, 8, 8] and set(result["returns"]) <= {0.0, 1.0}
     else:               # CartPole pays 1 per step
@@ -125,11 +128,11 @@ def test_metrics_rows_count_frames_and_average_the_window(tmp_path):
     progress = Progress(window=2, checkpoint={"steps": 1600, "updates": 3, "wall_time": 10.0,
                                               "recent_episodes": [{"return": 5.0, "length": 7, "success": None}]})
     progress.recent.extend([{"return": 1.0, "length": 3, "success": 1.0}, {"return": 3.0, "length": 5, "success": 0.0}])
-    losses = [{k: float(i) for k in LOSS_COLUMNS} for i in (1, 3)]
-    row = progress.metrics_row(sps=10.0, losses=losses, frames_per_step=4)
+    stats = [{k: float(i) for k in ImpalaLearner.metrics} for i in (1, 3)]
+    row = progress.metrics_row(sps=10.0, stats=stats, metrics=ImpalaLearner.metrics, frames_per_step=4)
     assert (row["step"], row["frames"], row["updates"], row["episodes"]) == (1600, 6400, 3, 2)
     assert (row["mean_return"], row["mean_length"], row["success_rate"]) == (2.0, 4.0, 0.5)  # the window of 2
-    assert row["total_loss"] == 2.0 and row["wall_time"] >= 10.0
+    assert row["total_loss"] == row["policy_lag"] == 2.0 and row["wall_time"] >= 10.0
     assert progress.summary(RunDirectory(tmp_path / "run"), finished=True)["wall_time"] >= 10.0   # earlier sessions
 
 

@@ -6,29 +6,29 @@ import traceback
 from rtrl.envs import EnvSpec
 from rtrl.models import Agent
 from rtrl.runtime.actor import RolloutWorker
-from rtrl.runtime.backends.errors import ActorFailures
+from rtrl.runtime.backends.base import RolloutBackend
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.rollout import Rollout, collate, empty_rollout
 
 
-class InlineBackend:
+class InlineBackend(RolloutBackend):
     """Deterministic for a given seed; meant for debugging, tests, and machines where processes cost
     more than they give. Holds ``envs_per_actor`` × (batch_size / envs_per_actor) environments. A
     worker whose environment raises is replaced like a failed actor process."""
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
-        self.cfg, self.spec = cfg, spec
-        self.workers = [RolloutWorker(i, cfg, spec) for i in range(cfg.batch_size // cfg.envs_per_actor)]
-        self.failures = ActorFailures(len(self.workers), cfg.max_actor_restarts)
-        self.version = 0
+        super().__init__(cfg, cfg.batch_size // cfg.envs_per_actor)
+        self.spec = spec
+        self.workers = [RolloutWorker(i, cfg, spec) for i in range(self.rollouts_per_batch)]
         for worker in self.workers:
             worker.load_weights(model)
         template = self.workers[0].model.initial_state(1)
         self.rollouts = [empty_rollout(cfg.unroll_length, cfg.envs_per_actor, spec, template) for _ in self.workers]
 
-    @property
-    def actor_restarts(self) -> int:
-        return self.failures.restarts
+    @staticmethod
+    def state_copies(cfg: TrainConfig) -> int:
+        """The workers' own states, the rollouts' and the learner's batch: each one per environment."""
+        return 3 * cfg.batch_size
 
     def next_batch(self) -> tuple[Rollout, list[dict]]:
         for slot, rollout in enumerate(self.rollouts):
@@ -57,11 +57,9 @@ class InlineBackend:
         new.load_weights(old.model, old.version)
         self.workers[slot] = new
 
-    def publish(self, model: Agent) -> None:
-        self.version += 1
-        if self.version % self.cfg.broadcast_interval == 0:
-            for worker in self.workers:
-                worker.load_weights(model, self.version)
+    def broadcast(self, model: Agent, version: int) -> None:
+        for worker in self.workers:
+            worker.load_weights(model, version)
 
     def close(self) -> None:
         for worker in self.workers:

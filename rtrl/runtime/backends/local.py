@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 from rtrl.envs import EnvSpec
 from rtrl.models import Agent
 from rtrl.runtime.actor import RolloutWorker, exit_with_parent
-from rtrl.runtime.backends.errors import ActorFailures
+from rtrl.runtime.backends.base import RolloutBackend
 from rtrl.runtime.config import TrainConfig, build_agent
 from rtrl.runtime.rollout import Rollout, collate, empty_rollout
 from rtrl.settings import SettingError, literal
@@ -112,27 +112,26 @@ class _Actor:
     filling: set[int] = field(default_factory=set)  # slots sent and not returned yet
 
 
-class LocalBackend:
+class LocalBackend(RolloutBackend):
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
         if spec.env_fn is not None:
             check_sendable(spec.env_fn)
-        self.cfg, self.spec = cfg, spec
-        self.slots_per_batch = cfg.batch_size // cfg.envs_per_actor
+        super().__init__(cfg, cfg.num_actors)
+        self.spec = spec
         self.ctx = mp.get_context("spawn")
         self.weights = SharedWeights(cfg, spec, model)
-        self.version = 0
         template = self.weights.model.initial_state(1)
         self.rollouts = [empty_rollout(cfg.unroll_length, cfg.envs_per_actor, spec, template, shared=True)
                          for _ in range(cfg.buffer_count)]
-        self.failures = ActorFailures(cfg.num_actors, cfg.max_actor_restarts)
         self.actors = [self._start(i) for i in range(cfg.num_actors)]
         self.full: list[int] = []                  # filled slots, in the order they arrived
         for index in range(len(self.rollouts)):   # slot j belongs to actor j % num_actors
             self._send(index)
 
-    @property
-    def actor_restarts(self) -> int:
-        return self.failures.restarts
+    @staticmethod
+    def state_copies(cfg: TrainConfig) -> int:
+        """Each actor's own states, every shared rollout slot's, and the learner's collated batch."""
+        return (cfg.num_actors + cfg.buffer_count) * cfg.envs_per_actor + cfg.batch_size
 
     def _start(self, stream: int) -> _Actor:
         learner_end, actor_end = self.ctx.Pipe()
@@ -177,22 +176,20 @@ class LocalBackend:
             self._send(index)
 
     def next_batch(self) -> tuple[Rollout, list[dict]]:
-        while len(self.full) < self.slots_per_batch:
+        while len(self.full) < self.rollouts_per_batch:
             owners = {}
             for slot, actor in enumerate(self.actors):
                 owners[actor.conn] = owners[actor.process.sentinel] = slot
             for slot in sorted({owners[ready] for ready in wait(list(owners), timeout=1.0)}):
                 self._service(slot)
-        indices, self.full = self.full[:self.slots_per_batch], self.full[self.slots_per_batch:]
+        indices, self.full = self.full[:self.rollouts_per_batch], self.full[self.rollouts_per_batch:]
         out = collate([self.rollouts[i] for i in indices])  # copies: the slots can be refilled at once
         for index in indices:
             self._send(index)
         return out
 
-    def publish(self, model: Agent) -> None:
-        self.version += 1
-        if self.version % self.cfg.broadcast_interval == 0:
-            self.weights.write(model, self.version)
+    def broadcast(self, model: Agent, version: int) -> None:
+        self.weights.write(model, version)
 
     @staticmethod
     def _stop(actor: _Actor, timeout: float = 1.0) -> None:

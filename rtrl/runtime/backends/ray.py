@@ -34,7 +34,7 @@ import torch
 from rtrl.envs import EnvSpec
 from rtrl.models import Agent
 from rtrl.runtime.actor import RolloutWorker
-from rtrl.runtime.backends.errors import ActorFailures
+from rtrl.runtime.backends.base import RolloutBackend
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.rollout import Rollout, collate, empty_rollout
 from rtrl.settings import SettingError
@@ -138,22 +138,19 @@ def start_ray(ray, cfg: TrainConfig) -> bool:
     return True
 
 
-class RayBackend:
+class RayBackend(RolloutBackend):
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
+        super().__init__(cfg, cfg.num_actors)
         self.ray = ray = import_ray()
-        self.cfg = cfg
-        self.rollouts_per_batch = cfg.batch_size // cfg.envs_per_actor
         self.started_ray = start_ray(ray, cfg)
         self.actors, self.pending = [], []   # pending[slot]: its rollout requests' ObjectRefs, oldest first
         try:
             state = map_tensors(torch.Tensor.cpu, model.initial_state(1))
             self.template = empty_rollout(cfg.unroll_length, cfg.envs_per_actor, spec, state)
-            self.version = 0
-            self.broadcast = (0, [ray.put(numpy_weights(model))])   # the newest weights sent: (version, [ref])
+            self.newest = (0, [ray.put(numpy_weights(model))])
             self.remote_actor = ray.remote(concurrency_groups={"weights": 1})(RayActor).options(
                 num_cpus=cfg.actor_cpus, max_restarts=0)
             self.spec = spec
-            self.failures = ActorFailures(cfg.num_actors, cfg.max_actor_restarts)
             for slot in range(cfg.num_actors):
                 self.actors.append(self._start(slot))
                 self.pending.append(deque())
@@ -162,16 +159,18 @@ class RayBackend:
             self.close()
             raise
 
-    @property
-    def actor_restarts(self) -> int:
-        return self.failures.restarts
+    @staticmethod
+    def state_copies(cfg: TrainConfig) -> int:
+        """Each actor's own states and its rollout buffer's, the rollouts in flight in the object store, and
+        the learner's collated batch."""
+        return cfg.num_actors * (2 + cfg.rollouts_in_flight) * cfg.envs_per_actor + cfg.batch_size
 
     def _start(self, stream: int):
-        return self.remote_actor.remote(stream, self.cfg, self.spec, *self.broadcast)
+        return self.remote_actor.remote(stream, self.cfg, self.spec, *self.newest)
 
     def _request(self, slot: int, count: int = 1) -> None:
         for _ in range(count):
-            self.pending[slot].append(self.actors[slot].rollout.remote(*self.broadcast))
+            self.pending[slot].append(self.actors[slot].rollout.remote(*self.newest))
 
     def _replace(self, slot: int, report: str) -> None:
         stream = self.failures.failed(slot, report)   # raises ActorError when no restart is left
@@ -199,12 +198,10 @@ class RayBackend:
                 self._request(slot)
         return collate(rollouts)   # copies out of the object store
 
-    def publish(self, model: Agent) -> None:
-        self.version += 1
-        if self.version % self.cfg.broadcast_interval == 0:
-            self.broadcast = (self.version, [self.ray.put(numpy_weights(model))])
-            for actor in self.actors:
-                actor.set_weights.options(concurrency_group="weights").remote(*self.broadcast)
+    def broadcast(self, model: Agent, version: int) -> None:
+        self.newest = (version, [self.ray.put(numpy_weights(model))])   # the newest weights sent: (version, [ref])
+        for actor in self.actors:
+            actor.set_weights.options(concurrency_group="weights").remote(*self.newest)
 
     def actor_nodes(self) -> list[str]:
         """The Ray node id of each actor, in slot order."""

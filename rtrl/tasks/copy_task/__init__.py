@@ -14,16 +14,17 @@ output classes 0, 1, blank (``NUM_CLASSES``). Padding is never a target.
 Scoring: exactly the output phase (positions L'..2L'-1). A sequence is right when every one of its
 L' output-phase predictions equals its bit (sequence accuracy, the main metric); bit accuracy is
 the share of right output-phase predictions over all bits. Both bits count, unlike the paper's
-released code, whose loss ignores target id 2 — in its vocabulary the bit "1" (DESIGN.md §5).
+released code, whose loss ignores target id 2 — in its vocabulary the bit "1" (docs/DESIGN.md §5).
 ``scoring="paper-code"`` reproduces the released code's layout, loss and score for comparison.
 
 Loss: token cross-entropy averaged over the scored positions of an update. ``loss_on="sequence"``
 (the default) scores every non-padding position, i.e. also "predict blank" during the input phase;
 ``loss_on="output"`` scores only the output phase.
 
-Models: ``lstm-bptt`` (torch.nn.LSTM), ``elstm-bptt`` and ``elstm-rtrl`` (``rtrl.ELSTM``), each
-followed by a linear read-out to the three classes. BPTT models take one optimizer step per batch
-of whole sequences. ``elstm-rtrl`` learns fully online (``online``): B training sequences run side
+Models: a ``cell`` (elstm, indrnn, lru, or the lstm) trained by a ``learning`` rule (rtrl or bptt), each
+followed by a linear read-out to the three classes; the paper's three are lstm-bptt (torch.nn.LSTM),
+elstm-bptt and elstm-rtrl (``rtrl.ELSTM``). BPTT models take one optimizer step per batch
+of whole sequences. RTRL models learn fully online (``online``): B training sequences run side
 by side, the cell is called with T=1 on every token and the optimizer steps after every token, with
 the state and the RTRL sensitivities carried from the sequence's first token. ``full_sequence=True``
 keeps the per-token RTRL calls but steps once per batch of whole sequences, like BPTT.
@@ -33,10 +34,10 @@ Modules: ``config`` (CopyTaskConfig, the settings), ``data`` (splits and encodin
 ``training`` (batched updates, the training loop, the run files). Usage::
 
     from rtrl.tasks.copy_task import CopyTaskConfig, train
-    results = train(CopyTaskConfig(model="elstm-rtrl", length=10, out="runs/copy-10"))
+    results = train(CopyTaskConfig(cell="elstm", learning="rtrl", length=10, out="runs/copy-10"))
 """
-from rtrl.tasks.copy_task.config import (DEFAULT_LR, DEVICES, LOSS_ON, MODELS, SCORING, CopyTaskConfig,
-                                         check_config)
+from rtrl.tasks.copy_task.config import (CELLS, DEFAULT_LR, DEVICES, LEARNING, LOSS_ON, MODELS, SCORING,
+                                         CopyTaskConfig, check_config, default_lr)
 from rtrl.tasks.copy_task.data import (BIT_0, BIT_1, BLANK, NUM_CLASSES, NUM_INPUT_TOKENS, PAD, SPLITS, CopyData,
                                        encode_sequence, make_splits, output_phase_mask, paper_code_view,
                                        save_splits, sequence_ends, sequence_order)
@@ -46,7 +47,8 @@ from rtrl.tasks.copy_task.scoring import check_scoring, loss_mask, score
 from rtrl.tasks.copy_task.training import METRIC_FIELDS, batched_updates, plot_learning_curve, train
 
 __all__ = [
-    "CopyTaskConfig", "check_config", "MODELS", "LOSS_ON", "SCORING", "DEVICES", "DEFAULT_LR",
+    "CopyTaskConfig", "check_config", "CELLS", "LEARNING", "MODELS", "LOSS_ON", "SCORING", "DEVICES", "DEFAULT_LR",
+    "default_lr",
     "BIT_0", "BIT_1", "BLANK", "PAD", "NUM_INPUT_TOKENS", "NUM_CLASSES", "SPLITS", "CopyData",
     "encode_sequence", "make_splits", "save_splits", "paper_code_view", "sequence_ends", "output_phase_mask",
     "sequence_order", "check_scoring", "loss_mask", "score", "CopyModel", "evaluate", "make_optimizer",

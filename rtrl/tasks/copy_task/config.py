@@ -10,9 +10,15 @@ from dataclasses import dataclass
 
 import torch
 
+from rtrl.models import ELEMENTWISE_CELLS, ModelConfig
 from rtrl.settings import (FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SettingError,
                            optional, setting, validate)
 
+# the copy task's cells (its recurrent network reads one-hot tokens; no stem) and how it learns: rtrl
+# fully online (a step per token), bptt through each whole sequence (a step per batch of them)
+CELLS = ELEMENTWISE_CELLS + ("lstm",)
+LEARNING = ("rtrl", "bptt")
+# the old model names, spelled <cell>-<learning>: the models of the paper's Sec. 4.1
 MODELS = ("lstm-bptt", "elstm-bptt", "elstm-rtrl")
 LOSS_ON = ("sequence", "output")
 # "both-bits": every output-phase bit counts (the task as specified). "paper-code": the task as the paper's
@@ -26,35 +32,43 @@ SCORING = ("both-bits", "paper-code")
 MULTILAYER = ("exact", "per-layer")
 DEVICES = ("cpu", "cuda")
 # default Adam learning rates, from 45-60 s probes at L=10 on a 2-core CPU (docs/COPY_TASK.md):
-# for eLSTM 1e-2 beat 3e-3 and 1e-3 under both BPTT and online RTRL
+# for eLSTM 1e-2 beat 3e-3 and 1e-3 under both BPTT and online RTRL; the other element-wise cells take
+# the eLSTM's (not probed)
 DEFAULT_LR = {"lstm-bptt": 3e-3, "elstm-bptt": 1e-2, "elstm-rtrl": 1e-2}
+
+
+def default_lr(cell: str) -> float:
+    return 3e-3 if cell == "lstm" else 1e-2
 
 
 @dataclass
 class CopyTaskConfig:
     """One run of the copy task (the task, models and scoring: ``rtrl.tasks.copy_task``)."""
 
-    model: str = setting(
-        "elstm-rtrl", "lstm-bptt / elstm-bptt: one step per batch of sequences; elstm-rtrl: fully online, "
-        "one step per token", choices=MODELS)
+    cell: str = setting("elstm", "recurrent cell: elstm (the paper's), indrnn, lru (element-wise), lstm "
+                        "(torch.nn.LSTM; bptt only)", choices=CELLS)
+    learning: str = setting("rtrl", "rtrl: fully online, one step per token (element-wise cells); bptt: one step "
+                            "per batch of whole sequences", choices=LEARNING)
+    model: str | None = setting(None, "the old name of a cell and learning pair (<cell>-<learning>): lstm-bptt, "
+                                "elstm-bptt, elstm-rtrl; replaces cell and learning", choices=MODELS)
     length: int = setting(50, "L: patterns have 1..L bits, sequences 2L tokens", check=POSITIVE_INT)
     hidden_size: int = setting(256, "recurrent units N (per layer)", check=POSITIVE_INT)
     num_layers: int = setting(1, "stacked recurrent layers (nn.LSTM layers, or an rtrl.StackedRNN of eLSTMs)",
                               check=POSITIVE_INT)
     multilayer: str = setting(
-        "exact", "elstm-rtrl with num_layers > 1: exact (RTRL through all layers) or per-layer (each layer's "
+        "exact", "learning rtrl with num_layers > 1: exact (RTRL through all layers) or per-layer (each layer's "
         "own RTRL; gradients between layers only within the current call)", choices=MULTILAYER)
     forget_bias: float = setting(
-        0.0, "initial eLSTM forget-gate bias (paper: 0); the LSTM keeps torch's init", check=FINITE)
+        0.0, "initial eLSTM forget-gate bias (paper: 0); the other cells keep their own init", check=FINITE)
     lr: float | None = setting(
-        None, "Adam learning rate (betas 0.9/0.995, eps 1e-9); none = 1e-2 for the eLSTM models, "
-        "3e-3 for lstm-bptt", check=optional(POSITIVE))
+        None, "Adam learning rate (betas 0.9/0.995, eps 1e-9); none = 3e-3 for the lstm, 1e-2 for the "
+        "element-wise cells", check=optional(POSITIVE))
     grad_clip: float = setting(1.0, "max global gradient norm; 0 disables clipping", check=NON_NEGATIVE)
     batch_size: int = setting(
         128, "sequences per update (BPTT, --full-sequence) or run side by side (online RTRL)",
         check=POSITIVE_INT)
     full_sequence: bool = setting(
-        False, "elstm-rtrl: step once per batch of whole sequences instead of after every token")
+        False, "learning rtrl: step once per batch of whole sequences instead of after every token")
     loss_on: str = setting(
         "sequence", "positions with loss: 'sequence' = input phase (target blank) and output phase; "
         "'output' = output phase only. Both-bits scoring is always the output phase.", choices=LOSS_ON)
@@ -84,17 +98,36 @@ class CopyTaskConfig:
         "cores can be 10x slower (OpenMP spinning)", check=optional(NON_NEGATIVE_INT))
     out: str | None = setting(
         None, "run directory for metrics.csv, checkpoint.pt, learning_curve.png and results.json; "
-        "none = runs/copy-<model>-L<length>-s<seed> (from the library: no files)")
+        "none = runs/copy-<cell>-<learning>-L<length>-s<seed> (from the library: no files)")
     save_data: str | None = setting(None, "also write the splits to DIR/<split>.npz", flag={"metavar": "DIR"})
+
+    def __post_init__(self) -> None:
+        if self.model in MODELS:   # the old name: <cell>-<learning>, spelled so from here on
+            (self.cell, self.learning), self.model = self.model.split("-"), None
+
+    @property
+    def label(self) -> str:
+        """The model's name, <cell>-<learning>: elstm-rtrl, lstm-bptt, lru-rtrl..."""
+        return f"{self.cell}-{self.learning}"
+
+    def model_config(self) -> ModelConfig:
+        """The recurrent network as the library's model config (the copy task has no stem)."""
+        return ModelConfig(cell=self.cell, learning=self.learning, hidden_size=self.hidden_size,
+                           num_layers=self.num_layers, multilayer=self.multilayer, stem="identity",
+                           forget_bias=self.forget_bias)
 
     def check_together(self) -> None:
         """The rules between settings (``validate`` calls it after checking each one)."""
-        if self.full_sequence and self.model != "elstm-rtrl":
-            raise SettingError("{full_sequence} applies to elstm-rtrl only (BPTT models always step once per "
-                               "batch of sequences), not to {model}", full_sequence=True, model=self.model)
-        if self.multilayer != "exact" and self.model != "elstm-rtrl":
-            raise SettingError("{multilayer} applies to elstm-rtrl only (the BPTT models backpropagate through "
-                               "all layers), not to {model}", multilayer=self.multilayer, model=self.model)
+        if self.cell == "lstm" and self.learning == "rtrl":
+            raise SettingError(f"{{cell}} is not an element-wise cell, so it cannot learn by {{learning}}; accepted: "
+                               f"bptt for it, or an element-wise cell ({', '.join(ELEMENTWISE_CELLS)})",
+                               cell=self.cell, learning=self.learning)
+        if self.full_sequence and self.learning != "rtrl":
+            raise SettingError("{full_sequence} applies to learning rtrl only (BPTT always steps once per "
+                               "batch of sequences), not to {learning}", full_sequence=True, learning=self.learning)
+        if self.multilayer != "exact" and self.learning != "rtrl":
+            raise SettingError("{multilayer} applies to learning rtrl only (BPTT backpropagates through "
+                               "all layers), not to {learning}", multilayer=self.multilayer, learning=self.learning)
 
 
 def check_config(config: CopyTaskConfig) -> CopyTaskConfig:

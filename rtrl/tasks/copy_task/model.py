@@ -1,9 +1,11 @@
-"""The three copy-task models, their optimizer, and greedy evaluation.
+"""The copy-task model, its optimizer, and greedy evaluation.
 
-``lstm-bptt`` (torch.nn.LSTM), ``elstm-bptt`` and ``elstm-rtrl`` (``rtrl.ELSTM``, learning by BPTT or
-by RTRL) each read one-hot tokens and end in a linear read-out to the three classes (bit 0, bit 1,
-blank). The two eLSTM models with the same weights compute the same logits and, over whole
-sequences, the same gradients; they differ in how the gradient is carried (DESIGN.md §2).
+A recurrent network of the library's vocabulary (``rtrl.models.ModelConfig``: ``cell`` elstm, indrnn,
+lru or lstm; ``learning`` rtrl or bptt; ``num_layers``, ``multilayer``) reads one-hot tokens and ends in
+a linear read-out to the three classes (bit 0, bit 1, blank). The paper's three models are lstm-bptt
+(torch.nn.LSTM), elstm-bptt and elstm-rtrl. An element-wise cell with the same weights computes the
+same logits under rtrl and bptt and, over whole sequences, the same gradients; they differ in how the
+gradient is carried (docs/DESIGN.md §2).
 """
 from __future__ import annotations
 
@@ -11,40 +13,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import rtrl
-from rtrl.tasks.copy_task.config import MODELS
+from rtrl.models import ModelConfig, make_core
 from rtrl.tasks.copy_task.data import NUM_CLASSES, NUM_INPUT_TOKENS, CopyData
 from rtrl.tasks.copy_task.scoring import loss_mask, score
 
 
 class CopyModel(nn.Module):
-    """One-hot tokens → recurrent core (LSTM or eLSTM; ``num_layers`` of them stacked) → linear read-out
-    to the 3 classes. Stacked eLSTMs are an ``rtrl.StackedRNN`` (``multilayer``: exact or per-layer RTRL)."""
+    """One-hot tokens → recurrent core (``config``: an element-wise cell or the LSTM, ``num_layers`` of them
+    stacked) → linear read-out to the 3 classes. Element-wise cells are made by ``rtrl.models.make_core``
+    (a stack is an ``rtrl.StackedRNN``: exact or per-layer RTRL); the LSTM is ``torch.nn.LSTM`` with all its
+    layers, trained by BPTT."""
 
-    def __init__(self, model: str, hidden_size: int, forget_bias: float = 0.0, num_layers: int = 1,
-                 multilayer: str = "exact"):
+    def __init__(self, config: ModelConfig):
         super().__init__()
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; accepted: {', '.join(MODELS)}")
-        self.kind = model
-        if model == "lstm-bptt":
-            self.core = nn.LSTM(NUM_INPUT_TOKENS, hidden_size, num_layers=num_layers)
-        elif num_layers > 1:
-            learning = "bptt" if model == "elstm-bptt" else "rtrl" if multilayer == "exact" else "rtrl-per-layer"
-            self.core = rtrl.StackedRNN(NUM_INPUT_TOKENS, hidden_size, num_layers, cell="elstm", learning=learning,
-                                        forget_bias=forget_bias)
+        config.check_model(("rtrl", "bptt"))
+        self.config = config
+        if config.cell == "lstm":
+            self.core = nn.LSTM(NUM_INPUT_TOKENS, config.hidden_size, num_layers=config.num_layers)
         else:
-            learning = "rtrl" if model == "elstm-rtrl" else "bptt"
-            self.core = rtrl.ELSTM(NUM_INPUT_TOKENS, hidden_size, learning=learning, forget_bias=forget_bias)
-        self.readout = nn.Linear(hidden_size, NUM_CLASSES)
+            self.core = make_core(config, NUM_INPUT_TOKENS)
+        self.readout = nn.Linear(config.hidden_size, NUM_CLASSES)
 
     def initial_state(self, batch_size: int, sensitivities: bool = True):
-        """The zero state: None for the LSTM (torch's zero state), the eLSTM's ``RecurrentState`` else.
+        """The zero state: None for the LSTM (torch's zero state), the cell's (or stack's) state else.
 
-        ``sensitivities=False`` leaves out elstm-rtrl's RTRL sensitivities: enough to run the model
+        ``sensitivities=False`` leaves out the RTRL sensitivities (learning rtrl): enough to run the model
         under ``torch.no_grad()`` (evaluation), and much cheaper.
         """
-        if self.kind == "lstm-bptt":
+        if self.config.cell == "lstm":
             return None
         state = self.core.initial_state(batch_size)
         return state if sensitivities else self.core.step_state(state)
@@ -52,13 +48,13 @@ class CopyModel(nn.Module):
     def forward(self, tokens: Tensor, state=None, reset: Tensor | None = None):
         """tokens (T,B) int64 → logits (T,B,3) and the state after step T.
 
-        ``reset`` (T,B) bool, eLSTM only: True zeroes that sequence's state (and sensitivities)
+        ``reset`` (T,B) bool, element-wise cells only: True zeroes that sequence's state (and sensitivities)
         before step t, so a new sequence can start in a running batch.
         """
         x = F.one_hot(tokens, NUM_INPUT_TOKENS).to(self.readout.weight.dtype)
-        if self.kind == "lstm-bptt":
+        if self.config.cell == "lstm":
             if reset is not None:
-                raise ValueError("lstm-bptt takes no reset; start each batch from the zero state")
+                raise ValueError("the lstm takes no reset; start each batch from the zero state")
             h, state = self.core(x, state)
         else:
             h, state = self.core(x, state, reset=reset)

@@ -1,4 +1,4 @@
-"""Fully online RTRL: one optimizer step after every token (the ``elstm-rtrl`` model's training).
+"""Fully online RTRL: one optimizer step after every token (the training of a model with learning rtrl).
 
 B training sequences run side by side, one in each of B *slots*. At every tick each slot feeds its
 next token to the model, a call with T=1::

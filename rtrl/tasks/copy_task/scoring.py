@@ -3,7 +3,7 @@
 Scoring is exactly the output phase (positions L'..2L'-1). A sequence is right when every one of its
 L' output-phase predictions equals its bit (sequence accuracy, the main metric); bit accuracy is the
 share of right output-phase predictions over all bits. Both bits count, unlike the paper's released
-code, whose loss ignores target id 2 — in its vocabulary the bit "1" (``config.SCORING``, DESIGN.md §5).
+code, whose loss ignores target id 2 — in its vocabulary the bit "1" (``config.SCORING``, docs/DESIGN.md §5).
 
 Loss: token cross-entropy averaged over the positions ``loss_mask`` selects. ``loss_on="sequence"``
 scores every non-padding position, i.e. also "predict blank" during the input phase;

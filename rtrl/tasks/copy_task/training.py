@@ -1,7 +1,7 @@
 """Training a copy-task model: the updates, the loop with validation and stopping, the run files.
 
-BPTT models (and ``elstm-rtrl`` with ``full_sequence``) take one optimizer step per batch of whole
-sequences (``batched_updates``); ``elstm-rtrl`` otherwise learns fully online, a step after every
+BPTT models (and RTRL ones with ``full_sequence``) take one optimizer step per batch of whole
+sequences (``batched_updates``); RTRL models otherwise learn fully online, a step after every
 token (``online.online_updates``). Either way ``train`` validates every ``eval_every`` training
 sequences, keeps the best checkpoint by validation sequence accuracy, and tests it at the end.
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from rtrl.records.files import write_atomically, write_text_atomically
 from rtrl.records.metrics import MetricsLog
 from rtrl.records.plots import Panel, Series, plot_panels
-from rtrl.tasks.copy_task.config import DEFAULT_LR, CopyTaskConfig, check_config
+from rtrl.tasks.copy_task.config import CopyTaskConfig, check_config, default_lr
 from rtrl.tasks.copy_task.data import CopyData, make_splits, paper_code_view, save_splits, sequence_ends, sequence_order
 from rtrl.tasks.copy_task.model import CopyModel, evaluate, make_optimizer, optimizer_step
 from rtrl.tasks.copy_task.online import online_updates
@@ -38,7 +38,7 @@ def batched_updates(model: CopyModel, data: CopyData, config: CopyTaskConfig,
     """One optimizer step per batch of whole sequences; yields (loss, sequences in the batch).
 
     BPTT models: one forward over the batch (cut at its longest sequence) and one backward.
-    elstm-rtrl with ``full_sequence``: T=1 calls on every token carrying state and sensitivities,
+    learning rtrl with ``full_sequence``: T=1 calls on every token carrying state and sensitivities,
     the per-token RTRL gradients summed, one step at the end (BPTT's update, computed forward).
     """
     device = model.readout.weight.device
@@ -54,7 +54,7 @@ def batched_updates(model: CopyModel, data: CopyData, config: CopyTaskConfig,
             yield float("nan"), config.batch_size
             continue
         state = model.initial_state(config.batch_size)
-        if config.model == "elstm-rtrl":
+        if config.learning == "rtrl":
             total = 0.0
             for t in range(T):
                 logits, state = model(tokens[t:t + 1], state)
@@ -112,13 +112,12 @@ def _setup(config: CopyTaskConfig):
     if config.scoring == "paper-code":
         splits = {name: paper_code_view(data, config.length) for name, data in splits.items()}
     torch.manual_seed(config.seed)
-    model = CopyModel(config.model, config.hidden_size, config.forget_bias, config.num_layers,
-                      config.multilayer).to(torch.device(config.device))
+    model = CopyModel(config.model_config()).to(torch.device(config.device))
     if config.lr is None:
-        config = dataclasses.replace(config, lr=DEFAULT_LR[config.model])
+        config = dataclasses.replace(config, lr=default_lr(config.cell))
     optimizer = make_optimizer(model, config.lr)
     generator = torch.Generator().manual_seed(config.seed)
-    online = config.model == "elstm-rtrl" and not config.full_sequence
+    online = config.learning == "rtrl" and not config.full_sequence
     updates = (online_updates if online else batched_updates)(model, splits["train"], config, optimizer, generator)
     return config, splits, model, updates
 
@@ -146,7 +145,7 @@ def train(config: CopyTaskConfig, progress: bool = True) -> dict:
     metrics = MetricsLog(out / "metrics.csv", METRIC_FIELDS, fresh=True) if out else None
     start = time.perf_counter()
     bar = tqdm(total=total_sequences, unit="seq", disable=not progress, dynamic_ncols=True,
-               desc=f"{config.model} L={config.length}")
+               desc=f"{config.label} L={config.length}")
     try:
         for loss_value, finished in updates:
             step += 1
@@ -208,5 +207,5 @@ def train(config: CopyTaskConfig, progress: bool = True) -> dict:
     if out:
         write_text_atomically(out / "results.json", json.dumps(results, indent=2))
         plot_learning_curve(rows, out / "learning_curve.png",
-                            f"copy task, {config.model}, L={config.length}, N={config.hidden_size}")
+                            f"copy task, {config.label}, L={config.length}, N={config.hidden_size}")
     return results

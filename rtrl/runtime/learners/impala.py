@@ -1,4 +1,4 @@
-"""The R2AC learner: one update per batch of rollouts (DESIGN.md §5).
+"""The R2AC learner: one update per batch of rollouts (docs/DESIGN.md §5).
 
 The agent runs over the batch from the state the actors stored before step 0. For the RTRL core that
 state holds c_0 and the sensitivities S_0, so ``loss.backward()`` gives the recurrent parameters their
@@ -15,12 +15,17 @@ import torch
 from rtrl.algos import impala_loss, linear_decay
 from rtrl.models import Agent
 from rtrl.runtime.config import TrainConfig
-from rtrl.runtime.rollout import Rollout
+from rtrl.runtime.experience import Experience
+
+# the loss terms of ``impala_loss``, then the update's own numbers; policy_lag comes with the experience
+LOSS_METRICS = ("total_loss", "pg_loss", "baseline_loss", "entropy_loss")
 
 
-class Learner:
+class ImpalaLearner:
     """RMSprop on the IMPALA loss, the learning rate decayed linearly to 0 over ``total_steps``,
     global gradient-norm clipping (RTRL gradients included); no step on a non-finite loss or gradient."""
+
+    metrics = LOSS_METRICS + ("grad_norm", "lr", "policy_lag")
 
     def __init__(self, model: Agent, cfg: TrainConfig):
         self.model = model
@@ -28,11 +33,13 @@ class Learner:
         self.optimizer = torch.optim.RMSprop(self.trained, lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)
         self.loss_config = cfg.loss_config()
         self.lr, self.total_steps, self.grad_norm_clip = cfg.lr, cfg.total_steps, cfg.grad_norm_clip
+        self.device = next(model.parameters()).device
 
-    def update(self, batch: Rollout, steps_done: int) -> dict:
-        """One gradient step on ``batch`` (on the model's device); returns the losses, grad norm and lr, and
-        under ``"nonfinite"`` the terms that were NaN or infinite: then the step is skipped (the weights and
-        the optimizer's state stay as they were)."""
+    def update(self, experience: Experience, steps_done: int) -> dict:
+        """One gradient step on the experience's batch (a collated ``Rollout``); returns the losses, grad
+        norm, lr and the experience's stats, and under ``"nonfinite"`` the terms that were NaN or infinite:
+        then the step is skipped (the weights and the optimizer's state stay as they were)."""
+        batch = experience.data.to(self.device)
         lr = self.lr * linear_decay(steps_done, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -51,4 +58,10 @@ class Learner:
                 self.optimizer.step()
             else:
                 nonfinite = ["grad_norm"]
-        return {**stats, "lr": lr, "nonfinite": nonfinite}
+        return {**stats, **experience.stats, "lr": lr, "nonfinite": nonfinite}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,123 @@
+"""One model config: what network an agent (or the copy task's model) is, in one documented dataclass.
+
+The vocabulary is the library's, everywhere:
+
+* ``cell`` — the recurrent cell: ``elstm`` (the paper's eLSTM), ``indrnn``, ``lru`` (a real diagonal
+  linear unit) — the element-wise cells of ``rtrl.cells``, trainable by RTRL — and the baselines
+  ``lstm`` (``torch.nn.LSTM``) and ``ff`` (no recurrence).
+* ``learning`` — how the gradient crosses time: ``rtrl`` (exact, through the whole history), ``tbptt``
+  (backprop cut at the start of each rollout or call; the agent's baseline) or ``bptt`` (backprop through
+  the whole of each sequence: the copy task, whose sequences are short enough).
+* ``multilayer`` — with ``num_layers`` > 1 and ``rtrl``: ``exact`` (RTRL through all layers) or
+  ``per-layer`` (each layer's own RTRL; gradients between layers within the rollout).
+
+A model option is one field here: ``TrainConfig`` inherits every field (so each is a flag of `rtrl train`
+and a key of config.json), ``rtrl.models.Agent`` and ``make_core`` read them from this object.
+The names before this vocabulary (``core = rtrl-elstm | tbptt-elstm | lstm | ff``) are kept as aliases:
+``CORE_ALIASES`` says what each means.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from rtrl.cells import CELL_TYPES, MULTILAYER
+from rtrl.models.stems import STEMS
+from rtrl.settings import FINITE, POSITIVE, POSITIVE_INT, Check, SettingError, literal, setting, validate
+
+S = setting
+ELEMENTWISE_CELLS = tuple(CELL_TYPES)             # elstm, indrnn, lru: any learning, stackable
+CELLS = ELEMENTWISE_CELLS + ("lstm", "ff")
+LEARNING = ("rtrl", "tbptt", "bptt")
+# the old ``core`` names: (cell, learning)
+CORE_ALIASES = {"rtrl-elstm": ("elstm", "rtrl"), "tbptt-elstm": ("elstm", "tbptt"), "lstm": ("lstm", "tbptt"),
+                "ff": ("ff", "tbptt")}
+CHRONO = Check("0 (off) or a number > 2", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+               and (v == 0 or 2 < v < math.inf))
+
+
+@dataclass
+class ModelConfig:
+    """The network: stem -> recurrent core -> heads (``rtrl.models.Agent``)."""
+
+    cell: str = S("elstm", "recurrent cell: elstm (the paper's), indrnn, lru (element-wise: trainable by RTRL), "
+                  "lstm (torch.nn.LSTM), ff (no recurrence)", choices=CELLS)
+    learning: str = S("rtrl", "how the gradient crosses time: rtrl (exact, through the whole history; element-wise "
+                      "cells), tbptt (cut at each rollout's start), bptt (whole sequences: the copy task)",
+                      choices=LEARNING)
+    hidden_size: int = S(32, "N: units of the recurrent core (of each layer)", check=POSITIVE_INT)
+    num_layers: int = S(1, "L: stacked layers of an element-wise cell; docs/MULTILAYER.md", check=POSITIVE_INT)
+    multilayer: str = S("exact", "with learning rtrl and num_layers > 1: exact (RTRL through all layers; memory "
+                        "O(N^3) per environment) or per-layer (each layer's own RTRL; gradients between layers "
+                        "within the rollout only)", choices=MULTILAYER)
+    stem: str = S("auto", "observation stem: auto (resnet for images, mlp for vectors), mlp, resnet, nature "
+                  "(DQN CNN), identity", choices=STEMS)
+    stem_hidden_size: int = S(64, "width of the stem's output features (paper: 256)", check=POSITIVE_INT)
+    feature_norm: bool = S(False, "LayerNorm on the stem's features before the core (not in the paper; keeps the "
+                           "core's gates out of saturation on Atari)")
+    obs_norm: bool = S(False, "normalise vector observations by their running mean and std (updated by the learner "
+                       "from each batch, clipped to ±5 std, saved in checkpoints), as VecNormalize does")
+    forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, docs/DESIGN.md §7)",
+                           check=FINITE)
+    chrono_max: float = S(0.0, "chrono forget-gate init (Tallec & Ollivier 2018), replacing forget_bias: b_f = "
+                          "log(U(1, chrono_max - 1)), time scales spread over 2..chrono_max steps (eLSTM; LSTM "
+                          "too); 0: off", check=CHRONO)
+    init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=POSITIVE)
+
+    def check_model(self, learnings: tuple[str, ...] = ("rtrl", "tbptt")) -> None:
+        """The rules between the model's settings; ``learnings``: what the caller trains by (an agent learns
+        from rollouts: rtrl or tbptt; the copy task from whole sequences: rtrl or bptt)."""
+        if self.learning not in learnings:
+            raise SettingError(f"{{learning}} does not apply here; accepted: {', '.join(learnings)}",
+                               learning=self.learning)
+        if self.cell not in ELEMENTWISE_CELLS and self.learning == "rtrl":
+            other = [w for w in learnings if w != "rtrl"]
+            raise SettingError("{cell} is not an element-wise cell, so it cannot learn by {learning}; accepted: "
+                               f"{', '.join(other)} for it, or an element-wise cell ({', '.join(ELEMENTWISE_CELLS)})",
+                               cell=self.cell, learning="rtrl")
+        if self.num_layers > 1 and self.cell not in ELEMENTWISE_CELLS:
+            raise SettingError(f"{{num_layers}} needs an element-wise cell; accepted: {', '.join(ELEMENTWISE_CELLS)} "
+                               "(not {cell})", num_layers=self.num_layers, cell=self.cell)
+
+    def model_config(self) -> "ModelConfig":
+        """The model's fields alone (of a config that inherits them, such as ``TrainConfig``)."""
+        return ModelConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)})
+
+    @property
+    def label(self) -> str:
+        """A short name of the core: rtrl-elstm, tbptt-lstm, 2x-exact-rtrl-elstm..."""
+        depth = "" if self.num_layers == 1 else f"{self.num_layers}x-" + (
+            f"{self.multilayer}-" if self.learning == "rtrl" else "")
+        return f"{depth}{self.learning}-{self.cell}"
+
+
+def with_options(config: ModelConfig | None = None, **options) -> ModelConfig:
+    """``config`` (default: ``ModelConfig()``) with ``options`` (its fields, or the old ``core``) replaced,
+    each setting checked."""
+    options = upgrade_core_alias(options)
+    known = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise SettingError(literal(f"unknown model settings {unknown}; accepted: {', '.join(known)}"))
+    return validate(dataclasses.replace((config or ModelConfig()).model_config(), **options))
+
+
+def upgrade_core_alias(values: dict, *, where: str = "") -> dict:
+    """``values`` with an old ``core`` key replaced by ``cell`` and ``learning`` (what it means). A ``core``
+    beside a ``cell`` or ``learning`` that says otherwise is two spellings of one setting: refused."""
+    if "core" not in values:
+        return values
+    values = dict(values)
+    core = values.pop("core")
+    if core not in CORE_ALIASES:
+        raise SettingError(f"bad {{core}}{where}; accepted: {', '.join(CORE_ALIASES)} (old names), or the settings "
+                           f"{{cell:name}} ({', '.join(CELLS)}) and {{learning:name}} ({', '.join(LEARNING)})",
+                           core=core, cell=True, learning=True)
+    cell, learning = CORE_ALIASES[core]
+    for name, meant in (("cell", cell), ("learning", learning)):
+        if name in values and values[name] != meant:
+            raise SettingError(f"{{core}}{where} means cell={cell!r}, learning={learning!r}, but {{{name}}} is also "
+                               "given; give one spelling", core=core, **{name: values[name]})
+    values.update(cell=cell, learning=learning)
+    return values
