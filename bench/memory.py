@@ -93,7 +93,7 @@ only `--core` and `--seed` change. Success = greedy evaluation over {args.episod
 The curves show the training success rate (mean over the last 200 episodes, sampled actions).
 Notes.
 - The paper's forget bias 0 makes the carry a_t ≈ 0.5 at the start, which shrinks the cue's trace by
-  about 0.5^30; the preset starts the eLSTM forget gate at +3 (DESIGN.md §7), set with `--forget-bias`.
+  about 0.5^30; the preset starts the eLSTM forget gate at +3 (docs/DESIGN.md §7), set with `--forget-bias`.
 - The stem below the core only receives gradients from within its rollout (as in the paper). With a
   learned 2-layer MLP stem (`--stem mlp`) a single R2AC run stayed at chance (0.48 after 1.5M steps):
   the cue's features get no gradient from a reward that arrives rollouts later. The preset therefore
