@@ -22,7 +22,7 @@ from rtrl.settings import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_IN
 S = setting
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
-LEARNERS = ("impala",)   # rtrl.runtime.learners.LEARNERS holds what each one is
+LEARNERS = ("impala", "stream")   # rtrl.runtime.learners.LEARNERS holds what each one is
 
 
 @dataclass
@@ -31,7 +31,8 @@ class TrainConfig(ModelConfig):
     init) and the run's below."""
 
     learner: str = S("impala", "the learning algorithm: impala (R2AC: actors fill rollouts, the learner takes "
-                     "one V-trace step per batch of them)", choices=LEARNERS)
+                     "one V-trace step per batch of them), stream (an update at every environment step of each of "
+                     "num_envs streams: Stream AC(lambda) with ObGD; docs/STREAMING.md)", choices=LEARNERS)
     env: str = S("memory:delayed_recall", "environment id, prefix:name[?key=value&...] (see rtrl.envs)")
     total_steps: int = S(1_000_000, "agent steps (env steps over all actors) to train for", check=POSITIVE_INT)
     unroll_length: int = S(10, "T: steps per rollout (each rollout holds T+1, step 0 repeats)", check=POSITIVE_INT)
@@ -82,6 +83,15 @@ class TrainConfig(ModelConfig):
     max_actor_restarts: int = S(3, "replace an actor that dies or fails (fresh environments) up to K times in a row "
                                 "per actor slot; the next failure ends the run with its traceback (0: the first)",
                                 check=NON_NEGATIVE_INT)
+    # --- the streaming learner (learner stream; Elsayed et al. 2024's Stream AC(lambda) defaults) ---
+    num_envs: int = S(1, "with learner stream: independent streams stepped and learned from together (1: the pure "
+                      "streaming setting)", check=POSITIVE_INT)
+    stream_lr: float = S(1.0, "with learner stream: ObGD's step size alpha (bounded at every step)", check=POSITIVE)
+    trace_decay: float = S(0.8, "with learner stream: lambda of the eligibility traces (they decay by gamma * lambda)",
+                           check=UNIT_INTERVAL)
+    kappa_value: float = S(2.0, "with learner stream: ObGD's kappa of the critic's step", check=POSITIVE)
+    kappa_policy: float = S(3.0, "with learner stream: ObGD's kappa of the actor's step", check=POSITIVE)
+    reward_norm: bool = S(False, "with learner stream: scale rewards by the running std of the discounted return")
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
 
     def check_together(self) -> None:
@@ -90,6 +100,9 @@ class TrainConfig(ModelConfig):
             raise SettingError("{batch_size} must be a multiple of {envs_per_actor}: a learner batch is made "
                                "of whole actor rollouts", batch_size=self.batch_size,
                                envs_per_actor=self.envs_per_actor)
+        if self.total_steps < self.steps_per_update and self.learner == "stream":
+            raise SettingError("{total_steps} is less than one step of {num_envs} streams",
+                               total_steps=self.total_steps, num_envs=self.num_envs)
         if self.total_steps < self.steps_per_update:
             raise SettingError("{total_steps} is less than one learner update of {unroll_length} x {batch_size} = "
                                f"{self.steps_per_update} steps; accepted: at least {self.steps_per_update}",
@@ -122,7 +135,8 @@ class TrainConfig(ModelConfig):
 
     @property
     def steps_per_update(self) -> int:
-        return self.unroll_length * self.batch_size
+        """Agent steps between two updates: a batch of rollouts (impala), a step of every stream (stream)."""
+        return self.num_envs if self.learner == "stream" else self.unroll_length * self.batch_size
 
     def loss_config(self) -> LossConfig:
         return LossConfig(self.discounting, self.baseline_cost, self.entropy_cost, self.reward_clip,
@@ -182,6 +196,12 @@ _PAPER = dict(cell="elstm", learning="rtrl", batch_size=32, stem="resnet", stem_
               entropy_cost=0.01, baseline_cost=0.5, rmsprop_alpha=0.99, rmsprop_eps=0.01, grad_norm_clip=40.0,
               discounting=0.99, reward_clip=True, num_actors=2, envs_per_actor=8)
 PRESETS: dict[str, dict] = {
+    # the streaming learner on the built-in delayed recall: one stream, Stream AC(lambda)'s ObGD settings,
+    # the memory preset's core (docs/STREAMING.md)
+    "stream": dict(learner="stream", env="memory:delayed_recall?cues=2&delay=30", cell="elstm", learning="rtrl",
+                   total_steps=1_000_000, num_envs=1, hidden_size=32, stem="identity", forget_bias=3.0,
+                   stream_lr=1.0, trace_decay=0.8, kappa_value=2.0, kappa_policy=3.0, entropy_cost=0.01,
+                   reward_norm=True, obs_norm=False),
     "atari": dict(_PAPER, env="atari:Pong", unroll_length=50, hidden_size=256, total_steps=200_000_000),
     "procgen": dict(_PAPER, env="procgen:chaser?distribution_mode=hard&num_levels=500", unroll_length=50,
                     hidden_size=256, total_steps=200_000_000),

@@ -3,6 +3,9 @@ its experience. ``TrainConfig.learner`` picks one; ``rtrl.runtime.train`` runs a
 
 * ``impala`` — R2AC (docs/DESIGN.md §5): actors (a backend: local, inline or Ray) fill rollouts, the
   learner takes one V-trace step per batch of them (``ImpalaLearner``).
+* ``stream`` — streaming actor-critic (Stream AC(λ) with ObGD): ``num_envs`` streams stepped in the
+  learner's process, an update at every step, eligibility traces of all parameters, the recurrent ones'
+  gradients through the carried RTRL sensitivities (``StreamLearner``, ``StreamSource``).
 
 A new learner (one that updates at every environment step, say) is a module here with a class of the
 ``Learner`` protocol, a source of the ``ExperienceSource`` protocol (its own, stepping the environments
@@ -17,8 +20,10 @@ from rtrl.runtime.backends import backend_class, make_backend
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience, ExperienceSource, Learner
 from rtrl.runtime.learners.impala import ImpalaLearner
+from rtrl.runtime.learners.stream import StreamLearner, StreamSource
 
-__all__ = ["LearnerKind", "LEARNERS", "ImpalaLearner", "Experience", "ExperienceSource", "Learner"]
+__all__ = ["LearnerKind", "LEARNERS", "ImpalaLearner", "StreamLearner", "StreamSource", "Experience",
+           "ExperienceSource", "Learner"]
 
 
 @dataclass(frozen=True)
@@ -33,4 +38,6 @@ class LearnerKind:
 
 LEARNERS: dict[str, LearnerKind] = {
     "impala": LearnerKind(ImpalaLearner, make_backend, lambda cfg: backend_class(cfg).state_copies(cfg)),
+    # the state the source carries, and the new one a step makes before the old one is let go
+    "stream": LearnerKind(StreamLearner, StreamSource, lambda cfg: 2 * cfg.num_envs),
 }

@@ -1,0 +1,167 @@
+"""The streaming learner (``--learner stream``): an update at every environment step, batch size 1 per stream,
+no rollouts, no replay, no truncation (docs/STREAMING.md; the equations: ``rtrl.algos.streaming``).
+
+``StreamSource`` steps ``num_envs`` independent streams in the learner's process. It carries the core's
+*full* state (c and, with ``learning rtrl``, the sensitivities S) and advances it one step per call with
+autograd on, so the outputs it hands over hold the exact gradient of V(s_t) and log π(a_t|s_t) through the
+whole history since the stream's last reset (the engine's T = 1 call; with ``tbptt`` the gradient stops
+at the step: streaming TBPTT(1)). ``StreamLearner`` turns them into per-stream eligibility traces of all
+parameters and, once the next step's value gives the TD error, into an ObGD step:
+
+    step t:   source: V_t, π_t from (c_{t-1}, S_{t-1}) and o_t;  a_t ~ π_t;  r_{t+1}, done_{t+1}, o_{t+1}
+              learner: g_t = ∇V_t, ∇log π(a_t), ∇H(π_t)  (per stream)
+              and for the pending step t-1: δ_{t-1} = r_t + γ(1 − done_t) V_t − V_{t-1};
+              z ← γλ z + g_{t-1};  θ ← θ + α_{t-1} δ_{t-1} z  (critic and actor traces, ObGD each)
+
+so V_t enters δ_{t-1} with the weights it was computed with (one step before the update: the usual online
+form). Traces are zeroed when an episode ends; the source zeroes c and S at the next episode's first step.
+Truncated episodes are treated as ended, as the IMPALA learner does.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
+from rtrl.envs import EnvBatch, EnvSpec, env_seeds, episodes_from
+from rtrl.models import Agent, sample_actions
+from rtrl.runtime.config import TrainConfig
+from rtrl.runtime.experience import Experience
+from rtrl.tree import map_tensors
+
+
+class StreamStep:
+    """One step of B streams: the agent's outputs at s_t (with their autograd graph), the actions taken, and
+    what followed them: r_{t+1}, done_{t+1}."""
+
+    def __init__(self, policy_logits: Tensor, value: Tensor, action: Tensor, reward: Tensor, done: Tensor):
+        self.policy_logits, self.value, self.action, self.reward, self.done = policy_logits, value, action, reward, done
+
+
+class StreamSource:
+    """``num_envs`` environments stepped one step per ``next()`` with the learner's own model (``publish``
+    has nothing to send). Observations' statistics (``obs_norm``) are updated with each step before it is used."""
+
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
+        B = cfg.num_envs
+        self.model, self.actor_restarts = model, 0
+        self.device = next(model.parameters()).device
+        self.envs = EnvBatch(cfg.env, cfg.env_options, env_seeds(cfg.seed, 0, B), env_fn=spec.env_fn)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.obs = torch.as_tensor(self.envs.obs).clone()
+        self.reward, self.done = torch.zeros(B), torch.ones(B, dtype=torch.bool)   # the first step starts episodes
+        self.state = model.initial_state(B)
+
+    def next(self) -> Experience:
+        model, device = self.model, self.device
+        obs = self.obs.to(device)
+        if model.obs_norm is not None:
+            model.obs_norm.update(obs)
+        out, state = model(obs[None], self.reward[None].to(device), self.done[None].to(device), self.state)
+        self.state = map_tensors(Tensor.detach, state)   # RTRL's state carries no graph; TBPTT(1) stops here
+        logits, value = out.policy_logits[0], out.baseline[0]
+        action = sample_actions(logits.detach().cpu().float(), self.generator)
+        obs, reward, done, episodes = self.envs.step(action.numpy())
+        self.obs, self.done = torch.as_tensor(obs).clone(), torch.as_tensor(done)
+        self.reward = torch.as_tensor(reward, dtype=torch.float32)
+        ended = ~np.isnan(episodes[:, 0])
+        step = StreamStep(logits, value, action.to(device), self.reward, self.done)
+        return Experience(step, len(action), episodes_from(*episodes[ended].T))
+
+    def publish(self, model: Agent) -> None:
+        """Nothing to send: the source acts with the learner's model itself."""
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class StreamLearner:
+    """Stream AC(λ) over the agent's shared network: a critic trace (of ∇V) and an actor trace (of
+    ∇[log π + β sign(δ) H]) per stream and parameter, each stepped by ObGD with its own κ; rewards scaled by
+    the running std of the discounted return (``reward_norm``)."""
+
+    metrics = ("td_error", "value", "entropy", "step_size_value", "step_size_policy", "trace_norm")
+
+    def __init__(self, model: Agent, cfg: TrainConfig):
+        self.model, self.cfg = model, cfg
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        B = cfg.num_envs
+        self.value_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
+        self.policy_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
+        self.pending: list | None = None   # per stream: (V_{t-1}, g_V, g_logπ, g_H) of the last step
+        self.scale = RunningReturnScale(B, cfg.discounting) if cfg.reward_norm else None
+
+    def _gradients(self, step: StreamStep) -> list[tuple[float, list, list, list]]:
+        """Per stream: V_t and the gradients of V_t, log π(a_t|s_t) and H(π(·|s_t)) w.r.t. every parameter."""
+        log_policy = torch.log_softmax(step.policy_logits, -1)
+        log_prob = log_policy.gather(-1, step.action[:, None]).squeeze(-1)
+        entropy = -(log_policy.exp() * log_policy).sum(-1)
+        out, B = [], len(step.value)
+        for b in range(B):
+            last = b == B - 1
+            grads = [torch.autograd.grad(f[b], self.params, retain_graph=not (last and i == 2), allow_unused=True)
+                     for i, f in enumerate((step.value, log_prob, entropy))]
+            out.append((float(step.value[b].detach()), *grads))
+        self.last_entropy = float(entropy.detach().mean())
+        return out
+
+    def update(self, experience: Experience, steps_done: int) -> dict:
+        step: StreamStep = experience.data
+        cfg, decay = self.cfg, self.cfg.discounting * self.cfg.trace_decay
+        grads = self._gradients(step)
+        stats = {"value": float(step.value.detach().mean()), "entropy": self.last_entropy}
+        if self.pending is not None:
+            values = torch.tensor([g[0] for g in grads], dtype=torch.float64)
+            previous = torch.tensor([p[0] for p in self.pending], dtype=torch.float64)
+            delta = td_error(self.reward.double(), self.done, previous, values, cfg.discounting)
+            if not bool(delta.isfinite().all()):
+                self.pending = grads
+                self._follow(step)
+                return {**stats, "td_error": math.nan, "nonfinite": ["td_error"]}
+            sizes = self._step(delta, decay)
+            stats.update(td_error=float(delta.abs().mean()), step_size_value=sizes[0], step_size_policy=sizes[1],
+                         trace_norm=sizes[2])
+        self.pending = grads
+        self._follow(step)
+        return {**stats, "nonfinite": []}
+
+    def _follow(self, step: StreamStep) -> None:
+        """What followed step t, δ_t's terms: r_{t+1} (scaled) and done_{t+1}."""
+        self.done = step.done.cpu()
+        self.reward = step.reward.cpu() if self.scale is None else self.scale(step.reward.cpu(), self.done)
+
+    @torch.no_grad()
+    def _step(self, delta: Tensor, decay: float) -> tuple[float, float, float]:
+        """Fold the pending gradients into each stream's traces and take its ObGD steps (streams in turn)."""
+        cfg, sizes = self.cfg, []
+        for b, (_, g_value, g_log_prob, g_entropy) in enumerate(self.pending):
+            d = float(delta[b])
+            bonus = cfg.entropy_cost * math.copysign(1.0, d)   # β sign(δ): the entropy term pulls with the TD error
+            policy_grad = [lp if h is None or lp is None else lp.add(h, alpha=bonus)
+                           for lp, h in zip(g_log_prob, g_entropy)]
+            decay_traces(self.value_traces[b], g_value, decay)
+            decay_traces(self.policy_traces[b], policy_grad, decay)
+            norms = trace_l1(self.value_traces[b]), trace_l1(self.policy_traces[b])
+            alphas = (obgd_step_size(cfg.stream_lr, cfg.kappa_value, d, norms[0]),
+                      obgd_step_size(cfg.stream_lr, cfg.kappa_policy, d, norms[1]))
+            for traces, alpha in ((self.value_traces[b], alphas[0]), (self.policy_traces[b], alphas[1])):
+                torch._foreach_add_(self.params, traces, alpha=alpha * d)
+            if bool(self.done[b]):   # the episode ended with this transition: its traces end with it
+                torch._foreach_zero_(self.value_traces[b] + self.policy_traces[b])
+            sizes.append((*alphas, norms[0] + norms[1]))
+        return tuple(float(np.mean(column)) for column in zip(*sizes))
+
+    def state_dict(self) -> dict:
+        """The reward scale's statistics and the traces of the moment (the observation statistics are the
+        model's buffers). ObGD keeps no state of its own: its step size is computed afresh at every step."""
+        return {"value_traces": self.value_traces, "policy_traces": self.policy_traces,
+                "reward_scale": None if self.scale is None else self.scale.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The reward scale's statistics. The traces are not restored: a resumed run's streams start new
+        episodes (environments cannot be saved), and a trace belongs to the episode it was gathered in."""
+        if self.scale is not None and state.get("reward_scale") is not None:
+            self.scale.load_state_dict(state["reward_scale"])
