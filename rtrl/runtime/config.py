@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,12 +18,31 @@ from rtrl.cells import available_memory
 from rtrl.cells.stacked import format_bytes
 from rtrl.models import CORES, STEMS, Agent
 from rtrl.models.cores import MULTILAYER, STACKABLE_CORES
-from rtrl.settings import (FINITE, Check, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
+from rtrl.runtime.devices import check_device, cpu_count
+from rtrl.runtime.sizes import check_train, check_train_config, model_sizes
+from rtrl.settings import (Check, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
                            SettingError, from_dict, literal, load_settings_file, setting, validate)
 
 S = setting
-CHRONO = Check("0 (off) or a number > 2", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-               and (v == 0 or 2 < v < float("inf")))
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+CHRONO = Check("0 (off) or a number > 2 and at most 1e7 (time scales in steps)",
+               lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (v == 0 or 2 < v <= 1e7))
+# ranges the code can run: float32 weights, a sigmoid saturated long before |b| = 100, a learning rate whose
+# first update leaves the weights finite, memory counted in GiB below 2**20 (a PiB)
+FORGET_BIAS = Check("a finite number from -100 to 100", lambda v: _number(v) and -100 <= v <= 100)
+INIT_STD = Check("a positive number up to 100", lambda v: _number(v) and 0 < v <= 100)
+LEARNING_RATE = Check("a positive finite number up to 100", lambda v: _number(v) and 0 < v <= 100)
+MEMORY_GIB = Check("a finite number >= 0 and below 2**20 (GiB)", lambda v: _number(v) and 0 <= v < 2 ** 20)
+MAX_BUFFERS = 4096
+BUFFERS = Check(f"0 or a positive integer up to {MAX_BUFFERS}",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_BUFFERS)
+THREADS = Check(f"a positive integer, at most {cpu_count()} (the CPUs of this machine)",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= cpu_count())
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 
@@ -42,7 +62,7 @@ class TrainConfig:
                         "within the rollout only)", choices=MULTILAYER)
     sensitivity_memory_gib: float = S(0.0, "GiB the RTRL sensitivities of all environments, rollout buffers and "
                                       "the learner's batch may take; 0: what the machine has available "
-                                      "(MemAvailable) at the start", check=NON_NEGATIVE)
+                                      "(MemAvailable) at the start", check=MEMORY_GIB)
     stem: str = S("auto", "observation stem: auto (resnet for images, mlp for vectors), mlp, resnet, nature "
                   "(DQN CNN), identity", choices=STEMS)
     stem_hidden_size: int = S(64, "width of the stem's output features (paper: 256)", check=POSITIVE_INT)
@@ -50,17 +70,18 @@ class TrainConfig:
                            "core's gates out of saturation on Atari)")
     obs_norm: bool = S(False, "normalise vector observations by their running mean and std (updated by the learner "
                        "from each batch, clipped to ±5 std, saved in checkpoints), as VecNormalize does")
-    forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)", check=FINITE)
+    forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, DESIGN §7)",
+                           check=FORGET_BIAS)
     chrono_max: float = S(0.0, "chrono forget-gate init (Tallec & Ollivier 2018), replacing forget_bias: b_f = "
                           "log(U(1, chrono_max - 1)), time scales spread over 2..chrono_max steps (eLSTM; LSTM "
                           "too); 0: off", check=CHRONO)
-    init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=POSITIVE)
+    init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=INIT_STD)
     num_actors: int = S(2, "actor processes (0: step the environments inline in the learner)", check=NON_NEGATIVE_INT)
     envs_per_actor: int = S(16, "environments stepped together by one actor (batch_size % this == 0)",
                             check=POSITIVE_INT)
     num_buffers: int = S(0, "shared rollout buffers (0: 2 x num_actors, at least batch/envs + 1)",
-                         check=NON_NEGATIVE_INT)
-    lr: float = S(2e-3, "RMSprop learning rate, decayed linearly to 0 over the run (paper: 6e-4)", check=POSITIVE)
+                         check=BUFFERS)
+    lr: float = S(2e-3, "RMSprop learning rate, decayed linearly to 0 over the run (paper: 6e-4)", check=LEARNING_RATE)
     rmsprop_alpha: float = S(0.99, "RMSprop smoothing constant", check=UNIT_INTERVAL)
     rmsprop_eps: float = S(0.01, "RMSprop epsilon", check=POSITIVE)
     grad_norm_clip: float = S(40.0, "global gradient-norm clip (RTRL gradients included)", check=POSITIVE)
@@ -73,7 +94,7 @@ class TrainConfig:
                                    "memory suite that pair collapsed the policy's entropy (docs/MEMORY_SUITE.md)")
     seed: int = S(0, "seeds the model init, the actors' environments and sampling", check=SEED)
     device: str = S("cpu", "learner device (cpu, cuda, cuda:1, mps); actors always run on the CPU")
-    learner_threads: int = S(1, "torch threads of the learner process", check=POSITIVE_INT)
+    learner_threads: int = S(1, "torch threads of the learner process", check=THREADS)
     checkpoint_interval: float = S(300.0, "seconds between checkpoints (one is always written at the end)",
                                    check=POSITIVE)
     log_interval: float = S(5.0, "seconds between metrics.csv rows", check=POSITIVE)
@@ -111,8 +132,7 @@ class TrainConfig:
                                f"{self.steps_per_update} steps; accepted: at least {self.steps_per_update}",
                                total_steps=self.total_steps, unroll_length=self.unroll_length,
                                batch_size=self.batch_size)
-        if not self.device.startswith(("cpu", "cuda", "mps")):
-            raise SettingError("bad {device}; accepted: cpu, cuda, cuda:N, mps", device=self.device)
+        check_device(self.device)
         if self.backend == "ray" and self.num_actors == 0:
             raise SettingError("{backend} needs actors: give {num_actors} >= 1", backend=self.backend,
                                num_actors=self.num_actors)
@@ -128,6 +148,14 @@ class TrainConfig:
             raise SettingError("{freeze_stem:name} and {load_fc:name} act on a stem copied with {load_stem:name}; "
                                "give {load_stem:name} too", load_fc=self.load_fc, freeze_stem=self.freeze_stem,
                                load_stem=self.load_stem)
+        if self.load_stem and self.stem == "identity":   # the checkpoint is still checked: a warning, not an error
+            log.warning("load_stem=%r does nothing with stem=identity: the identity stem has no layers to copy%s; "
+                        "choose a stem with layers (auto, mlp, resnet, nature) to use it", self.load_stem,
+                        " or freeze" if self.freeze_stem or self.load_fc else "")
+        if self.ray_address and self.backend != "ray":
+            raise SettingError("{ray_address} does nothing with {backend}; accepted: {ray_address:name} only with "
+                               "{backend:name} ray", ray_address=self.ray_address, backend=self.backend)
+        check_train_config(self)   # last: the run's large allocations, from the sizes the checks above accepted
 
     def validate(self) -> "TrainConfig":
         return validate(self)
@@ -147,10 +175,7 @@ class TrainConfig:
                           self.normalize_advantages)
 
     def torch_device(self) -> torch.device:
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SettingError("{device} but CUDA is not available here; accepted here: cpu", device=self.device)
-        return device
+        return check_device(self.device)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -187,8 +212,12 @@ def sensitivity_copies(cfg: TrainConfig) -> int:
 
 
 def check_sensitivity_memory(cfg: TrainConfig, model: Agent) -> None:
-    """Refuse, before anything is allocated, a run whose RTRL sensitivities would not fit: per environment
-    × ``sensitivity_copies`` against ``sensitivity_memory_gib`` (0: MemAvailable now)."""
+    """Refuse, before the run allocates more than its model, a run that would not fit: its RTRL sensitivities
+    (per environment × ``sensitivity_copies``) against ``sensitivity_memory_gib`` when set, and all its
+    large allocations (``rtrl.runtime.sizes``: parameters, rollout buffers, learner batch, environments,
+    sensitivities) against the memory available now. Also refuses initial weights that are not finite
+    (``check_initial_weights``): the model it is given is the one just built."""
+    check_initial_weights(model, cfg)
     per_env = model.core.sensitivity_bytes(1) if hasattr(model.core, "sensitivity_bytes") else 0
     copies = sensitivity_copies(cfg)
     limit = cfg.sensitivity_memory_gib * 2 ** 30 or available_memory()
@@ -201,6 +230,26 @@ def check_sensitivity_memory(cfg: TrainConfig, model: Agent) -> None:
             "layers or units, {multilayer:name} per-layer, a smaller batch, or raise {sensitivity_memory_gib:name}",
             num_layers=cfg.num_layers, hidden_size=cfg.hidden_size, multilayer=cfg.multilayer,
             batch_size=cfg.batch_size, sensitivity_memory_gib=cfg.sensitivity_memory_gib)
+    stem = model.stem
+    if hasattr(stem, "obs_shape"):   # an image stem (uint8 frames)
+        obs_numel, itemsize = math.prod(stem.obs_shape), 1
+    else:   # a vector stem: the mlp's first layer, or the identity's width
+        first = getattr(getattr(stem, "net", None), "0", None) if hasattr(stem, "net") else None
+        obs_numel, itemsize = (stem.net[0].in_features if first is not None else stem.output_size), 4
+    check_train(cfg, model_sizes(model), obs_numel, itemsize, model.policy.out_features)
+
+
+def check_initial_weights(model, cfg: TrainConfig | None = None) -> None:
+    """Refuse a model whose freshly initialised weights hold a NaN or an infinity (an init too large for
+    float32): no run could start from them, and no checkpoint could keep them."""
+    bad = [name for name, tensor in model.state_dict().items()
+           if tensor.is_floating_point() and not bool(tensor.isfinite().all())]
+    if bad:
+        settings = dict(init_std=cfg.init_std, forget_bias=cfg.forget_bias, chrono_max=cfg.chrono_max) if cfg else {}
+        raise SettingError(literal(f"the initial weights are not finite (NaN or infinity in {', '.join(bad[:3])}"
+                                   f"{', ...' if len(bad) > 3 else ''}); nothing was written; ") +
+                           ("with {init_std}, {forget_bias}, {chrono_max}: use smaller values" if cfg else
+                            "use a smaller initialisation"), **settings)
 
 
 # The paper's settings (DESIGN.md §5; Irie et al. 2024, appendix) and the built-in memory job; any flag
