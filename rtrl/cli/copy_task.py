@@ -33,6 +33,8 @@ def default_out(config: CopyTaskConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = CopyTaskConfig(**given(args, CopyTaskConfig))
+    if config.out is not None and not config.out.strip():
+        args._parser.error(f"bad --out={config.out!r}; accepted: a directory path (not empty)")
     config = dataclasses.replace(config, out=config.out or default_out(config))
     try:
         check_config(config)

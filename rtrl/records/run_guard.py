@@ -36,8 +36,11 @@ class RunDirectoryError(SettingError):
     ``out``, the directory, are named as in :class:`rtrl.settings.SettingError`)."""
 
 
-def directory_error(path: str | Path, text: str, alternative: str = "", setting: str = "out") -> RunDirectoryError:
-    """``text``; use another run directory (``setting``)[, or ``alternative``]."""
+def directory_error(path: str | Path, text: str, alternative: str = "", setting: str | None = "out") -> RunDirectoryError:
+    """``text``; use another run directory (``setting``)[, or ``alternative``]. ``setting`` None: the
+    directory is not a setting (``rtrl eval DIR``)."""
+    if setting is None:
+        return RunDirectoryError(literal(text + (f"; {alternative}" if alternative else "")))
     return RunDirectoryError(literal(text) + f"; use another run directory ({{{setting}:name}})" +
                              literal(f", or {alternative}" if alternative else ""), **{setting: str(path)})
 
@@ -76,9 +79,11 @@ def record_kind(path: str | Path, kind: str) -> None:
     write_text_atomically(Path(path) / KIND_FILE, json.dumps({"kind": kind}) + "\n")
 
 
-def check_path(path: str | Path, setting: str = "out") -> Path:
+def check_path(path: str | Path, setting: str | None = "out") -> Path:
     """``path`` as a run directory could be made of it: not empty, not a file, not under a file."""
     if str(path).strip() == "":
+        if setting is None:
+            raise RunDirectoryError("bad run directory ''; accepted: a directory path (not empty)")
         raise RunDirectoryError("bad {" + setting + "}; accepted: a directory path (not empty)", **{setting: str(path)})
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -92,7 +97,7 @@ def check_path(path: str | Path, setting: str = "out") -> Path:
 class RunGuard:
     """The claim on one run directory: ``acquire`` (create, lock, check the kind), then ``release``."""
 
-    def __init__(self, path: str | Path, kind: str, setting: str = "out"):
+    def __init__(self, path: str | Path, kind: str, setting: str | None = "out"):
         self.path, self.kind, self.setting = Path(path), kind, setting
         self.lock = DirectoryLock(self.path / "run.lock")
         self.created = False
@@ -147,7 +152,7 @@ class RunGuard:
         self._drop_created()
 
     def __enter__(self) -> "RunGuard":
-        return self.acquire()
+        return self if self.lock.fd is not None else self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()

@@ -6,12 +6,17 @@ line makes one flag of it (``rtrl copy-task --hidden-size 64``). The config is s
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from rtrl.settings import (FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SettingError,
+from rtrl.settings import (Check, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SettingError,
                            optional, setting, validate)
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 MODELS = ("lstm-bptt", "elstm-bptt", "elstm-rtrl")
 LOSS_ON = ("sequence", "output")
@@ -25,6 +30,9 @@ LOSS_ON = ("sequence", "output")
 SCORING = ("both-bits", "paper-code")
 MULTILAYER = ("exact", "per-layer")
 DEVICES = ("cpu", "cuda")
+# ranges the code can run (float32 weights; Adam's learning rate is a float32 too)
+LEARNING_RATE = Check("a positive finite number up to 100", lambda v: _number(v) and 0 < v <= 100)
+FORGET_BIAS = Check("a finite number from -100 to 100", lambda v: _number(v) and -100 <= v <= 100)
 # default Adam learning rates, from 45-60 s probes at L=10 on a 2-core CPU (docs/COPY_TASK.md):
 # for eLSTM 1e-2 beat 3e-3 and 1e-3 under both BPTT and online RTRL
 DEFAULT_LR = {"lstm-bptt": 3e-3, "elstm-bptt": 1e-2, "elstm-rtrl": 1e-2}
@@ -45,10 +53,10 @@ class CopyTaskConfig:
         "exact", "elstm-rtrl with num_layers > 1: exact (RTRL through all layers) or per-layer (each layer's "
         "own RTRL; gradients between layers only within the current call)", choices=MULTILAYER)
     forget_bias: float = setting(
-        0.0, "initial eLSTM forget-gate bias (paper: 0); the LSTM keeps torch's init", check=FINITE)
+        0.0, "initial eLSTM forget-gate bias (paper: 0); the LSTM keeps torch's init", check=FORGET_BIAS)
     lr: float | None = setting(
         None, "Adam learning rate (betas 0.9/0.995, eps 1e-9); none = 1e-2 for the eLSTM models, "
-        "3e-3 for lstm-bptt", check=optional(POSITIVE))
+        "3e-3 for lstm-bptt", check=optional(LEARNING_RATE))
     grad_clip: float = setting(1.0, "max global gradient norm; 0 disables clipping", check=NON_NEGATIVE)
     batch_size: int = setting(
         128, "sequences per update (BPTT, --full-sequence) or run side by side (online RTRL)",
