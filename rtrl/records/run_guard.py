@@ -98,7 +98,7 @@ class RunGuard:
     """The claim on one run directory: ``acquire`` (create, lock, check the kind), then ``release``."""
 
     def __init__(self, path: str | Path, kind: str, setting: str | None = "out"):
-        self.path, self.kind, self.setting = Path(path), kind, setting
+        self.given, self.path, self.kind, self.setting = path, Path(path), kind, setting
         self.lock = DirectoryLock(self.path / "run.lock")
         self.created = False
 
@@ -106,7 +106,7 @@ class RunGuard:
         return directory_error(self.path, text, alternative, self.setting)
 
     def acquire(self, create: bool = True) -> "RunGuard":
-        check_path(self.path, self.setting)
+        check_path(self.given, self.setting)
         if create:
             self.created = not self.path.exists()
             try:

@@ -49,7 +49,7 @@ class RunDirectory:
         self.config_path = self.path / "config.json"
         self.checkpoint_path = self.path / "checkpoint.pt"
         self.metrics_path = self.path / "metrics.csv"
-        self.guard = RunGuard(self.path, "train")
+        self.guard = RunGuard(path, "train")   # as given: '' is refused, not taken for "."
         self.lock = self.guard.lock
 
     @property
