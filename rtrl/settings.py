@@ -154,16 +154,21 @@ def validate(config):
         value = getattr(config, f.name)
         choices, check = f.metadata.get("choices"), f.metadata.get("check")
         if choices is not None and value not in choices:
-            raise SettingError(f"bad {{{f.name}}}; accepted: {literal(', '.join(map(str, choices)))}", **{f.name: value})
+            raise SettingError(_bad(f.name, value) + f"; accepted: {literal(', '.join(map(str, choices)))}", **{f.name: value})
         if not _has_type(value, hints[f.name]):
             accepted = check.accepted if check is not None else _type_phrase(hints[f.name])
-            raise SettingError(f"bad {{{f.name}}}; accepted: {literal(accepted)}", **{f.name: value})
+            raise SettingError(_bad(f.name, value) + f"; accepted: {literal(accepted)}", **{f.name: value})
         if check is not None and not check(value):
-            raise SettingError(f"bad {{{f.name}}}; accepted: {check.accepted}", **{f.name: value})
+            raise SettingError(_bad(f.name, value) + f"; accepted: {literal(check.accepted)}", **{f.name: value})
     together = getattr(config, "check_together", None)
     if together is not None:
         together()
     return config
+
+
+def _bad(name: str, value: Any) -> str:
+    """``bad {name}=value`` with the value shown whatever it is (True too, which ``{name}`` would hide)."""
+    return f"bad {{{name}:name}}=" + literal(repr(value))
 
 
 def default_of(f) -> Any:
@@ -210,4 +215,13 @@ def load_settings_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise SettingError(literal(f"config file {str(path)!r} must hold a table of settings, "
                                    f"got {type(data).__name__}"))
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    settings: dict = {}
+    spelled: dict = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name in settings:
+            raise SettingError(literal(f"config file {str(path)!r} sets {name} twice, as {spelled[name]!r} = "
+                                       f"{settings[name]!r} and as {key!r} = {value!r}; accepted: one spelling "
+                                       "of each setting"))
+        settings[name], spelled[name] = value, key
+    return settings

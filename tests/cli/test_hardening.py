@@ -266,3 +266,52 @@ def test_a_ctrl_c_while_the_command_starts_exits_130_at_once(tmp_path, delay):
     out, err = process.communicate(timeout=20)
     assert process.returncode == 130 and "Traceback" not in err, err
     assert "interrupted" in err
+
+
+USER_ENVS = '''
+import gymnasium as gym, numpy as np
+
+class Ctor(gym.Env):
+    def __init__(self):
+        raise ValueError("boom in the constructor")
+
+class Reset(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        raise RuntimeError("boom in reset")
+
+gym.register("RtrlCtor-v0", entry_point="rtrl_user_envs:Ctor")
+gym.register("RtrlReset-v0", entry_point="rtrl_user_envs:Reset")
+'''
+
+
+@pytest.mark.parametrize("module, env_id, pieces", [
+    ("rtrl_raises_at_import", "RtrlX-v0", ["the module 'rtrl_raises_at_import'", "raised when imported",
+                                           "RuntimeError: boom at import"]),
+    ("rtrl_user_envs", "RtrlCtor-v0", ["the env 'rtrl_user_envs:Ctor'", "raised in its constructor",
+                                       "ValueError: boom in the constructor"]),
+    ("rtrl_user_envs", "RtrlReset-v0", ["the env 'rtrl_user_envs.Reset'", "raised in reset() at start-up",
+                                        "RuntimeError: boom in reset"]),
+])
+def test_a_users_env_that_raises_is_named_with_its_error_and_traceback_file(tmp_path, capsys, monkeypatch, module,
+                                                                           env_id, pieces):
+    write(tmp_path / "mods" / "rtrl_raises_at_import.py", "raise RuntimeError('boom at import')\n")
+    write(tmp_path / "mods" / "rtrl_user_envs.py", USER_ENVS)
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    code, text = run_cli(capsys, train_argv(tmp_path / "run", "--env", f"gym:{module}:{env_id}"))
+    assert code == 2 and all(piece in text for piece in pieces), text
+    trace = Path(text.split("(traceback: ")[1].split(")")[0])
+    assert "Traceback" in trace.read_text() and "boom" in trace.read_text()
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, pieces", [
+    ("max-nonfinite = 16\nmax_nonfinite = 32\n", ["sets max_nonfinite twice", "'max-nonfinite' = 16",
+                                                  "'max_nonfinite' = 32"]),
+    ("max_nonfinite = true\n", ["bad --max-nonfinite=True", "accepted: a positive integer"]),
+])
+def test_settings_files_two_spellings_and_values_of_the_wrong_type(tmp_path, capsys, text, pieces):
+    code, out = run_cli(capsys, train_argv(tmp_path / "run", "--config", str(write(tmp_path / "c.toml", text))))
+    assert code == 2 and all(piece in out for piece in pieces), out
