@@ -6,7 +6,10 @@ from dataclasses import asdict, dataclass
 
 from rtrl.cli.flags import add_flags, given
 from rtrl.records.plots import plot_runs
-from rtrl.settings import POSITIVE_INT, from_dict, setting, validate
+from rtrl.settings import POSITIVE_INT, Check, from_dict, setting, validate
+
+# the plotter writes PNG bytes: a path of another image type would hold PNG under a misleading name
+PNG_PATH = Check("a path ending in .png, or none", lambda v: v is None or (v.lower().endswith(".png") and v[:-4].strip()))
 
 
 @dataclass
@@ -14,7 +17,7 @@ class PlotConfig:
     metric: str = setting("mean_return", "column to plot")
     x: str = setting("step", "column for the x axis")
     out: str | None = setting(None, "output PNG (none: DIR/curve.png for one run, ./curves.png for several)",
-                              flag={"metavar": "PNG"})
+                              flag={"metavar": "PNG"}, check=PNG_PATH)
     smooth: int = setting(1, "trailing moving average over N log points (1: no smoothing)", check=POSITIVE_INT,
                           flag={"metavar": "N"})
 

@@ -315,3 +315,47 @@ def test_a_users_env_that_raises_is_named_with_its_error_and_traceback_file(tmp_
 def test_settings_files_two_spellings_and_values_of_the_wrong_type(tmp_path, capsys, text, pieces):
     code, out = run_cli(capsys, train_argv(tmp_path / "run", "--config", str(write(tmp_path / "c.toml", text))))
     assert code == 2 and all(piece in out for piece in pieces), out
+
+
+def _suite_run_with_result(tmp: Path, content: str | None) -> list[str]:
+    """A suite (quick tier, one run) whose run directory holds ``content`` as result.json (None: a directory)."""
+    from rtrl.bench import suite
+    argv = ["--tier", "quick", "--cores", "tbptt-elstm", "--seeds", "0", "--runs", str(tmp / "runs"), "--doc", "",
+            "--results", ""]
+    cfg = suite.SuiteConfig(tier="quick", cores="tbptt-elstm", seeds="0", runs=str(tmp / "runs"), doc="", results="")
+    job = suite.plan(cfg)[0]
+    argv += ["--tasks", job.task]
+    out = Path(job.out)
+    out.mkdir(parents=True)
+    (out / "result.json").mkdir() if content is None else write(out / "result.json", content)
+    return ["bench", "suite", *argv]
+
+
+BENCH_CASES = [
+    ("throughput-env", lambda t: ["bench", "throughput", "--env", "foo:bar"], ["bad --env='foo:bar'", "known prefixes"]),
+    ("throughput-preset", lambda t: ["bench", "throughput", "--preset", "nope"], ["bad --preset='nope'", "memory"]),
+    ("throughput-train-flag", lambda t: ["bench", "throughput", "--cores", "ff", "--", "--hidden-size", "0"],
+     ["bad --hidden-size=0; accepted: a positive integer"]),
+    ("layers-hidden-sizes", lambda t: ["bench", "layers", "--hidden-sizes", "0"], ["bad --hidden-sizes=[0]"]),
+    ("layers-paper-memory", lambda t: ["bench", "layers", "--paper-memory", "1e300"], ["bad --paper-memory=1e+300"]),
+    ("layers-record-under-a-file", lambda t: ["bench", "layers", "--record", str(write(t / "f", "x") / "r.md")],
+     ["r.md cannot be written", "is a file, not a directory"]),
+    ("layers-record-not-utf8", lambda t: ["bench", "layers", "--record", str(write(t / "r.md", b"\xff\xfe"))],
+     ["r.md is not a markdown report: it is not UTF-8 text"]),
+    ("suite-doc-not-utf8", lambda t: ["bench", "suite", "--doc", str(write(t / "d.md", b"\xff")), "--runs", str(t)],
+     ["--doc: ", "d.md is not a markdown report"]),
+    *[(f"suite-result-{label}", lambda t, content=content: _suite_run_with_result(t, content),
+       ["result.json is not a result of the suite", why])
+      for label, content, why in [("a-list", "[1]", "it holds a list"), ("empty", "", "empty"),
+                                  ("invalid", "{oops", "not valid JSON"), ("no-fields", "{}", "it has no task"),
+                                  ("a-directory", None, "a directory")]],
+    ("plot-out-jpg", lambda t: ["plot", str(t), "--out", "x.jpg"], ["bad --out='x.jpg'", "ending in .png"]),
+]
+
+
+@pytest.mark.parametrize("case", BENCH_CASES, ids=[c[0] for c in BENCH_CASES])
+def test_bench_and_plot_input_ends_with_one_clear_message(tmp_path, capsys, case):
+    name, make_argv, pieces = case
+    code, text = run_cli(capsys, make_argv(tmp_path))
+    assert code == 2, text
+    assert all(piece in text for piece in pieces), text
