@@ -359,3 +359,20 @@ def test_bench_and_plot_input_ends_with_one_clear_message(tmp_path, capsys, case
     code, text = run_cli(capsys, make_argv(tmp_path))
     assert code == 2, text
     assert all(piece in text for piece in pieces), text
+
+
+def test_an_unreachable_ray_address_fails_fast_naming_it(tmp_path, capsys):
+    pytest.importorskip("ray")
+    start = time.monotonic()
+    code, text = run_cli(capsys, train_argv(tmp_path / "run", "--backend", "ray", "--num-actors", "2",
+                                            "--ray-address", "127.0.0.1:1"))
+    assert code == 2 and "could not reach a Ray cluster at --ray-address='127.0.0.1:1'" in text, text
+    assert "127.0.0.1:1" in text and time.monotonic() - start < 30
+    assert not (tmp_path / "run").exists()
+
+
+def test_ray_addresses_are_parsed_for_the_probe():
+    from rtrl.runtime.backends.ray import ray_host_port
+    assert ray_host_port("127.0.0.1:6379") == ("127.0.0.1", 6379)
+    assert ray_host_port("ray://head:10001") == ("head", 10001)
+    assert ray_host_port("auto") is None
