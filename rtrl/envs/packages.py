@@ -26,7 +26,3 @@ class UserEnvError(ValueError):
         import traceback
         self.trace = "".join(traceback.format_exception(error))
         super().__init__(f"{message}: {type(error).__name__}: {error}")
-
-
-def user_code(where: str, error: BaseException) -> UserEnvError:
-    return UserEnvError(where, error)
