@@ -30,7 +30,8 @@ class EnvSpec:
     def probe(cls, env_id: str, env_options: dict, env_fn: Callable | None = None) -> "EnvSpec":
         env = make_env(env_id, seed=0, env_fn=env_fn, **env_options)
         try:
-            first_reset(env, env_id, 0)   # an env that cannot start is refused before a run directory exists
+            if env_id.startswith(("gym:", "python:")):   # a user's env that cannot start: refused before a run
+                first_reset(env, env_id, 0)             # directory exists
             space = env.observation_space
             dtype = torch.uint8 if space.dtype == np.uint8 else torch.float32
             return cls(tuple(space.shape), dtype, int(env.action_space.n), env_fn)

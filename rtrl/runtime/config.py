@@ -35,8 +35,8 @@ CHRONO = Check("0 (off) or a number > 2 and at most 1e7 (time scales in steps)",
 # ranges the code can run: float32 weights, a sigmoid saturated long before |b| = 100, a learning rate whose
 # first update leaves the weights finite, memory counted in GiB below 2**20 (a PiB)
 FORGET_BIAS = Check("a finite number from -100 to 100", lambda v: _number(v) and -100 <= v <= 100)
-INIT_STD = Check("a positive number up to 100", lambda v: _number(v) and 0 < v <= 100)
-LEARNING_RATE = Check("a positive finite number up to 100", lambda v: _number(v) and 0 < v <= 100)
+INIT_STD = Check("a positive finite number up to 100", lambda v: _number(v) and 0 < v <= 100)
+LEARNING_RATE = Check("a positive finite number up to 1e30", lambda v: _number(v) and 0 < v <= 1e30)
 MEMORY_GIB = Check("a finite number >= 0 and below 2**20 (GiB)", lambda v: _number(v) and 0 <= v < 2 ** 20)
 MAX_BUFFERS = 4096
 BUFFERS = Check(f"0 or a positive integer up to {MAX_BUFFERS}",
@@ -132,7 +132,7 @@ class TrainConfig:
                                f"{self.steps_per_update} steps; accepted: at least {self.steps_per_update}",
                                total_steps=self.total_steps, unroll_length=self.unroll_length,
                                batch_size=self.batch_size)
-        check_device(self.device)
+        check_device(self.device, present=False)   # its presence: torch_device(), when the run starts
         if self.backend == "ray" and self.num_actors == 0:
             raise SettingError("{backend} needs actors: give {num_actors} >= 1", backend=self.backend,
                                num_actors=self.num_actors)

@@ -24,7 +24,7 @@ def machine_devices() -> list[str]:
     return devices
 
 
-def check_device(value, setting: str = "device") -> torch.device:
+def check_device(value, setting: str = "device", present: bool = True) -> torch.device:
     """``value`` as a torch device this machine has; a ``SettingError`` naming the value and this machine's
     devices otherwise (an unknown name, a malformed index, or a device that is absent here)."""
     here = f"accepted: cpu, cuda, cuda:N, mps; this machine has: {', '.join(machine_devices())}"
@@ -34,6 +34,8 @@ def check_device(value, setting: str = "device") -> torch.device:
         raise SettingError(f"bad {{{setting}}}; " + literal(here), **{setting: value}) from None
     if device.type == "cpu" and device.index not in (None, 0):
         raise SettingError(f"bad {{{setting}}}; " + literal(here), **{setting: value})
+    if not present and device.type in ("cuda", "mps"):   # a config for another machine: only its form
+        return device
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (device.index is not None and device.index >= count):

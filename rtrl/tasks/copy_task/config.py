@@ -31,7 +31,7 @@ SCORING = ("both-bits", "paper-code")
 MULTILAYER = ("exact", "per-layer")
 DEVICES = ("cpu", "cuda")
 # ranges the code can run (float32 weights; Adam's learning rate is a float32 too)
-LEARNING_RATE = Check("a positive finite number up to 100", lambda v: _number(v) and 0 < v <= 100)
+LEARNING_RATE = Check("a positive finite number up to 1e30", lambda v: _number(v) and 0 < v <= 1e30)
 FORGET_BIAS = Check("a finite number from -100 to 100", lambda v: _number(v) and -100 <= v <= 100)
 # default Adam learning rates, from 45-60 s probes at L=10 on a 2-core CPU (docs/COPY_TASK.md):
 # for eLSTM 1e-2 beat 3e-3 and 1e-3 under both BPTT and online RTRL
