@@ -26,6 +26,7 @@ from typing import Any, Callable
 __all__ = ["Check", "SettingError", "SettingsMessage", "setting", "validate", "from_dict", "load_settings_file",
            "default_of", "literal",
            "POSITIVE_INT", "NON_NEGATIVE_INT", "POSITIVE", "NON_NEGATIVE", "UNIT_INTERVAL", "FINITE", "SEED",
+           "LEARNING_RATE", "is_finite_number",
            "optional"]
 
 
@@ -94,6 +95,13 @@ NON_NEGATIVE = Check("a finite number >= 0", lambda v: _is_number(v) and v >= 0)
 UNIT_INTERVAL = Check("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1)
 FINITE = Check("a finite number", _is_number)
 SEED = Check("an integer from 0 to 2**32 - 1", lambda v: _is_int(v) and 0 <= v < 2 ** 32)
+# a learning rate whose first update leaves float32 weights finite
+LEARNING_RATE = Check("a positive finite number up to 1e30", lambda v: _is_number(v) and 0 < v <= 1e30)
+
+
+def is_finite_number(value) -> bool:
+    """An int or float (not a bool) that is finite: what a numeric range check starts from."""
+    return _is_number(value)
 
 # what a value of each annotated type looks like, for a value of the wrong type with no check of its own
 _TYPE_PHRASES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
@@ -154,16 +162,21 @@ def validate(config):
         value = getattr(config, f.name)
         choices, check = f.metadata.get("choices"), f.metadata.get("check")
         if choices is not None and value not in choices and not (value is None and _has_type(None, hints[f.name])):
-            raise SettingError(f"bad {{{f.name}}}; accepted: {literal(', '.join(map(str, choices)))}", **{f.name: value})
+            raise SettingError(_bad(f.name, value) + f"; accepted: {literal(', '.join(map(str, choices)))}", **{f.name: value})
         if not _has_type(value, hints[f.name]):
             accepted = check.accepted if check is not None else _type_phrase(hints[f.name])
-            raise SettingError(f"bad {{{f.name}}}; accepted: {literal(accepted)}", **{f.name: value})
+            raise SettingError(_bad(f.name, value) + f"; accepted: {literal(accepted)}", **{f.name: value})
         if check is not None and not check(value):
-            raise SettingError(f"bad {{{f.name}}}; accepted: {check.accepted}", **{f.name: value})
+            raise SettingError(_bad(f.name, value) + f"; accepted: {literal(check.accepted)}", **{f.name: value})
     together = getattr(config, "check_together", None)
     if together is not None:
         together()
     return config
+
+
+def _bad(name: str, value: Any) -> str:
+    """``bad {name}=value`` with the value shown whatever it is (True too, which ``{name}`` would hide)."""
+    return f"bad {{{name}:name}}=" + literal(repr(value))
 
 
 def default_of(f) -> Any:
@@ -210,4 +223,13 @@ def load_settings_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise SettingError(literal(f"config file {str(path)!r} must hold a table of settings, "
                                    f"got {type(data).__name__}"))
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    settings: dict = {}
+    spelled: dict = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name in settings:
+            raise SettingError(literal(f"config file {str(path)!r} sets {name} twice, as {spelled[name]!r} = "
+                                       f"{settings[name]!r} and as {key!r} = {value!r}; accepted: one spelling "
+                                       "of each setting"))
+        settings[name], spelled[name] = value, key
+    return settings

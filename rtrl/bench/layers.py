@@ -25,8 +25,8 @@ import torch
 
 from rtrl.bench import median_time
 from rtrl.cells import StackedRNN
-from rtrl.records.reports import command_line, record_section
-from rtrl.settings import POSITIVE, POSITIVE_INT, setting
+from rtrl.records.reports import check_report_path, command_line, record_section
+from rtrl.settings import POSITIVE, POSITIVE_INT, Check, setting
 from rtrl.tree import tensors_of
 
 S = setting
@@ -35,20 +35,25 @@ MODES = {"exact": dict(learning="rtrl", multilayer="exact"), "per-layer": dict(l
          "bptt": dict(learning="bptt")}
 
 
+SIZES = Check("one or more positive integers up to 65536",
+              lambda v: len(v) > 0 and all(isinstance(n, int) and 1 <= n <= 65536 for n in v))
+GIB = Check("a positive number of GiB below 2**20", lambda v: POSITIVE(v) and v < 2 ** 20)
+
+
 @dataclass
 class LayersBenchConfig:
-    layers: list[int] = S([1, 2, 3], "numbers of layers L")
-    hidden_sizes: list[int] = S([32, 64, 128, 256], "hidden sizes N (input D = N)")
+    layers: list[int] = S([1, 2, 3], "numbers of layers L", check=SIZES)
+    hidden_sizes: list[int] = S([32, 64, 128, 256], "hidden sizes N (input D = N)", check=SIZES)
     batch_size: int = S(16, "batch size B", check=POSITIVE_INT)
     length: int = S(50, "segment length T", check=POSITIVE_INT)
     repeats: int = S(3, "timed runs per configuration (the median is reported)", check=POSITIVE_INT)
     threads: int = S(1, "torch intra-op threads", check=POSITIVE_INT)
     time_budget: float = S(20.0, "seconds one timed run may take (predicted); beyond, fewer steps", check=POSITIVE)
     memory_budget: float = S(4.0, "GiB the measurement's sensitivities may take (S_0, S_T and a temporary); "
-                             "beyond, a smaller batch, scaled back to B", check=POSITIVE)
+                             "beyond, a smaller batch, scaled back to B", check=GIB)
     paper_batch: int = S(32, "batch for the largest-N question (the paper's batch, docs/DESIGN.md §5)",
                          check=POSITIVE_INT)
-    paper_memory: float = S(24.0, "GiB for the largest-N question", check=POSITIVE)
+    paper_memory: float = S(24.0, "GiB for the largest-N question", check=GIB)
     record: str | None = S(None, "also write the tables, date, machine and command into this markdown file",
                            flag={"metavar": "FILE"})
 
@@ -180,6 +185,7 @@ HEADER = ("| L | N | mode | ms per step (measured) | MMAC per step and sequence 
 
 def run(cfg: LayersBenchConfig) -> list[dict]:
     """Print the tables (and record them with ``cfg.record``); return the rows."""
+    check_report_path(cfg.record)   # before the measurements: the record can be written at the end
     torch.set_num_threads(cfg.threads)
     print(f"L stacked eLSTM layers, D=N, B={cfg.batch_size}, T={cfg.length}, float32, {cfg.threads} threads, "
           f"median of {cfg.repeats}")
@@ -204,7 +210,7 @@ def run(cfg: LayersBenchConfig) -> list[dict]:
                f"of {cfg.paper_batch} sequences fits up to N = {fit1} ({check / 2 ** 30:.2f} GiB of sensitivities, "
                f"counted by StackedRNN.sensitivity_bytes); a learner call holds S_0 and S_T (2 copies): N = {fit2}. "
                f"An R2AC run holds more copies (actors, rollout buffers, learner batch: "
-               "runtime.config.sensitivity_copies), so its N is smaller still; the paper's N = 256 (Atari, ProcGen) "
+               "each backend's state_copies), so its N is smaller still; the paper's N = 256 (Atari, ProcGen) "
                f"needs {StackedRNN(256, 256, 2, memory_limit=2 ** 62).sensitivity_bytes(cfg.paper_batch) / 2 ** 30:.1f} "
                "GiB per state of 32 sequences.")
     print(largest)

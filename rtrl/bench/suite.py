@@ -36,7 +36,7 @@ from rtrl.bench.suite_tasks import TASK_NAMES, TASKS
 from rtrl.eval.evaluation import EvalConfig, evaluate
 from rtrl.records.files import write_text_atomically
 from rtrl.records.metrics import MetricsError, read_metrics
-from rtrl.records.reports import utc_stamp
+from rtrl.records.reports import check_report_path, utc_stamp
 from rtrl.runtime.config import PRESETS, resolve_config
 from rtrl.runtime.train import train
 from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, literal, optional, setting, validate
@@ -99,6 +99,10 @@ class SuiteConfig:
                                + ", ".join(tier_cores), cores=self.cores)
         if self.preset not in PRESETS:
             raise SettingError("unknown {preset}; accepted: " + ", ".join(sorted(PRESETS)), preset=self.preset)
+        try:
+            check_report_path(self.doc)   # before hours of runs: the report can be written at the end
+        except ValueError as error:
+            raise SettingError("{doc:name}: " + literal(str(error)), doc=self.doc) from None
 
     def validate(self) -> "SuiteConfig":
         return validate(self)
@@ -174,9 +178,9 @@ def load_result(job: Job, preset: str | None = None) -> dict | None:
     preset or settings is an error (give the suite another directory) rather than a finished run."""
     record, path = (Path(job.record) if job.record else None), Path(job.out) / "result.json"
     if record is not None and record.exists():
-        result, where = json.loads(record.read_text()), record
+        result, where = read_result(record), record
     elif path.exists():
-        result, where = json.loads(path.read_text()), path
+        result, where = read_result(path), path
         if "curve" not in result:
             result["curve"] = training_curve(job.out, result["score_name"])
     else:
@@ -186,6 +190,35 @@ def load_result(job: Job, preset: str | None = None) -> dict | None:
                                    f"{result.get('settings')}, not ") + "{preset} with "
                            + literal(f"{job.settings}") + "; accepted: another runs or results directory",
                            preset=preset)
+    return result
+
+
+RESULT_FIELDS = {"task": str, "core": str, "seed": int, "preset": str, "score_name": str, "score": (int, float),
+                 "train_minutes": (int, float)}
+
+
+def read_result(path: Path) -> dict:
+    """A run's result.json (or its record), checked: a table holding ``RESULT_FIELDS`` of their types; a
+    SettingError naming the file otherwise."""
+    def bad(why: str) -> SettingError:
+        return SettingError(literal(f"{path} is not a result of the suite ({why}); accepted: the result.json a "
+                                    "run of the suite writes; move it away to run that run again"))
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise bad("not UTF-8 text") from None
+    except OSError as error:
+        raise bad("a directory" if path.is_dir() else error.strerror or str(error)) from None
+    except ValueError as error:
+        raise bad("empty" if not path.stat().st_size else f"not valid JSON: {error}") from None
+    if not isinstance(result, dict):
+        raise bad(f"it holds a {type(result).__name__}, not a table")
+    missing = [k for k in RESULT_FIELDS if k not in result]
+    if missing:
+        raise bad(f"it has no {', '.join(missing)}")
+    wrong = [k for k, kind in RESULT_FIELDS.items() if not isinstance(result[k], kind) or isinstance(result[k], bool)]
+    if wrong:
+        raise bad(", ".join(f"{k}={result[k]!r}" for k in wrong) + " of the wrong type")
     return result
 
 

@@ -11,18 +11,21 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rtrl.bench import run_rtrl
+from rtrl.envs import parse_env_id
 from rtrl.models import CORES
-from rtrl.runtime.config import BACKENDS
-from rtrl.records.reports import command_line, record_section
-from rtrl.settings import POSITIVE, POSITIVE_INT, setting
+from rtrl.records.reports import check_report_path, command_line, record_section
+from rtrl.runtime.config import BACKENDS, PRESETS, resolve_config
+from rtrl.settings import POSITIVE, POSITIVE_INT, Check, SettingError, literal, setting
 
 S = setting
+PRESET = Check("'' (none) or " + ", ".join(sorted(PRESETS)), lambda v: v == "" or v in PRESETS)
 
 
 @dataclass
@@ -31,20 +34,46 @@ class ThroughputBenchConfig:
     cores: list[str] = S(list(CORES), "cores to measure", flag={"choices": CORES})
     backends: list[str] = S(["local"], "backends of rtrl train to measure", flag={"choices": BACKENDS})
     repeats: int = S(1, "runs of each backend and core, interleaved; the table shows medians", check=POSITIVE_INT)
-    preset: str = S("memory", "preset of rtrl train ('' for none)")
+    preset: str = S("memory", "preset of rtrl train ('' for none)", check=PRESET)
     total_steps: int = S(300_000, "agent steps per run", check=POSITIVE_INT)
     log_interval: float = S(2.0, "seconds between metrics rows", check=POSITIVE)
     frames_per_step: int = S(1, "frames per agent step (4 for Atari)", check=POSITIVE_INT)
     record: str | None = S(None, "also write the table into this markdown file", flag={"metavar": "FILE"})
 
+    def check_together(self) -> None:
+        try:
+            parse_env_id(self.env)
+        except ValueError as error:
+            raise SettingError("bad {env}: " + literal(str(error)), env=self.env) from None
+        check_report_path(self.record)
 
-def read_run(metrics_csv: Path) -> tuple[float, float, float]:
+
+class ChildFailed(RuntimeError):
+    """A child ``rtrl train`` failed; its own message went to stderr. ``code``: its exit code."""
+
+    def __init__(self, code: int, command: list[str]):
+        self.code = code
+        super().__init__(f"the rtrl train run ({' '.join(command)}) failed with exit code {code}; its message is above")
+
+
+def check_train_args(args: "ThroughputBenchConfig", train_overrides: dict) -> None:
+    """Every run's settings, checked before the first child starts (a SettingError names the flag)."""
+    for core in args.cores:
+        for backend in args.backends:
+            resolve_config(args.preset or None, overrides=dict(train_overrides, env=args.env, core=core,
+                                                               backend=backend, total_steps=args.total_steps,
+                                                               log_interval=args.log_interval))
+
+
+def read_run(metrics_csv: Path, total_steps: int = 0, log_interval: float = 0.0) -> tuple[float, float, float]:
     """(steps/s between the first and the last metrics row, median of the per-row steps/s, mean policy lag
     over the rows after the first)."""
     with metrics_csv.open() as f:
         rows = list(csv.DictReader(f))
     if len(rows) < 2:
-        raise RuntimeError(f"{metrics_csv} has {len(rows)} rows; train longer (total_steps) to measure a rate")
+        raise SettingError(literal(f"{metrics_csv} has {len(rows)} rows: no rate can be measured; ") +
+                           "accepted: a {total_steps} (or a shorter {log_interval}) that gives at least two metrics "
+                           "rows", total_steps=total_steps, log_interval=log_interval)
     (s0, w0), (s1, w1) = ((float(r["step"]), float(r["wall_time"])) for r in (rows[0], rows[-1]))
     lags = [float(r["policy_lag"]) for r in rows[1:] if r.get("policy_lag")]
     return ((s1 - s0) / (w1 - w0), statistics.median(float(r["sps"]) for r in rows[1:]),
@@ -60,9 +89,12 @@ def measure(args: ThroughputBenchConfig, backend: str, core: str, train_args: li
         if args.preset:
             cmd += ["--preset", args.preset]
         start = time.monotonic()
-        run_rtrl(cmd + train_args, capture=False)
+        try:
+            run_rtrl(cmd + train_args, capture=False)   # its stderr is the user's: its own error reaches them
+        except subprocess.CalledProcessError as error:
+            raise ChildFailed(error.returncode, ["rtrl"] + cmd + train_args) from None
         wall = time.monotonic() - start
-        rate, median_row, lag = read_run(Path(tmp) / "metrics.csv")
+        rate, median_row, lag = read_run(Path(tmp) / "metrics.csv", args.total_steps, args.log_interval)
     return {"rate": rate, "median_row": median_row, "lag": lag, "wall": wall}
 
 

@@ -7,12 +7,17 @@ Errors end a command with one message and a documented exit code (``rtrl.cli.err
 """
 from __future__ import annotations
 
-import argparse
-import sys
+from rtrl.cli import early
 
-import rtrl
-from rtrl.cli import bench, copy_task, evaluate, plot, train
-from rtrl.cli.errors import interrupted_exit_code, log_to_stderr, report, signals_as_interrupt
+if early.is_command_line():   # before the heavy imports below: a Ctrl-C while they run stops the command
+    early.install()
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+import rtrl  # noqa: E402
+from rtrl.cli import bench, copy_task, evaluate, plot, train  # noqa: E402
+from rtrl.cli.errors import interrupted_exit_code, log_to_stderr, report, signals_as_interrupt  # noqa: E402
 
 COMMANDS = (train, evaluate, copy_task, bench, plot)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -74,7 +75,15 @@ def run_layers(args: argparse.Namespace) -> int:
 def run_throughput(args: argparse.Namespace) -> int:
     cfg = _config(args, throughput.ThroughputBenchConfig)
     extra = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-    throughput.run(cfg, extra)
+    try:
+        throughput.check_train_args(cfg, _train_overrides(args))   # every run's settings, before the first starts
+    except SettingError as error:
+        args._parser.error(render_error(error))
+    try:
+        throughput.run(cfg, extra)
+    except throughput.ChildFailed as error:   # the child's own message is on stderr already
+        print(f"rtrl bench throughput: {error}", file=sys.stderr)
+        return error.code
     return 0
 
 

@@ -33,6 +33,9 @@ def default_out(config: CopyTaskConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = getattr(args, "out", None)
+    if out is not None and not out.strip():
+        args._parser.error(f"bad --out={out!r}; accepted: a directory path (not empty)")
     try:
         config = config_from_flags(args, CopyTaskConfig)
         config = check_config(dataclasses.replace(config, out=config.out or default_out(config)))

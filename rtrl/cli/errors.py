@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 
 from rtrl.cli.flags import render_error
-from rtrl.envs import MissingPackage
+from rtrl.envs import MissingPackage, UserEnvError
 from rtrl.runtime.backends import ActorError
 from rtrl.runtime.session import NonFiniteError
 
@@ -93,6 +93,8 @@ def report(command: str, error: Exception, trace_dir: str | None = None) -> int:
         message, code, trace = str(error).splitlines()[0], FAILED, error.trace
     elif isinstance(error, NonFiniteError):
         message, code = render_error(error), FAILED
+    elif isinstance(error, UserEnvError):   # the user's env raised: bad input about their code, its traceback kept
+        message, code, trace = str(error).splitlines()[0], BAD_INPUT, error.trace
     elif isinstance(error, MissingPackage):
         message, code = str(error), BAD_INPUT
     elif isinstance(error, ValueError):   # SettingError and the other errors of input the library names

@@ -10,8 +10,8 @@ this package, listed in ``registry.ADAPTERS``; a ``python:`` env comes from an `
 ``MissingPackage`` (an ImportError) holding the command that installs it.
 """
 from rtrl.envs.batch import EPISODE_FIELDS, EVAL_SEED_OFFSET, EnvBatch, EnvSpec, env_seeds, episodes_from
-from rtrl.envs.packages import MissingPackage
+from rtrl.envs.packages import MissingPackage, UserEnvError
 from rtrl.envs.registry import PREFIXES, frames_per_step, make_env, parse_env_id
 
 __all__ = ["PREFIXES", "make_env", "parse_env_id", "frames_per_step", "EnvBatch", "EnvSpec", "env_seeds",
-           "episodes_from", "EPISODE_FIELDS", "EVAL_SEED_OFFSET", "MissingPackage"]
+           "episodes_from", "EPISODE_FIELDS", "EVAL_SEED_OFFSET", "MissingPackage", "UserEnvError"]

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from rtrl.envs.packages import UserEnvError
 from rtrl.envs.registry import make_env
 
 # columns of the per-step episode record: NaN except where a true episode ended on arrival at that step
@@ -29,11 +30,23 @@ class EnvSpec:
     def probe(cls, env_id: str, env_options: dict, env_fn: Callable | None = None) -> "EnvSpec":
         env = make_env(env_id, seed=0, env_fn=env_fn, **env_options)
         try:
+            if env_id.startswith(("gym:", "python:")):   # a user's env that cannot start: refused before a run
+                first_reset(env, env_id, 0)             # directory exists
             space = env.observation_space
             dtype = torch.uint8 if space.dtype == np.uint8 else torch.float32
             return cls(tuple(space.shape), dtype, int(env.action_space.n), env_fn)
         finally:
             env.close()
+
+
+def first_reset(env, env_id: str, seed: int):
+    """``env.reset(seed=seed)``; a :class:`UserEnvError` naming the env's class if it raises."""
+    try:
+        return env.reset(seed=seed)
+    except Exception as error:
+        inner = getattr(env, "unwrapped", env)
+        name = f"{type(inner).__module__}.{type(inner).__qualname__}"
+        raise UserEnvError(f"the env {name!r} of {env_id!r} raised in reset() at start-up", error) from None
 
 
 def env_seeds(seed: int, first: int, count: int) -> list[int]:
@@ -60,7 +73,7 @@ class EnvBatch:
     def __init__(self, env_id: str, env_options: dict, seeds: list[int], training: bool = True, env_fn=None):
         self.envs = [make_env(env_id, seed=s, training=training, env_fn=env_fn, **env_options) for s in seeds]
         self.seeds = seeds
-        first = [env.reset(seed=s)[0] for env, s in zip(self.envs, seeds)]
+        first = [first_reset(env, env_id, s)[0] for env, s in zip(self.envs, seeds)]
         self.obs = np.stack(first)
 
     def __len__(self) -> int:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import difflib
 import inspect
 import multiprocessing
+import sys
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rtrl.envs.packages import UserEnvError
 from rtrl.envs.wrappers import ChannelFirstImage, FloatVectorObservation, RecordEpisode, require_discrete
 
 OPTIONS = None  # forwarded to gymnasium.make
@@ -76,4 +78,16 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, **options)
             f"bad option for {env_id!r} ({', '.join(sorted(options))}); accepted options: "
             f"{', '.join(accepted_options(registered))} ({error})"
         ) from error
+    except Exception as error:   # the user's module raised at import, or their env in its constructor
+        if module and module not in sys.modules:
+            raise UserEnvError(f"the module {module!r} named in {env_id!r} raised when imported", error) from None
+        entry = getattr(gym.registry.get(registered), "entry_point", registered)
+        raise UserEnvError(f"the env {_name_of(entry)} of {env_id!r} raised in its constructor", error) from None
     return adapt(env, env_id)
+
+
+def _name_of(entry) -> str:
+    """An entry point as the user wrote it (``module:Class``) or the callable's qualified name."""
+    if isinstance(entry, str):
+        return repr(entry)
+    return repr(f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', entry)}")

@@ -15,3 +15,14 @@ class MissingPackage(ImportError):
         self.install = install or f"install it with: {INSTALL[module]}"
         super().__init__(f"{prefix}: environments need the Python package {module!r}, which cannot be imported here "
                          f"({error}); {self.install}", name=module)
+
+
+class UserEnvError(ValueError):
+    """A user's own environment code raised (its module at import, its constructor, its first ``reset``):
+    bad input about *their* code. The message names the module or class and what it raised; ``trace`` holds
+    the traceback, which the command line writes to a file the message names."""
+
+    def __init__(self, message: str, error: BaseException):
+        import traceback
+        self.trace = "".join(traceback.format_exception(error))
+        super().__init__(f"{message}: {type(error).__name__}: {error}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from rtrl.envs.gym import adapt
+from rtrl.envs.packages import UserEnvError
 
 OPTIONS = None  # forwarded to env_fn
 
@@ -29,6 +30,8 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, env_fn=Non
     except TypeError as error:
         raise ValueError(f"env_fn {getattr(env_fn, '__qualname__', env_fn)!r} for {env_id!r} cannot be called with "
                          f"the options {options} ({error})") from None
+    except Exception as error:   # the user's code raised
+        raise UserEnvError(f"env_fn {getattr(env_fn, '__qualname__', env_fn)!r} for {env_id!r} raised", error) from None
     if not isinstance(env, gym.Env):
         raise ValueError(f"env_fn {getattr(env_fn, '__qualname__', env_fn)!r} for {env_id!r} returned a "
                          f"{type(env).__name__}; it must return a gymnasium.Env")

@@ -15,6 +15,7 @@ import torch
 from rtrl.eval.episodes import load_trained_agent, run_episodes, summarise
 from rtrl.eval.protocols import PROTOCOLS, aggregate, plan
 from rtrl.records.files import write_text_atomically
+from rtrl.records.run_guard import RunGuard
 from rtrl.settings import POSITIVE_INT, SEED, optional, setting, validate
 
 
@@ -42,6 +43,14 @@ def evaluate(run_dir: str | Path, cfg: EvalConfig | None = None, env_fn=None) ->
     made the run's ``python:`` env (``rtrl.runtime.train.train``)."""
     cfg = (cfg or EvalConfig()).validate()
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return _evaluate(run_dir, cfg, env_fn)   # load_trained_agent says what is wrong with it
+    # eval.json (and eval.gif) go into the run: the same lock as a run of `rtrl train`, and only a training run
+    with RunGuard(run_dir, "train", setting=None).acquire(create=False):
+        return _evaluate(run_dir, cfg, env_fn)
+
+
+def _evaluate(run_dir: Path, cfg: EvalConfig, env_fn) -> dict:
     train_cfg, spec, agent, checkpoint = load_trained_agent(run_dir, env_fn)
     sets = plan(cfg.protocol, train_cfg.env, train_cfg.env_options, cfg.seed, cfg.episodes, cfg.runs)
     video = None if cfg.video is None else Path(cfg.video or run_dir / "eval.gif")

@@ -19,12 +19,11 @@ The names before this vocabulary (``core = rtrl-elstm | tbptt-elstm | lstm | ff`
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from rtrl.cells import CELL_TYPES, MULTILAYER
 from rtrl.models.stems import STEMS
-from rtrl.settings import FINITE, POSITIVE, POSITIVE_INT, Check, SettingError, literal, setting, validate
+from rtrl.settings import POSITIVE_INT, Check, is_finite_number, SettingError, literal, setting, validate
 
 S = setting
 ELEMENTWISE_CELLS = tuple(CELL_TYPES)             # elstm, indrnn, lru: any learning, stackable
@@ -33,8 +32,11 @@ LEARNING = ("rtrl", "tbptt", "bptt")
 # the old ``core`` names: (cell, learning)
 CORE_ALIASES = {"rtrl-elstm": ("elstm", "rtrl"), "tbptt-elstm": ("elstm", "tbptt"), "lstm": ("lstm", "tbptt"),
                 "ff": ("ff", "tbptt")}
-CHRONO = Check("0 (off) or a number > 2", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-               and (v == 0 or 2 < v < math.inf))
+# ranges the code can run: float32 weights, a sigmoid saturated long before |b| = 100
+CHRONO = Check("0 (off) or a number > 2 and at most 1e7 (time scales in steps)",
+               lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (v == 0 or 2 < v <= 1e7))
+FORGET_BIAS = Check("a finite number from -100 to 100", lambda v: is_finite_number(v) and -100 <= v <= 100)
+INIT_STD = Check("a positive finite number up to 100", lambda v: is_finite_number(v) and 0 < v <= 100)
 
 
 @dataclass
@@ -59,11 +61,11 @@ class ModelConfig:
     obs_norm: bool = S(False, "normalise vector observations by their running mean and std (updated by the learner "
                        "from each batch, clipped to ±5 std, saved in checkpoints), as VecNormalize does")
     forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, docs/DESIGN.md §7)",
-                           check=FINITE)
+                           check=FORGET_BIAS)
     chrono_max: float = S(0.0, "chrono forget-gate init (Tallec & Ollivier 2018), replacing forget_bias: b_f = "
                           "log(U(1, chrono_max - 1)), time scales spread over 2..chrono_max steps (eLSTM; LSTM "
                           "too); 0: off", check=CHRONO)
-    init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=POSITIVE)
+    init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=INIT_STD)
 
     def check_model(self, learnings: tuple[str, ...] = ("rtrl", "tbptt")) -> None:
         """The rules between the model's settings; ``learnings``: what the caller trains by (an agent learns

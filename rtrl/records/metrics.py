@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rtrl.records.files import write_text_atomically
 
-__all__ = ["MetricsLog", "MetricsError", "read_metrics", "keep_rows_up_to"]
+__all__ = ["MetricsLog", "MetricsError", "read_metrics", "keep_rows_up_to", "complete_rows"]
 
 
 class MetricsError(ValueError):
@@ -82,18 +82,45 @@ def keep_rows_up_to(path: str | Path, columns: tuple[str, ...], step: float, ste
     path = Path(path)
     if not path.exists():
         return
-    with path.open(newline="") as f:
-        text = f.read()
-    if text and not text.endswith("\n"):
-        text = text[:text.rfind("\n") + 1]     # a row the writer did not finish
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    complete = [r for r in reader if None not in r and None not in r.values()]
+    complete = [r for r in complete_rows(path) if None not in r and None not in r.values()]
     kept = [r for r in complete if _number(r.get(step_column)) <= step]
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(kept)
     write_text_atomically(path, buffer.getvalue())
+
+
+def _read_text(path: Path) -> str:
+    """The text of a metrics file; a :class:`MetricsError` naming it if it cannot be read as text."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as error:
+        raise MetricsError(f"{path} is not a metrics file: it is not UTF-8 text ({error.reason} at byte "
+                           f"{error.start}); accepted: a CSV file of numbers") from None
+    except OSError as error:
+        what = "a directory, not a file" if path.is_dir() else error.strerror or str(error)
+        raise MetricsError(f"{path} cannot be read: {what}; accepted: a CSV file of numbers") from None
+
+
+def _rows(path: Path, lines: list[str]) -> tuple[list[str] | None, list[dict]]:
+    try:
+        reader = csv.DictReader(lines)
+        return reader.fieldnames, list(reader)
+    except csv.Error as error:   # a field past csv's limit (128 kB), a NUL byte...
+        raise MetricsError(f"{path} is not a metrics file the runs write ({error}); accepted: a CSV file of "
+                           "numbers") from None
+
+
+def complete_rows(path: str | Path) -> list[dict]:
+    """The rows of a metrics file, without a last row the writer did not finish (a :class:`MetricsError`
+    naming the file if it cannot be read: not text, a directory, not CSV)."""
+    path = Path(path)
+    text = _read_text(path)
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]     # a row the writer did not finish
+    return _rows(path, text.splitlines(keepends=True))[1]
 
 
 def _number(text) -> float:
@@ -109,17 +136,15 @@ def read_metrics(run_dir: str | Path, file_name: str = "metrics.csv") -> dict[st
     Columns holding any non-numeric text are left out (they cannot be plotted).
     """
     path = Path(run_dir) / file_name
-    if not path.is_file():
+    if not path.exists():
         raise MetricsError(f"no metrics file at {path} (is {run_dir} a run directory?)")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise MetricsError(f"{path} is empty; expected a header row of column names")
-        rows = list(reader)
+    fieldnames, rows = _rows(path, _read_text(path).splitlines(keepends=True))
+    if not fieldnames:
+        raise MetricsError(f"{path} is empty; expected a header row of column names")
     if not rows:
         raise MetricsError(f"{path} has a header but no rows yet")
     columns: dict[str, list[float]] = {}
-    for name in reader.fieldnames:
+    for name in fieldnames:
         try:
             columns[name] = [math.nan if not (row[name] or "").strip() else float(row[name]) for row in rows]
         except ValueError:

@@ -12,9 +12,13 @@ from pathlib import Path
 
 from rtrl.records.files import write_atomically
 from rtrl.records.metrics import MetricsError, read_metrics
-from rtrl.settings import POSITIVE_INT, setting
+from rtrl.settings import POSITIVE_INT, Check, setting
 
 __all__ = ["PlotConfig", "Series", "Panel", "plot_panels", "plot_runs", "smooth_series", "PlotError"]
+
+
+# the plotter writes PNG bytes: a path of another image type would hold PNG under a misleading name
+PNG_PATH = Check("a path ending in .png, or none", lambda v: v is None or (v.lower().endswith(".png") and v[:-4].strip()))
 
 
 @dataclass
@@ -24,7 +28,7 @@ class PlotConfig:
     metric: str = setting("mean_return", "column to plot")
     x: str = setting("step", "column for the x axis")
     out: str | None = setting(None, "output PNG (none: DIR/curve.png for one run, ./curves.png for several)",
-                              flag={"metavar": "PNG"})
+                              flag={"metavar": "PNG"}, check=PNG_PATH)
     smooth: int = setting(1, "trailing moving average over N log points (1: no smoothing)", check=POSITIVE_INT,
                           flag={"metavar": "N"})
 

@@ -70,8 +70,42 @@ def write_section(path: str | Path, name: str, section: str, new_file_text: str)
     path = Path(path)
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
     block = f"{begin}\n{section.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else new_file_text
+    text = read_report(path) if path.exists() else new_file_text
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(path, text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, text)
+    except (FileExistsError, NotADirectoryError):
+        raise ReportError(f"{path} cannot be written: a part of its path is a file, not a directory; accepted: a "
+                          "markdown file in a directory") from None
+
+
+class ReportError(ValueError):
+    """A report file that cannot be read or written as a report; the message names it."""
+
+
+def read_report(path: str | Path) -> str:
+    """The text of the markdown report ``path``; a :class:`ReportError` naming it if it is not UTF-8 text."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ReportError(f"{path} is not a markdown report: it is not UTF-8 text ({error.reason} at byte "
+                          f"{error.start}); accepted: a UTF-8 markdown file, or a new path") from None
+    except OSError as error:
+        what = "a directory, not a file" if path.is_dir() else error.strerror or str(error)
+        raise ReportError(f"{path} cannot be read: {what}; accepted: a UTF-8 markdown file, or a new path") from None
+
+
+def check_report_path(path: str | Path | None) -> None:
+    """Before a benchmark runs: the report file it will write can be read (if it exists) and written."""
+    if not path:
+        return
+    path = Path(path)
+    blocking = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is not None and blocking != path:
+        raise ReportError(f"{path} cannot be written: {blocking} is a file, not a directory; accepted: a markdown "
+                          "file in a directory")
+    if path.exists():
+        read_report(path)

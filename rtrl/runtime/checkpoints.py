@@ -14,6 +14,7 @@ else); the next checkpoint the run writes has the new form.
 from __future__ import annotations
 
 import io
+import math
 import random
 import re
 import warnings
@@ -59,11 +60,55 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             raise CheckpointError(f"{path} cannot be loaded: it is not a complete checkpoint file (cut short, "
                                   "damaged, or not written by torch.save); nothing in it was run") from None
     if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict)
-            and isinstance(checkpoint.get("config"), dict) and isinstance(checkpoint.get("steps"), int)
-            and all(isinstance(v, torch.Tensor) for v in checkpoint["model"].values())):
+            and isinstance(checkpoint.get("config"), dict) and "steps" in checkpoint):
         raise CheckpointError(f"{path} is not a checkpoint of `rtrl train` (it holds no config, model weights and "
                               "step count)")
+    check_contents(checkpoint, path)
     return checkpoint
+
+
+# counters a checkpoint carries: (key, whether it must be an integer); absent ones (older files) start at 0
+COUNTERS = (("steps", True), ("updates", True), ("nonfinite_updates", True), ("actor_restarts", True),
+            ("wall_time", False))
+
+
+def _bad(path, what: str, value, accepted: str) -> CheckpointError:
+    shown = repr(value) if not isinstance(value, (dict, list, tuple)) else f"a {type(value).__name__}"
+    return CheckpointError(f"{path} holds a bad {what} ({shown}); accepted: {accepted}; the file was not used")
+
+
+def check_contents(checkpoint: dict, path: str | Path) -> None:
+    """Validate what a checkpoint holds, as any input is: its counters are non-negative finite numbers
+    (integers where they count), ``config`` a table, ``model`` (and ``learner``/``optimizer``) tables of
+    tensors, ``recent_episodes`` a list of episodes with a numeric return and length and a success of
+    None or a number. A :class:`CheckpointError` names the file and the first bad value."""
+    for key, integer in COUNTERS:
+        if key not in checkpoint:
+            continue
+        value = checkpoint[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (integer and not isinstance(value, int)) or not math.isfinite(value) or value < 0:
+            raise _bad(path, key, value, "a non-negative integer" if integer else "a non-negative finite number")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint["model"].items()):
+        raise _bad(path, "model", checkpoint["model"], "a table of named tensors (a state dict)")
+    for key in ("learner", "optimizer"):
+        if key in checkpoint and not isinstance(checkpoint[key], dict):
+            raise _bad(path, key, checkpoint[key], "a table (a state dict)")
+    episodes = checkpoint.get("recent_episodes", [])
+    if not isinstance(episodes, (list, tuple)):
+        raise _bad(path, "recent_episodes", episodes, "a list of episodes")
+    for episode in episodes:
+        if not (isinstance(episode, dict) and _real(episode.get("return")) and _real(episode.get("length"))
+                and (episode.get("success") is None or _real(episode.get("success")))):
+            raise _bad(path, "episode in recent_episodes", episode if not isinstance(episode, dict) else
+                       {k: episode.get(k) for k in ("return", "length", "success")},
+                       "a table of return and length (numbers) and success (a number or none)")
+    if "rng" in checkpoint and not isinstance(checkpoint["rng"], dict):
+        raise _bad(path, "rng", checkpoint["rng"], "a table of random-number states")
+
+
+def _real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def nonfinite_tensors(state: dict) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,10 +17,21 @@ from rtrl.envs import EnvSpec
 from rtrl.cells import available_memory
 from rtrl.cells.stacked import format_bytes
 from rtrl.models import Agent, ModelConfig, upgrade_core_alias
-from rtrl.settings import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED, UNIT_INTERVAL,
-                           SettingError, from_dict, literal, load_settings_file, setting, validate)
+from rtrl.runtime.devices import check_device, cpu_count
+from rtrl.runtime.sizes import check_train, check_train_config, model_sizes
+from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED,
+                           UNIT_INTERVAL, Check, SettingError, from_dict, is_finite_number, literal, load_settings_file,
+                           setting, validate)
 
 S = setting
+# ranges the code can run: memory counted in GiB below 2**20 (a PiB); the model's own ranges are in
+# rtrl.models.config, the learning rate's in rtrl.settings
+MEMORY_GIB = Check("a finite number >= 0 and below 2**20 (GiB)", lambda v: is_finite_number(v) and 0 <= v < 2 ** 20)
+MAX_BUFFERS = 4096
+BUFFERS = Check(f"0 or a positive integer up to {MAX_BUFFERS}",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_BUFFERS)
+THREADS = Check(f"a positive integer, at most {cpu_count()} (the CPUs of this machine)",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= cpu_count())
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 LEARNERS = ("impala", "stream")   # rtrl.runtime.learners.LEARNERS holds what each one is
@@ -39,13 +51,13 @@ class TrainConfig(ModelConfig):
     batch_size: int = S(32, "B: rollouts per learner update", check=POSITIVE_INT)
     sensitivity_memory_gib: float = S(0.0, "GiB the RTRL sensitivities of all environments, rollout buffers and "
                                       "the learner's batch may take; 0: what the machine has available "
-                                      "(MemAvailable) at the start", check=NON_NEGATIVE)
+                                      "(MemAvailable) at the start", check=MEMORY_GIB)
     num_actors: int = S(2, "actor processes (0: step the environments inline in the learner)", check=NON_NEGATIVE_INT)
     envs_per_actor: int = S(16, "environments stepped together by one actor (batch_size % this == 0)",
                             check=POSITIVE_INT)
     num_buffers: int = S(0, "shared rollout buffers (0: 2 x num_actors, at least batch/envs + 1)",
-                         check=NON_NEGATIVE_INT)
-    lr: float = S(2e-3, "RMSprop learning rate, decayed linearly to 0 over the run (paper: 6e-4)", check=POSITIVE)
+                         check=BUFFERS)
+    lr: float = S(2e-3, "RMSprop learning rate, decayed linearly to 0 over the run (paper: 6e-4)", check=LEARNING_RATE)
     rmsprop_alpha: float = S(0.99, "RMSprop smoothing constant", check=UNIT_INTERVAL)
     rmsprop_eps: float = S(0.01, "RMSprop epsilon", check=POSITIVE)
     grad_norm_clip: float = S(40.0, "global gradient-norm clip (RTRL gradients included)", check=POSITIVE)
@@ -58,7 +70,7 @@ class TrainConfig(ModelConfig):
                                    "memory suite that pair collapsed the policy's entropy (docs/MEMORY_SUITE.md)")
     seed: int = S(0, "seeds the model init, the actors' environments and sampling", check=SEED)
     device: str = S("cpu", "learner device (cpu, cuda, cuda:1, mps); actors always run on the CPU")
-    learner_threads: int = S(1, "torch threads of the learner process", check=POSITIVE_INT)
+    learner_threads: int = S(1, "torch threads of the learner process", check=THREADS)
     checkpoint_interval: float = S(300.0, "seconds between checkpoints (one is always written at the end)",
                                    check=POSITIVE)
     log_interval: float = S(5.0, "seconds between metrics.csv rows", check=POSITIVE)
@@ -108,8 +120,7 @@ class TrainConfig(ModelConfig):
                                f"{self.steps_per_update} steps; accepted: at least {self.steps_per_update}",
                                total_steps=self.total_steps, unroll_length=self.unroll_length,
                                batch_size=self.batch_size)
-        if not self.device.startswith(("cpu", "cuda", "mps")):
-            raise SettingError("bad {device}; accepted: cpu, cuda, cuda:N, mps", device=self.device)
+        check_device(self.device, present=False)   # its presence: torch_device(), when the run starts
         if self.backend == "ray" and self.num_actors == 0:
             raise SettingError("{backend} needs actors: give {num_actors} >= 1", backend=self.backend,
                                num_actors=self.num_actors)
@@ -123,6 +134,14 @@ class TrainConfig(ModelConfig):
             raise SettingError("{freeze_stem:name} and {load_fc:name} act on a stem copied with {load_stem:name}; "
                                "give {load_stem:name} too", load_fc=self.load_fc, freeze_stem=self.freeze_stem,
                                load_stem=self.load_stem)
+        if self.load_stem and self.stem == "identity":   # the checkpoint is still checked: a warning, not an error
+            log.warning("load_stem=%r does nothing with stem=identity: the identity stem has no layers to copy%s; "
+                        "choose a stem with layers (auto, mlp, resnet, nature) to use it", self.load_stem,
+                        " or freeze" if self.freeze_stem or self.load_fc else "")
+        if self.ray_address and self.backend != "ray":
+            raise SettingError("{ray_address} does nothing with {backend}; accepted: {ray_address:name} only with "
+                               "{backend:name} ray", ray_address=self.ray_address, backend=self.backend)
+        check_train_config(self)   # last: the run's large allocations, from the sizes the checks above accepted
 
     def validate(self) -> "TrainConfig":
         return validate(self)
@@ -143,10 +162,7 @@ class TrainConfig(ModelConfig):
                           self.normalize_advantages)
 
     def torch_device(self) -> torch.device:
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SettingError("{device} but CUDA is not available here; accepted here: cpu", device=self.device)
-        return device
+        return check_device(self.device)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -173,9 +189,13 @@ def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
 
 
 def check_sensitivity_memory(cfg: TrainConfig, model: Agent, copies: int) -> None:
-    """Refuse, before anything is allocated, a run whose RTRL sensitivities would not fit: per environment
-    × ``copies`` (the environment states the run's experience source holds at once, with the learner's
-    batch: ``state_copies`` of its backend) against ``sensitivity_memory_gib`` (0: MemAvailable now)."""
+    """Refuse, before the run allocates more than its model, a run that would not fit: its RTRL sensitivities
+    (per environment × ``copies``: the environment states the run's experience source holds at once, with
+    the learner's batch — ``state_copies`` of its backend) against ``sensitivity_memory_gib`` when set, and
+    all its large allocations (``rtrl.runtime.sizes``: parameters, rollout buffers, learner batch,
+    environments, sensitivities) against the memory available now. Also refuses initial weights that are
+    not finite (``check_initial_weights``): the model it is given is the one just built."""
+    check_initial_weights(model, cfg)
     per_env = model.core.sensitivity_bytes(1) if hasattr(model.core, "sensitivity_bytes") else 0
     limit = cfg.sensitivity_memory_gib * 2 ** 30 or available_memory()
     if per_env * copies > limit:
@@ -187,6 +207,26 @@ def check_sensitivity_memory(cfg: TrainConfig, model: Agent, copies: int) -> Non
             "layers or units, {multilayer:name} per-layer, a smaller batch, or raise {sensitivity_memory_gib:name}",
             num_layers=cfg.num_layers, hidden_size=cfg.hidden_size, multilayer=cfg.multilayer,
             batch_size=cfg.batch_size, sensitivity_memory_gib=cfg.sensitivity_memory_gib)
+    stem = model.stem
+    if hasattr(stem, "obs_shape"):   # an image stem (uint8 frames)
+        obs_numel, itemsize = math.prod(stem.obs_shape), 1
+    else:   # a vector stem: the mlp's first layer, or the identity's width
+        first = getattr(getattr(stem, "net", None), "0", None) if hasattr(stem, "net") else None
+        obs_numel, itemsize = (stem.net[0].in_features if first is not None else stem.output_size), 4
+    check_train(cfg, model_sizes(model), obs_numel, itemsize, model.policy.out_features, copies)
+
+
+def check_initial_weights(model, cfg: TrainConfig | None = None) -> None:
+    """Refuse a model whose freshly initialised weights hold a NaN or an infinity (an init too large for
+    float32): no run could start from them, and no checkpoint could keep them."""
+    bad = [name for name, tensor in model.state_dict().items()
+           if tensor.is_floating_point() and not bool(tensor.isfinite().all())]
+    if bad:
+        settings = dict(init_std=cfg.init_std, forget_bias=cfg.forget_bias, chrono_max=cfg.chrono_max) if cfg else {}
+        raise SettingError(literal(f"the initial weights are not finite (NaN or infinity in {', '.join(bad[:3])}"
+                                   f"{', ...' if len(bad) > 3 else ''}); nothing was written; ") +
+                           ("with {init_std}, {forget_bias}, {chrono_max}: use smaller values" if cfg else
+                            "use a smaller initialisation"), **settings)
 
 
 # The paper's settings (docs/DESIGN.md §5; Irie et al. 2024, appendix) and the built-in memory job; any flag

@@ -7,6 +7,7 @@
                       atomically; ``CHECKPOINT_FORMAT``)
     curve.png         the learning curve, drawn at the end by the command line
     run.lock          while a run writes here: its pid, start time and command
+    run.json          the kind of run the directory holds (``rtrl.records.run_guard``: other commands refuse it)
 
 Running again on the same directory resumes it: same settings, or different ones with ``force``; the
 runtime settings (``config.RUNTIME_SETTINGS``: backend, actors, device, ...) may differ without it. One
@@ -24,13 +25,13 @@ import shutil
 from pathlib import Path
 
 from rtrl.records.files import remove_stale_temporaries, write_bytes_atomically, write_text_atomically
-from rtrl.records.lock import DirectoryLock, LockedError
-from rtrl.records.metrics import MetricsLog, keep_rows_up_to
+from rtrl.records.run_guard import RunDirectoryError, RunGuard
+from rtrl.records.metrics import MetricsError, MetricsLog, complete_rows, keep_rows_up_to
 from rtrl.runtime.checkpoints import (CheckpointError, check_finite, checkpoint_bytes, load_checkpoint, load_weights,
                                       set_rng_states)
 from rtrl.models import upgrade_core_alias
 from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig
-from rtrl.settings import SettingError, literal
+from rtrl.settings import literal
 
 # The checkpoint format this version writes. 1 (no "format" key): the learner's state was the
 # optimizer's, under "optimizer" (and the oldest held numpy's RNG state as an array); 2: under "learner",
@@ -38,11 +39,6 @@ from rtrl.settings import SettingError, literal
 CHECKPOINT_FORMAT = 2
 
 log = logging.getLogger(__name__)
-
-
-class RunDirectoryError(SettingError):
-    """A run directory that cannot be used as asked; the message says why and the ways out (settings and
-    ``out``, the directory, are named as in :class:`rtrl.settings.SettingError`)."""
 
 
 class RunDirectory:
@@ -53,36 +49,22 @@ class RunDirectory:
         self.config_path = self.path / "config.json"
         self.checkpoint_path = self.path / "checkpoint.pt"
         self.metrics_path = self.path / "metrics.csv"
-        self.lock = DirectoryLock(self.path / "run.lock")
-        self.created = False
+        self.guard = RunGuard(path, "train")   # as given: '' is refused, not taken for "."
+        self.lock = self.guard.lock
+
+    @property
+    def created(self) -> bool:
+        return self.guard.created
 
     def _error(self, text: str, alternative: str = "") -> RunDirectoryError:
         """``text``; use another run directory (``out``)[, or ``alternative``]."""
-        return RunDirectoryError(literal(text) + "; use another run directory ({out:name})" +
-                                 literal(f", or {alternative}" if alternative else ""), out=str(self.path))
+        return self.guard.error(text, alternative)
 
     def open(self, cfg: TrainConfig, force: bool) -> dict | None:
-        """Take the directory for a run of ``cfg``: create it, lock it, check what it holds. Returns the
-        checkpoint to resume from (None for a fresh run). Writes nothing but the lock file."""
-        if self.path.exists() and not self.path.is_dir():
-            raise self._error(f"{self.path} is a file, not a run directory")
-        blocking = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
-        if blocking is not None:
-            raise self._error(f"cannot create the run directory {self.path}: {blocking} is a file")
-        self.created = not self.path.exists()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise self._error(f"cannot create the run directory {self.path}: {error.strerror}") from None
-        try:
-            self.lock.acquire()
-        except LockedError as error:
-            holder = error.holder
-            raise self._error(f"{self.path} is in use by another run (pid {holder.get('pid', 'unknown')}, started "
-                              f"{holder.get('started', 'at an unknown time')}: {holder.get('command', '')}); wait "
-                              "for it to end or stop it") from None
-        except OSError as error:
-            raise self._error(f"cannot write in the run directory {self.path}: {error.strerror}") from None
+        """Take the directory for a run of ``cfg``: create it, lock it, check what it holds (another kind of
+        run is refused: ``rtrl.records.run_guard``). Returns the checkpoint to resume from (None for a fresh
+        run). Writes nothing but the lock file."""
+        self.guard.acquire()
         try:
             return self._resumable_checkpoint(cfg, force)
         except BaseException:
@@ -90,6 +72,11 @@ class RunDirectory:
             raise
 
     def _resumable_checkpoint(self, cfg: TrainConfig, force: bool) -> dict | None:
+        if self.metrics_path.exists():   # the run trims it when it starts: refuse a file it cannot read now
+            try:
+                complete_rows(self.metrics_path)
+            except MetricsError as error:
+                raise self._error(f"{error}; it was left as it is", "move metrics.csv out of it") from None
         old = self._existing_config(force)
         checkpoint = None
         if self.checkpoint_path.exists():
@@ -160,6 +147,7 @@ class RunDirectory:
         for stale in remove_stale_temporaries(self.path, ("checkpoint.pt", "config.json", "metrics.csv")):
             log.info("removed %s, left by a run that was killed while writing it", stale)
         write_text_atomically(self.config_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        self.guard.record()
         keep_rows_up_to(self.metrics_path, columns, checkpoint["steps"] if checkpoint else 0)
 
     def save_checkpoint(self, checkpoint: dict) -> None:
@@ -176,6 +164,4 @@ class RunDirectory:
 
     def close(self) -> None:
         """Release the lock; a directory this run created and left empty (it failed at start-up) goes too."""
-        self.lock.release()
-        if self.created and self.path.is_dir() and not any(self.path.iterdir()):
-            self.path.rmdir()
+        self.guard.release()

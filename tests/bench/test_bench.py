@@ -62,7 +62,7 @@ def test_read_run_excludes_start_up(tmp_path):
     rate, median, lag = read_run(path)
     assert rate == pytest.approx(100.0) and median == pytest.approx(100.0) and lag == pytest.approx(1.5)
     path.write_text("step,wall_time,sps\n1,1,1\n")
-    with pytest.raises(RuntimeError, match="1 rows"):
+    with pytest.raises(ValueError, match="1 rows"):
         read_run(path)
 
 

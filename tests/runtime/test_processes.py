@@ -238,4 +238,4 @@ def test_a_learner_killed_at_any_moment_resumes_consistently(tmp_path, capsys):
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("updates")] == steps
-    assert sorted(os.listdir(run_dir)) == ["checkpoint.pt", "config.json", "metrics.csv", "tensorboard"]
+    assert sorted(os.listdir(run_dir)) == ["checkpoint.pt", "config.json", "metrics.csv", "run.json", "tensorboard"]

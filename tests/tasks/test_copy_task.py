@@ -345,7 +345,7 @@ def test_time_budget_and_max_steps_stop_training():
 # --- settings and run files ----------------------------------------------------------------------
 @pytest.mark.parametrize("changes, message", [
     ({"length": -3}, "bad length=-3; accepted: a positive integer"),
-    ({"lr": 0.0}, "bad lr=0.0; accepted: a positive finite number, or none"),
+    ({"lr": 0.0}, "bad lr=0.0; accepted: a positive finite number up to 1e30, or none"),
     ({"model": "gru"}, "bad model='gru'; accepted: lstm-bptt, elstm-bptt, elstm-rtrl"),
     ({"model": "lstm-bptt", "full_sequence": True},
      "full_sequence applies to elstm-rtrl only (BPTT models always step once per batch of sequences), "
@@ -426,7 +426,7 @@ def test_cli_help_lists_defaults(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--length", "-3"], "error: bad --length=-3; accepted: a positive integer"),
     (["--hidden-size", "0"], "error: bad --hidden-size=0; accepted: a positive integer"),
-    (["--lr", "0"], "error: bad --lr=0.0; accepted: a positive finite number, or none"),
+    (["--lr", "0"], "error: bad --lr=0.0; accepted: a positive finite number up to 1e30, or none"),
     (["--model", "gru"], "invalid choice: 'gru'"),
     (["--loss-on", "all"], "invalid choice: 'all'"),
     (["--scoring", "paper"], "invalid choice: 'paper'"),

@@ -24,6 +24,9 @@ import logging
 import math
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import warnings
 from collections import deque
@@ -120,6 +123,8 @@ def start_ray(ray, cfg: TrainConfig) -> bool:
     options = dict(logging_level=logging.ERROR, log_to_driver=False)
     main_thread = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    if cfg.ray_address:
+        check_reachable(cfg.ray_address)   # fail fast: ray.init waits minutes on an address nobody listens at
     try:
         if cfg.ray_address:
             ray.init(address=cfg.ray_address, **options)
@@ -135,7 +140,77 @@ def start_ray(ray, cfg: TrainConfig) -> bool:
     finally:
         for signum, handler in handlers.items():   # the caller's Ctrl-C / SIGTERM handling stays in force
             signal.signal(signum, handler)
+    if not cfg.ray_address:
+        watch_private_ray(ray)
     return True
+
+
+def ray_host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a Ray address given as HOST:PORT or ray://HOST:PORT; None for ``auto`` and the like."""
+    address = address.strip().removeprefix("ray://")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """A SettingError naming ``address`` when nothing accepts a TCP connection at its HOST:PORT within
+    ``timeout`` seconds (``auto`` is left to Ray, which finds a cluster started on this machine)."""
+    target = ray_host_port(address)
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as error:
+        raise SettingError(f"could not reach a Ray cluster at {{ray_address}}: nothing accepts connections at "
+                           f"{target[0]}:{target[1]} ({error.strerror or error}); start one with `ray start --head`, "
+                           "or leave {ray_address:name} empty for a private Ray on this machine",
+                           ray_address=address) from None
+
+
+# A watchdog process per private Ray: when the driver dies (even by SIGKILL, which runs no cleanup), it stops
+# every process of the driver's Ray session (Ray leaves its dashboard and runtime-env agents running).
+_WATCHDOG = """
+import os, signal, sys, time
+driver, session = int(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:
+    try:
+        os.kill(driver, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+time.sleep(2.0)   # Ray's own shutdown first
+for _ in range(3):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read()
+        except OSError:
+            continue
+        if session.encode() in command:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+    time.sleep(1.0)
+"""
+
+
+def watch_private_ray(ray) -> None:
+    """Start the watchdog of this process's private Ray session (Linux: it reads /proc); best effort."""
+    try:
+        node = ray._private.worker._global_node
+        session = os.path.basename(node.get_session_dir_path())
+    except Exception:   # a Ray without these internals: no watchdog
+        return
+    if not session.startswith("session_") or not os.path.isdir("/proc"):
+        return
+    subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), session], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
 class RayBackend(RolloutBackend):

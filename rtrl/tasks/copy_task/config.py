@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from rtrl.models import ELEMENTWISE_CELLS, ModelConfig
-from rtrl.settings import (FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SettingError,
+from rtrl.models.config import FORGET_BIAS
+from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SettingError,
                            optional, setting, validate)
 
 # the copy task's cells (its recurrent network reads one-hot tokens; no stem) and how it learns: rtrl
@@ -59,10 +60,10 @@ class CopyTaskConfig:
         "exact", "learning rtrl with num_layers > 1: exact (RTRL through all layers) or per-layer (each layer's "
         "own RTRL; gradients between layers only within the current call)", choices=MULTILAYER)
     forget_bias: float = setting(
-        0.0, "initial eLSTM forget-gate bias (paper: 0); the other cells keep their own init", check=FINITE)
+        0.0, "initial eLSTM forget-gate bias (paper: 0); the other cells keep their own init", check=FORGET_BIAS)
     lr: float | None = setting(
         None, "Adam learning rate (betas 0.9/0.995, eps 1e-9); none = 3e-3 for the lstm, 1e-2 for the "
-        "element-wise cells", check=optional(POSITIVE))
+        "element-wise cells", check=optional(LEARNING_RATE))
     grad_clip: float = setting(1.0, "max global gradient norm; 0 disables clipping", check=NON_NEGATIVE)
     batch_size: int = setting(
         128, "sequences per update (BPTT, --full-sequence) or run side by side (online RTRL)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -22,13 +23,17 @@ import torch.nn.functional as F
 
 from rtrl.records.files import write_atomically, write_text_atomically
 from rtrl.records.metrics import MetricsLog
+from rtrl.records.run_guard import RunGuard
+from rtrl.runtime.devices import cpu_count
+from rtrl.runtime.sizes import check_fits, copy_task_parts
 from rtrl.records.plots import Panel, Series, plot_panels
 from rtrl.tasks.copy_task.config import CopyTaskConfig, check_config, default_lr
-from rtrl.tasks.copy_task.data import CopyData, make_splits, paper_code_view, save_splits, sequence_ends, sequence_order
+from rtrl.tasks.copy_task.data import NUM_INPUT_TOKENS, CopyData, make_splits, paper_code_view, save_splits, sequence_ends, sequence_order
 from rtrl.tasks.copy_task.model import CopyModel, evaluate, make_optimizer, optimizer_step
 from rtrl.tasks.copy_task.online import online_updates
 from rtrl.tasks.copy_task.scoring import loss_mask
 
+log = logging.getLogger(__name__)
 METRIC_FIELDS = ("step", "sequences", "epoch", "wall_time", "train_loss", "valid_loss",
                  "valid_seq_acc", "valid_bit_acc")
 
@@ -102,9 +107,11 @@ def _setup(config: CopyTaskConfig):
     device, and the stream of its training updates."""
     check_config(config)
     if config.threads:
-        torch.set_num_threads(config.threads)
-    if config.out:
-        Path(config.out).mkdir(parents=True, exist_ok=True)
+        threads = min(config.threads, cpu_count())
+        if threads < config.threads:
+            log.warning("threads=%d is more than the %d CPUs of this machine; using %d", config.threads, threads,
+                        threads)
+        torch.set_num_threads(threads)
     splits = make_splits(config.length, config.seed, (config.train_size, config.valid_size, config.test_size),
                          config.disjoint_min_length)
     if config.save_data:
@@ -129,10 +136,37 @@ def train(config: CopyTaskConfig, progress: bool = True) -> dict:
     seconds, or 100% validation sequence accuracy. ``progress``: show a tqdm progress bar.
     Raises ``SettingError`` for a bad setting (``check_config``).
     """
+    check_config(config)
+    check_copy_task_memory(config)   # before anything is allocated or created
+    guard = RunGuard(config.out, "copy-task").acquire() if config.out else None   # locked, not another kind of run
+    try:
+        return _train(config, progress, guard)
+    finally:
+        if guard is not None:
+            guard.release()
+
+
+def check_copy_task_memory(config: CopyTaskConfig) -> None:
+    """Refuse, before allocating, a run whose data set, model and sensitivities would not fit here."""
+    N, L = config.hidden_size, config.num_layers
+    per_layer = N * (N + NUM_INPUT_TOKENS)
+    params = per_layer * L * (4 if config.model == "lstm-bptt" else 1) * 4
+    sensitivity = 0
+    if config.model == "elstm-rtrl":
+        sensitivity = 8 * N * L * 4 + (16 * N * N * (L - 1) * 4 if config.multilayer == "exact" else 0)
+    check_fits(copy_task_parts(config, sensitivity, params), None,
+               "with {hidden_size}, {num_layers}, {batch_size}, {train_size}, {valid_size}, {test_size}: use "
+               "fewer units, layers or sequences", hidden_size=N, num_layers=L, batch_size=config.batch_size,
+               train_size=config.train_size, valid_size=config.valid_size, test_size=config.test_size)
+
+
+def _train(config: CopyTaskConfig, progress: bool, guard: RunGuard | None) -> dict:
     from tqdm import tqdm
 
     config, splits, model, updates = _setup(config)
     out = Path(config.out) if config.out else None
+    if guard is not None:
+        guard.record()
 
     eval_every = config.eval_every or config.train_size
     total_sequences = config.epochs * config.train_size
