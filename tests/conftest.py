@@ -3,13 +3,22 @@
 The test tree mirrors the package: tests/cells for rtrl/cells, tests/runtime for rtrl/runtime, ...
 Tests that start processes and wait on them carry the ``slow`` marker; they still run in ``make test``
 (select the rest with ``-m "not slow"``).
+
+Tests that need an optional package carry its family's marker (``atari``, ``procgen``, ``popgym``, ``minigrid``,
+``ray``, ``rliable``; see ``OPTIONAL``): without the package they are skipped with a reason that names it and
+how to install it. ``make test`` sets ``RTRL_REQUIRE_OPTIONAL=1``, which turns each such skip into a failure,
+so everything runs there. A module that imports the package at its top calls ``skip_module_without`` first.
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import os
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from rtrl.algos import impala_loss
@@ -19,6 +28,56 @@ from rtrl.runtime.actor import RolloutWorker
 from rtrl.runtime.config import TrainConfig, build_agent
 from rtrl.runtime.rollout import empty_rollout
 from rtrl.tree import map_tensors, tensors_of
+
+pytest_plugins = ["pytester"]   # tests/test_optional_markers.py runs pytest on small test files
+
+REQUIRE_OPTIONAL = "RTRL_REQUIRE_OPTIONAL"
+# marker: (the modules its tests import, the pyproject extra that installs them)
+OPTIONAL = {
+    "atari": (("ale_py",), "envs"),
+    "procgen": (("procgen",), "envs"),
+    "popgym": (("popgym",), "envs"),
+    "minigrid": (("minigrid",), "envs"),
+    "ray": (("ray",), "ray"),
+    "rliable": (("rliable", "pandas"), "suite"),
+}
+
+
+@functools.cache
+def missing_optional(family: str) -> str | None:
+    """Why ``family``'s packages cannot be imported here ("needs popgym: pip install 'rtrl[envs]' (No module
+    named 'popgym')"), or None when they all import."""
+    modules, extra = OPTIONAL[family]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            return f"needs {module}: pip install 'rtrl[{extra}]' ({error})"
+    return None
+
+
+def skip_or_fail_without(family: str, module_level: bool = False) -> None:
+    """Skip the test (the module, at ``module_level``) when ``family``'s packages do not import; with
+    RTRL_REQUIRE_OPTIONAL set (``make test``), fail instead, naming the package."""
+    reason = missing_optional(family)
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_OPTIONAL, "") not in ("", "0"):
+        pytest.fail(f"{reason}; {REQUIRE_OPTIONAL} is set (as `make test` does), so this is a failure, not a skip",
+                    pytrace=False)
+    pytest.skip(reason, allow_module_level=module_level)
+
+
+def skip_module_without(family: str) -> None:
+    """For a test module that imports ``family``'s package at its top: call it before that import."""
+    skip_or_fail_without(family, module_level=True)
+
+
+@pytest.hookimpl(tryfirst=True)   # before the fixtures: a skipped test starts none of them
+def pytest_runtest_setup(item) -> None:
+    for family in sorted({mark.name for mark in item.iter_markers()} & OPTIONAL.keys()):
+        skip_or_fail_without(family)
+
 
 MEMORY = "memory:delayed_recall?cues=2&delay=6"
 PROCGEN = "procgen:coinrun?distribution_mode=easy&num_levels=10"
@@ -200,3 +259,9 @@ def running(pids) -> list[int]:
         if state != "Z":
             alive.append(pid)
     return alive
+
+
+def copy_net(model: str, hidden_size: int, **settings):
+    """The copy task's model named the old way (``elstm-rtrl``...) with ``settings`` of ``CopyTaskConfig``."""
+    from rtrl.tasks.copy_task import CopyModel, CopyTaskConfig
+    return CopyModel(CopyTaskConfig(model=model, hidden_size=hidden_size, **settings).model_config())

@@ -36,6 +36,7 @@ def test_normalise_maps_chance_to_0_and_maximum_to_1():
         normalise(0.3, 0.5, 0.2)
 
 
+@pytest.mark.popgym
 def test_every_suite_task_is_an_environment_with_a_score():
     for task in suite_tasks.TASKS:
         env = make_env(task.env, seed=0)
@@ -68,6 +69,7 @@ def test_plan_covers_the_tier_seed_by_seed():
     assert all(j.settings["total_steps"] == 15_000_000 and j.settings["num_actors"] == 0 for j in jobs)
 
 
+@pytest.mark.rliable
 def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeypatch):
     cfg = tiny(tmp_path)
     calls = []
@@ -118,6 +120,7 @@ def test_max_minutes_stops_before_the_next_run(tmp_path):
     assert results == []
 
 
+@pytest.mark.rliable
 def test_the_report_says_what_is_missing_and_aggregates_only_complete_cores(tmp_path):
     cfg = tiny(tmp_path, tasks="recall-2x30")
     job = suite.plan(cfg)[0]
@@ -129,6 +132,7 @@ def test_the_report_says_what_is_missing_and_aggregates_only_complete_cores(tmp_
     assert "1 of 2 runs finished" in only_rtrl and "recall-2x30/tbptt-elstm-seed0" in only_rtrl   # the tier's report
 
 
+@pytest.mark.rliable
 def test_an_unfinished_core_is_aggregated_over_the_seeds_finished_on_every_task(tmp_path):
     cfg = tiny(tmp_path, seeds="0,1", total_steps=192)   # long enough for episodes of both tasks to end
     jobs = {(j.task, j.core, j.seed): j for j in suite.plan(cfg)}
@@ -150,6 +154,7 @@ def test_an_unfinished_core_is_aggregated_over_the_seeds_finished_on_every_task(
     assert auc.count("| rtrl-elstm | 1 of 2 (seed 0; interim) |") == 1 and "| tbptt-elstm |" not in auc
 
 
+@pytest.mark.rliable
 def test_aggregates_are_rliable_iqm_with_stratified_bootstrap_cis():
     rng = np.random.default_rng(0)
     good, bad = rng.uniform(0.8, 1.0, (5, 8)), rng.uniform(0.0, 0.2, (5, 8))
@@ -269,6 +274,7 @@ def test_the_popgym_tasks_are_reported_beside_their_published_scores(tmp_path):
     assert set(suite_report.PUBLISHED) <= set(suite_tasks.TASK_NAMES)
 
 
+@pytest.mark.rliable
 def test_records_of_finished_runs_stand_in_for_the_run_directories(tmp_path, monkeypatch):
     cfg = tiny(tmp_path, tasks="recall-2x30")
     suite.run(cfg, TINY_TRAIN, say=lambda *_: None)

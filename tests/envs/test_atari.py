@@ -1,12 +1,16 @@
 """atari: DeepMind preprocessing semantics on real ROMs (ale-py ships them)."""
-import ale_py
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
 
+from conftest import skip_module_without
 from rtrl.envs import make_env
 from rtrl.envs.atari import MaxAndSkip
+
+pytestmark = pytest.mark.atari
+skip_module_without("atari")
+import ale_py  # noqa: E402  (after the guard: without ale-py this module is skipped, not an error)
 
 gym.register_envs(ale_py)
 

@@ -57,10 +57,10 @@ def test_kwargs_override_options_in_the_id():
         ("memory:delayed_recall?delay=long", ["delay='long'", "int"]),
         ("gym:CartPol-v1", ["'CartPol-v1'", "CartPole-v1"]),
         ("gym:CartPole-v1?foo=2", ["foo", "max_episode_steps"]),
-        ("popgym:RepeatPreviousEasyy", ["'RepeatPreviousEasyy'", "RepeatPreviousEasy", "CountRecallHard"]),
-        ("popgym:RepeatPrevious?decks=2", ["'decks'", "num_decks, k"]),
-        ("minigrid:MiniGrid-Memory-v0", ["'MiniGrid-Memory-v0'", "MiniGrid-MemoryS7-v0"]),
-        ("minigrid:MiniGrid-MemoryS7-v0?obs=rgb", ["obs='rgb'", "flat, image"]),
+        pytest.param("popgym:RepeatPreviousEasyy", ["'RepeatPreviousEasyy'", "RepeatPreviousEasy", "CountRecallHard"], marks=pytest.mark.popgym),
+        pytest.param("popgym:RepeatPrevious?decks=2", ["'decks'", "num_decks, k"], marks=pytest.mark.popgym),
+        pytest.param("minigrid:MiniGrid-Memory-v0", ["'MiniGrid-Memory-v0'", "MiniGrid-MemoryS7-v0"], marks=pytest.mark.minigrid),
+        pytest.param("minigrid:MiniGrid-MemoryS7-v0?obs=rgb", ["obs='rgb'", "flat, image"], marks=pytest.mark.minigrid),
         ("minigrid:MiniGrid-MemoryS7-v0?view=3", ["'view'", "obs, tile_size"]),
     ],
 )
@@ -71,7 +71,8 @@ def test_errors_name_the_bad_value_and_the_accepted_ones(env_id, fragments):
         assert fragment in str(error.value)
 
 
-@pytest.mark.parametrize("env_id", ["gym:Pendulum-v1", "popgym:PositionOnlyPendulumEasy"])
+@pytest.mark.parametrize("env_id", ["gym:Pendulum-v1",
+                                    pytest.param("popgym:PositionOnlyPendulumEasy", marks=pytest.mark.popgym)])
 def test_continuous_action_space_is_an_error(env_id):
     with pytest.raises(ValueError, match=r"action space Box\(-2\.0, 2\.0"):
         make_env(env_id)
@@ -85,13 +86,13 @@ def test_continuous_action_space_is_an_error(env_id):
     [
         ("gym:CartPole-v1", (4,), np.float32, 2),
         ("gym:FrozenLake-v1", (16,), np.float32, 4),  # Discrete(16) observation -> one-hot
-        ("popgym:RepeatPreviousEasy", (4,), np.float32, 4),  # Discrete(4) -> one-hot
-        ("popgym:AutoencodeEasy", (6,), np.float32, 4),  # Tuple(Discrete(2), Discrete(4))
-        ("popgym:CountRecallEasy", (4,), np.float32, 27),  # MultiDiscrete([2, 2])
-        ("popgym:PositionOnlyCartPoleEasy", (2,), np.float32, 2),  # Box
-        ("popgym:BattleshipEasy", (2,), np.float32, 64),  # MultiDiscrete([8, 8]) actions -> 64
-        ("minigrid:MiniGrid-MemoryS7-v0", (151,), np.float32, 7),
-        ("minigrid:MiniGrid-MemoryS7-v0?obs=image", (3, 56, 56), np.uint8, 7),
+        pytest.param("popgym:RepeatPreviousEasy", (4,), np.float32, 4, marks=pytest.mark.popgym),  # Discrete(4) -> one-hot
+        pytest.param("popgym:AutoencodeEasy", (6,), np.float32, 4, marks=pytest.mark.popgym),  # Tuple(Discrete(2), Discrete(4))
+        pytest.param("popgym:CountRecallEasy", (4,), np.float32, 27, marks=pytest.mark.popgym),  # MultiDiscrete([2, 2])
+        pytest.param("popgym:PositionOnlyCartPoleEasy", (2,), np.float32, 2, marks=pytest.mark.popgym),  # Box
+        pytest.param("popgym:BattleshipEasy", (2,), np.float32, 64, marks=pytest.mark.popgym),  # MultiDiscrete([8, 8]) actions -> 64
+        pytest.param("minigrid:MiniGrid-MemoryS7-v0", (151,), np.float32, 7, marks=pytest.mark.minigrid),
+        pytest.param("minigrid:MiniGrid-MemoryS7-v0?obs=image", (3, 56, 56), np.uint8, 7, marks=pytest.mark.minigrid),
         ("memory:delayed_recall", (4,), np.float32, 2),
     ],
 )
@@ -106,6 +107,7 @@ def test_adapter_contract(env_id, shape, dtype, actions):
     assert isinstance(info["episode"]["return"], float) and isinstance(info["episode"]["length"], int)
 
 
+@pytest.mark.popgym
 def test_one_hot_flattening_of_popgym_observations():
     env = make_env("popgym:AutoencodeEasy", seed=1)  # Tuple(Discrete(2), Discrete(4))
     observation, _ = env.reset()
@@ -118,6 +120,7 @@ def test_one_hot_flattening_of_popgym_observations():
         assert observation[:2].sum() == 1.0 and observation[2:].sum() == 1.0
 
 
+@pytest.mark.popgym
 def test_same_seed_same_episode_different_seed_differs():
     def first_observations(seed):
         env = make_env("popgym:RepeatPreviousEasy", seed=seed)
@@ -132,6 +135,7 @@ def test_same_seed_same_episode_different_seed_differs():
 # ---------------------------------------------------------------- minigrid
 
 
+@pytest.mark.minigrid
 def test_minigrid_flat_observation_layout():
     env = make_env("minigrid:MiniGrid-MemoryS7-v0", seed=0)
     observation, _ = env.reset()
@@ -142,6 +146,7 @@ def test_minigrid_flat_observation_layout():
     np.testing.assert_array_equal(observation[147:], direction)
 
 
+@pytest.mark.minigrid
 def test_minigrid_success_is_positive_final_reward():
     # Empty-5x5: agent at (1, 1) facing right, goal at (3, 3): forward, forward, right, forward, forward
     env = make_env("minigrid:MiniGrid-Empty-5x5-v0", seed=0)

@@ -119,6 +119,8 @@ def test_bad_options_name_the_value_and_the_accepted_ones(env_id, fragments):
     assert all(f in str(error.value) for f in fragments), str(error.value)
 
 
+@pytest.mark.popgym
+@pytest.mark.procgen
 def test_previous_action_is_appended_as_a_one_hot():
     env = make_env("memory:sequence_recall?cues=3&length=2&delay=1&previous_action=true", seed=0)
     assert env.observation_space.shape == (3 + 2 + 2 + 3,)

@@ -13,6 +13,7 @@ def first_frame(env_id, seed=0, **options):
     return make_env(env_id, seed=seed, **options).reset()[0]
 
 
+@pytest.mark.procgen
 def test_observation_and_actions():
     env = make_env("procgen:chaser", seed=0)
     assert env.observation_space == spaces.Box(0, 255, (3, 64, 64), np.uint8)
@@ -22,6 +23,7 @@ def test_observation_and_actions():
     assert observation.std() > 0
 
 
+@pytest.mark.procgen
 def test_level_set_options_reach_the_game():
     one_level = "procgen:chaser?num_levels=1"
     # same start level: same first frame whatever the seed; another start level: another frame
@@ -39,6 +41,7 @@ def test_level_set_options_reach_the_game():
     np.testing.assert_array_equal(first_frame("procgen:chaser", seed=2), first_frame("procgen:chaser", seed=2))
 
 
+@pytest.mark.procgen
 def test_episode_end_auto_resets_to_the_same_single_level():
     env = make_env("procgen:coinrun?num_levels=1&start_level=4&distribution_mode=easy", seed=0)
     start, _ = env.reset()
@@ -59,10 +62,10 @@ def test_episode_end_auto_resets_to_the_same_single_level():
     "env_id, fragment",
     [
         ("procgen:chase", "chaser"),
-        ("procgen:chaser?distribution_mode=memory", "caveflyer, dodgeball, heist, jumper, maze, miner"),
-        ("procgen:bigfish?distribution_mode=extreme", "chaser, dodgeball, leaper, starpilot"),
-        ("procgen:maze?distribution_mode=memry", "easy, hard, extreme, memory, exploration"),
-        ("procgen:maze?distribution_mode=exploration&num_levels=3", "exploration"),
+        pytest.param("procgen:chaser?distribution_mode=memory", "caveflyer, dodgeball, heist, jumper, maze, miner", marks=pytest.mark.procgen),
+        pytest.param("procgen:bigfish?distribution_mode=extreme", "chaser, dodgeball, leaper, starpilot", marks=pytest.mark.procgen),
+        pytest.param("procgen:maze?distribution_mode=memry", "easy, hard, extreme, memory, exploration", marks=pytest.mark.procgen),
+        pytest.param("procgen:maze?distribution_mode=exploration&num_levels=3", "exploration", marks=pytest.mark.procgen),
         ("procgen:maze?levels=3", "num_levels, start_level"),
     ],
 )

@@ -87,6 +87,7 @@ def fake_episodes(monkeypatch):
     return calls
 
 
+@pytest.mark.atari
 def test_atari_protocol_writes_runs_and_human_normalised_scores(tmp_path, fake_episodes, capsys):
     make_run(tmp_path, env="atari:Pong", envs_per_actor=2)
     assert main(["eval", str(tmp_path), "--protocol", "atari"]) == 0
@@ -108,6 +109,7 @@ def test_atari_protocol_writes_runs_and_human_normalised_scores(tmp_path, fake_e
     assert [(c["seed"], c["episodes"]) for c in fake_episodes] == [(0, 3), (1, 3)]
 
 
+@pytest.mark.procgen
 def test_procgen_protocol_and_unknown_game_scores(tmp_path, fake_episodes):
     make_run(tmp_path)
     assert main(["eval", str(tmp_path), "--protocol", "procgen", "--episodes", "4"]) == 0
@@ -129,6 +131,7 @@ def test_procgen_protocol_and_unknown_game_scores(tmp_path, fake_episodes):
     assert out["human_normalized_percent"] == pytest.approx(100 * (2.0 - 0.073) / (10.0 - 0.073))
 
 
+@pytest.mark.procgen
 def test_bad_protocol_for_the_run_is_a_clear_cli_error(tmp_path, capsys):
     make_run(tmp_path)
     assert main(["eval", str(tmp_path), "--protocol", "atari"]) == 2
@@ -137,6 +140,7 @@ def test_bad_protocol_for_the_run_is_a_clear_cli_error(tmp_path, capsys):
         main(["eval", str(tmp_path), "--protocol", "mujoco"])
 
 
+@pytest.mark.procgen
 def test_procgen_level_sets_reach_the_real_environment(monkeypatch):
     """Each planned level set's first levels lie in that set (real procgen, one step per set)."""
     import rtrl.envs.batch as batch_module

@@ -1,5 +1,6 @@
 """An evaluation episode as an animated GIF."""
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import make_run
@@ -8,6 +9,7 @@ from rtrl.envs import EnvSpec
 from rtrl.eval.video import observation_to_image, record_video
 from rtrl.runtime.config import build_agent
 
+pytestmark = pytest.mark.procgen   # make_run: a ProcGen run
 
 def test_video_is_a_valid_gif(tmp_path, capsys):
     cfg = make_run(tmp_path)

@@ -13,13 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 import torch
-from ray import cloudpickle
 
 import conftest
 from conftest import (MEMORY, as_double, bptt_gradients, check_rollout_invariants, descendants, register_test_envs,
-                      rollout_loss, running, small_config)
+                      rollout_loss, running, skip_module_without, small_config)
 from rtrl.envs import EnvSpec
 from rtrl.runtime.backends import ActorError, RayBackend
 from rtrl.runtime.checkpoints import load_checkpoint
@@ -28,7 +26,11 @@ from rtrl.runtime.experience import Experience
 from rtrl.runtime.learners import ImpalaLearner
 from rtrl.runtime.train import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+skip_module_without("ray")
+import ray  # noqa: E402  (after the guard: without Ray this module is skipped, not an error)
+from ray import cloudpickle  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -6,14 +6,15 @@ import os
 import time
 
 import pytest
-import ray
-from ray.cluster_utils import Cluster
 
-from conftest import descendants, running, small_config
+from conftest import descendants, running, skip_module_without, small_config
 from rtrl.runtime.backends import RayBackend
 from rtrl.runtime.train import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+skip_module_without("ray")
+import ray  # noqa: E402  (after the guard: without Ray this module is skipped, not an error)
+from ray.cluster_utils import Cluster  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from rtrl.runtime.checkpoints import load_checkpoint, load_stem
 from rtrl.runtime.config import TrainConfig, build_agent
 from rtrl.runtime.train import train
 
+pytestmark = pytest.mark.procgen   # image_config, make_run: ProcGen runs
 
 def stem_tensors(state: dict, part: str) -> dict:
     return {k: v.clone() for k, v in state.items() if k.startswith(part)}

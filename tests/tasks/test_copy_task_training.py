@@ -1,0 +1,137 @@
+"""The copy task's training (rtrl/tasks/copy_task/, rtrl/cli/copy_task.py): it learns, stops on its budgets,
+names bad settings, and `rtrl copy-task` writes its run files and keeps its flags' meaning."""
+import json
+
+import pytest
+import torch
+
+from rtrl import cli
+from rtrl.cli import copy_task as copy_task_cli
+from rtrl.settings import SettingError
+from rtrl.tasks import copy_task as ct
+from rtrl.tasks.copy_task import CopyTaskConfig
+
+
+def test_elstm_rtrl_online_learns_tiny_copy_task():
+    """Fully online RTRL (a step after every token) solves L=3 within seconds."""
+    config = CopyTaskConfig(model="elstm-rtrl", length=3, hidden_size=32, batch_size=32, lr=1e-2,
+                            train_size=500, valid_size=200, test_size=200, epochs=30, eval_every=250,
+                            seed=0)
+    results = ct.train(config, progress=False)
+    assert results["test"]["seq_acc"] >= 0.95, results
+    assert results["steps"] > results["sequences"] / config.batch_size   # many steps per batch of sequences
+
+
+def test_time_budget_and_max_steps_stop_training():
+    base = dict(model="elstm-bptt", length=5, hidden_size=8, batch_size=8, train_size=100, valid_size=20,
+                test_size=20, epochs=1000)
+    results = ct.train(CopyTaskConfig(**base, max_steps=3), progress=False)
+    assert results["steps"] == 3 and "max_steps" in results["stop_reason"]
+    results = ct.train(CopyTaskConfig(**base, time_budget=0.5), progress=False)
+    assert "time budget" in results["stop_reason"] and results["train_time_s"] < 10
+
+
+# --- settings and run files ----------------------------------------------------------------------
+@pytest.mark.parametrize("changes, message", [
+    ({"length": -3}, "bad length=-3; accepted: a positive integer"),
+    ({"lr": 0.0}, "bad lr=0.0; accepted: a positive finite number up to 1e30, or none"),
+    ({"model": "gru"}, "bad model='gru'; accepted: lstm-bptt, elstm-bptt, elstm-rtrl"),
+    ({"model": "lstm-bptt", "full_sequence": True},
+     "full_sequence applies to learning rtrl only (BPTT always steps once per batch of sequences), "
+     "not to learning='bptt'"),
+    ({"cell": "lstm"}, "cell='lstm' is not an element-wise cell, so it cannot learn by learning='rtrl'; accepted: "
+     "bptt for it, or an element-wise cell (elstm, indrnn, lru)"),
+    ({"threads": -1}, "bad threads=-1; accepted: 0 or a positive integer, or none"),
+])
+def test_bad_settings_are_named_with_their_value(changes, message):
+    with pytest.raises(SettingError) as error:
+        ct.train(CopyTaskConfig(**changes), progress=False)
+    assert str(error.value) == message
+
+
+def test_cuda_without_cuda_is_a_setting_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SettingError, match=r"bad device='cuda': CUDA is not available here; accepted here: cpu"):
+        ct.check_config(CopyTaskConfig(device="cuda"))
+
+
+# --- command line --------------------------------------------------------------------------------
+def test_cli_writes_run_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("stale,header\n1,2\n")         # an older run's file: started anew
+    code = cli.main(["copy-task", "--model", "elstm-rtrl", "--length", "4", "--hidden-size", "8",
+                 "--batch-size", "8", "--train-size", "64", "--valid-size", "16", "--test-size", "16",
+                 "--max-steps", "30", "--eval-every", "16", "--out", str(out), "--no-progress",
+                 "--save-data", str(tmp_path / "data")])
+    assert code == 0
+    for name in ("metrics.csv", "results.json", "checkpoint.pt", "learning_curve.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert not list(out.glob("*.tmp"))
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["test"]) >= {"seq_acc", "bit_acc"} and results["config"]["length"] == 4
+    assert results["config"]["lr"] == ct.DEFAULT_LR["elstm-rtrl"] and "progress" not in results["config"]
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(ct.METRIC_FIELDS)
+    assert [int(line.split(",")[0]) for line in lines[1:]][-1] == results["steps"] == 30
+    checkpoint = torch.load(out / "checkpoint.pt")
+    assert (checkpoint["config"]["cell"], checkpoint["config"]["learning"]) == ("elstm", "rtrl")
+    assert "readout.weight" in checkpoint["model"]
+    assert (tmp_path / "data" / "test.npz").exists()
+    assert "test sequence acc" in capsys.readouterr().out
+
+
+def test_cli_flags_keep_their_meaning(monkeypatch, capsys):
+    seen = []
+
+    def fake_train(config, progress=True):
+        seen.append((config, progress))
+        return {"test": {"seq_acc": 0.5, "bit_acc": 0.5}, "best_valid": {"valid_seq_acc": 0.5},
+                "sequences": 1, "steps": 1, "train_time_s": 0.0, "stop_reason": "test"}
+
+    monkeypatch.setattr(copy_task_cli, "train", fake_train)
+    assert cli.main(["copy-task", "--length", "7", "--seed", "3", "--full-sequence", "--lr", "none"]) == 0
+    config, progress = seen[-1]
+    assert config.full_sequence is True and config.lr is None and progress is True
+    assert config.out == "runs/copy-elstm-rtrl-L7-s3"
+    assert cli.main(["copy-task", "--full-sequence", "false", "--lr", "3e-3", "--out", "x", "--no-progress",
+                 "--threads", "none", "--time-budget", "60"]) == 0
+    config, progress = seen[-1]
+    assert (config.full_sequence, config.lr, config.out) == (False, 3e-3, "x")
+    assert (config.threads, config.time_budget) == (None, 60.0)
+    assert progress is False
+    assert cli.main(["copy-task"]) == 0
+    assert seen[-1][0] == CopyTaskConfig(out="runs/copy-elstm-rtrl-L50-s0")
+
+
+def test_cli_help_lists_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["copy-task", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--model", "--length", "--hidden-size", "--lr", "--epochs", "--seed", "--out", "--device",
+                 "--batch-size", "--time-budget", "--forget-bias", "--max-steps", "--full-sequence", "--no-progress"):
+        assert flag in text
+    assert "(default: 50)" in text and "(default: elstm)" in text and "(default: rtrl)" in text
+    assert "recurrent units N (per layer) (default: 256)" in " ".join(text.split())     # each flag's help is its setting's
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--length", "-3"], "error: bad --length=-3; accepted: a positive integer"),
+    (["--hidden-size", "0"], "error: bad --hidden-size=0; accepted: a positive integer"),
+    (["--lr", "0"], "error: bad --lr=0.0; accepted: a positive finite number up to 1e30, or none"),
+    (["--model", "gru"], "invalid choice: 'gru'"),
+    (["--loss-on", "all"], "invalid choice: 'all'"),
+    (["--scoring", "paper"], "invalid choice: 'paper'"),
+    (["--model", "lstm-bptt", "--full-sequence"],
+     "error: --full-sequence applies to learning rtrl only (BPTT always steps once per batch of sequences), "
+     "not to --learning='bptt'"),
+    (["--time-budget", "-1"], "error: bad --time-budget=-1.0; accepted: a positive finite number, or none"),
+    (["--grad-clip", "-1"], "error: bad --grad-clip=-1.0; accepted: a finite number >= 0"),
+    (["--seed", "-1"], "error: bad --seed=-1; accepted: 0 or a positive integer"),
+])
+def test_cli_bad_flags(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["copy-task", *argv, "--out", "/nonexistent/never-written"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
