@@ -14,6 +14,7 @@ measured in a fresh process each (``python -m rtrl.bench.cells_memory``).
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -138,8 +139,11 @@ def run(args: CellsBenchConfig) -> list[dict]:
     print(f"eLSTM segment, D={args.input_size}, B={args.batch_size}, {args.dtype}, {args.device}, "
           f"{args.threads} threads, median of {args.repeats}")
     print(HEADER)
+    load_before = os.getloadavg()[0]
     rows = measure(args)
     lines = verdicts(rows)
+    lines.append(f"machine load (1-minute load average) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+                 f"the end, on {os.cpu_count()} logical cores: above the core count, other processes share them")
     for line in lines:
         print(line)
     if args.record:
