@@ -1,6 +1,6 @@
 """Benchmarks behind `rtrl bench`: they print tables and can record them in docs/ (not timed tests).
 
-    cells       per-step RTRL vs segment RTRL vs autograd BPTT of one eLSTM segment
+    cells       the RTRL engine (per-step, segment, in place) against this machine's floor and autograd BPTT
     layers      exact multi-layer RTRL vs per-layer RTRL vs BPTT of stacked eLSTMs, beside the formulas
     throughput  steady-state steps/s of `rtrl train` for each core and backend (local vs ray)
     suite       the memory suite: cores x tasks x seeds at a fixed budget, resumable (docs/MEMORY_SUITE.md)

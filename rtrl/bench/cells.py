@@ -1,86 +1,88 @@
-"""`rtrl bench cells`: per-step RTRL vs segment RTRL vs autograd BPTT of one eLSTM segment.
+"""`rtrl bench cells`: the RTRL engine against this machine's floor, and against autograd BPTT.
 
-For each segment length T and hidden size N it times (median over repeats) forward + backward of
-    (a) the per-step reference RTRL (``method="step"``),
-    (b) the segment RTRL (forward with the carried S_T, backward with the exact full-history gradient),
+For each segment length T and hidden size N it times forward + backward of one eLSTM segment by
+    (a) the per-step reference RTRL (``method="step"``, S_T into new tensors),
+    (b) the segment RTRL (``forward``: S_T into new tensors, the exact full-history gradient),
+    (b') the segment RTRL in place (``forward_in_place``: S_T written over S_0 by the backward pass,
+         in the pass that reads S_0 for the gradient — a streaming learner's step),
     (c) autograd BPTT of the same eLSTM segment (``learning="bptt"``),
-and measures the peak extra memory of (b) and (c), each in a fresh process.
+interleaved, repeat by repeat, with two probes of this machine: a large copy (bandwidth) and a matmul
+of the segment's shapes (GEMM rate), each taken at its fastest run. Each row's floor is (S read + write + activations) / bandwidth
++ GEMM FLOPs / GEMM rate, from the row's operation counts (docs/DESIGN.md §8); every time is a median
+and every ratio divides medians of the same run. The peak extra memory of (b), (b') and (c) is
+measured in a fresh process each (``python -m rtrl.bench.cells_memory``).
 """
 from __future__ import annotations
 
+import os
+import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from rtrl.bench import median_time, run_rtrl
-from rtrl.cells import ELSTM
+from rtrl.bench.cells_memory import VARIANTS, make_case, peak_memory_in_fresh_process, run_once
+from rtrl.bench.floors import Rates, floor_seconds, operation_counts
 from rtrl.records.reports import command_line, record_section
 from rtrl.settings import POSITIVE_INT, setting
 
 S = setting
 
+# the targets of issue 24, checked on the rows they name
+T1_TARGET = 2.0          # T = 1: the in-place RTRL within 2x of its floor, every N
+LONG_FLOOR_TARGET = 2.0  # T = 100, N = 512: within 2x of its floor ...
+LONG_BPTT_TARGET = 0.5   # ... and at most 0.5x autograd BPTT
+
 
 @dataclass
 class CellsBenchConfig:
-    lengths: list[int] = S([1, 10, 50, 100], "segment lengths T")
-    hidden_sizes: list[int] = S([128, 512], "hidden sizes N")
+    lengths: list[int] = S([1, 10, 100], "segment lengths T")
+    hidden_sizes: list[int] = S([32, 128, 512], "hidden sizes N")
     input_size: int = S(257, "input size D", check=POSITIVE_INT)
     batch_size: int = S(32, "batch size B", check=POSITIVE_INT)
     dtype: str = S("float32", "floating type", choices=("float32", "float64"))
     device: str = S("cpu", "torch device (cpu, cuda, cuda:1, ...)")
     threads: int = S(2, "torch intra-op threads", check=POSITIVE_INT)
     repeats: int = S(5, "timed runs per cell (the median is reported)", check=POSITIVE_INT)
-    memory: bool = S(True, "measure the peak memory of (b) and (c), each in a fresh process")
+    copy_mb: int = S(256, "size of the bandwidth probe's copy in MB (larger than the caches)", check=POSITIVE_INT)
+    memory: bool = S(True, "measure the peak memory of (b), (b') and (c), each in a fresh process")
     record: str | None = S(None, "also write the table, date, machine and command into this markdown file",
                            flag={"metavar": "FILE"})
 
-VARIANTS = {"step": ("rtrl", "step"), "segment": ("rtrl", "segment"), "bptt": ("bptt", "segment")}
 
-
-def make_case(variant: str, T: int, N: int, D: int, B: int, dtype: torch.dtype, device: str, seed: int = 0):
-    """A cell, its input (T,B,D) (requiring grad, as a stem's output would), a state and an upstream grad."""
-    learning, method = VARIANTS[variant]
-    torch.manual_seed(seed)
-    cell = ELSTM(D, N, learning=learning, method=method).to(device=device, dtype=dtype)
-    x = torch.randn(T, B, D, device=device, dtype=dtype, requires_grad=True)
-    state = cell.initial_state(B)
-    for s in state.sensitivity.values():  # a realistic, non-zero history
-        s.normal_(0, 0.01)
-    upstream = torch.randn(T, B, N, device=device, dtype=dtype)
-    return cell, x, state, upstream
-
-
-def run_once(cell, x, state, upstream):
-    cell.zero_grad(set_to_none=True)
-    x.grad = None
-    y, new_state = cell(x, state)
-    (y * upstream).sum().backward()
-    return new_state
-
-
-def _proc_status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024  # reported in kB
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def peak_extra_memory(variant, T, N, D, B, dtype, device) -> float:
-    """Peak memory (MB) above what the inputs, state and model already hold, during one fwd+bwd."""
-    case = make_case(variant, T, N, D, B, dtype, device)
-    if device.startswith("cuda"):
+def _timed(fn, cuda: bool) -> float:
+    start = time.perf_counter()
+    fn()
+    if cuda:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        run_once(*case)
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    run_once(*make_case(variant, 1, 8, 8, 1, dtype, device))  # first-call allocations of torch itself
-    before = _proc_status_bytes("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
-    run_once(*case)
-    return max(0, _proc_status_bytes("VmHWM") - before) / 2**20
+    return time.perf_counter() - start
+
+
+def measure_row(args, T: int, N: int, dtype: torch.dtype) -> dict:
+    """Median times of the four methods and the two probes, interleaved repeat by repeat."""
+    cuda = args.device.startswith("cuda")
+    B, D = args.batch_size, args.input_size
+    cases = {v: make_case(v, T, N, D, B, dtype, args.device) for v in VARIANTS}
+    rates = Rates(args.copy_mb << 20, (T * B, D, cases["segment"][0].num_gates * N), dtype, args.device)
+    jobs = {v: (lambda c=c, v=v: run_once(*c, in_place=v == "in_place")) for v, c in cases.items()}
+    jobs.update(copy=rates.copy, gemm=rates.gemm)
+    times = {name: [] for name in jobs}
+    for name, job in jobs.items():  # warm-up
+        _timed(job, cuda)
+    for _ in range(args.repeats):
+        for name, job in jobs.items():
+            times[name].append(_timed(job, cuda))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    counts = operation_counts(cases["segment"][0], T, B)
+    # the machine's rates from the fastest probe: what the hardware allows (the methods get medians)
+    bandwidth, gemm_rate = rates.bandwidth(min(times["copy"])), rates.gemm_rate(min(times["gemm"]))
+    row = {"T": T, "N": N, "moved_MB": counts.bytes / 1e6, "gflop": counts.gemm_flops / 1e9,
+           "GBps": bandwidth / 1e9, "GFps": gemm_rate / 1e9,
+           "floor_ms": 1e3 * floor_seconds(counts, bandwidth, gemm_rate)}
+    for v in VARIANTS:
+        row[f"{v}_ms"] = 1e3 * med[v]
+    return row
 
 
 def measure(args) -> list[dict]:
@@ -88,56 +90,71 @@ def measure(args) -> list[dict]:
     rows = []
     for N in args.hidden_sizes:
         for T in args.lengths:
-            row = {"T": T, "N": N}
-            for variant in VARIANTS:
-                cell, x, state, upstream = make_case(variant, T, N, args.input_size, args.batch_size,
-                                                     dtype, args.device)
-
-                def step():
-                    run_once(cell, x, state, upstream)
-                    if args.device.startswith("cuda"):
-                        torch.cuda.synchronize()
-
-                row[f"{variant}_ms"] = 1e3 * median_time(step, args.repeats)
+            row = measure_row(args, T, N, dtype)
             if args.memory:
-                for variant in ("segment", "bptt"):
-                    out = run_rtrl([
-                        "bench", "cells", "--peak-memory-of", variant, str(T), str(N),
-                        "--input-size", str(args.input_size), "--batch-size", str(args.batch_size),
-                        "--dtype", args.dtype, "--device", args.device, "--threads", str(args.threads)])
-                    row[f"{variant}_MB"] = float(out.strip().splitlines()[-1])
+                for variant in ("segment", "in_place", "bptt"):
+                    row[f"{variant}_MB"] = peak_memory_in_fresh_process(
+                        variant, T, N, args.input_size, args.batch_size, args.dtype, args.device, args.threads)
             rows.append(row)
             print(format_row(row), flush=True)
     return rows
 
 
-HEADER = ("|   T |   N | (a) per-step RTRL ms | (b) segment RTRL ms | (c) BPTT ms | a/b speed-up | b/c ratio "
-          "| (b) peak MB | (c) peak MB |\n"
-          "|----:|----:|---------------------:|--------------------:|------------:|-------------:|----------:"
-          "|------------:|------------:|")
+HEADER = ("|   T |   N | moved MB | GFLOP | GB/s | GFLOP/s | floor ms | (a) step ms | (b) segment ms "
+          "| (b') in place ms | (c) BPTT ms | (b)/floor | (b')/floor | (c)/floor | (b')/(c) | (b) MB | (b') MB | (c) MB |\n"
+          "|----:|----:|---------:|------:|-----:|--------:|---------:|------------:|---------------:"
+          "|-----------------:|------------:|----------:|-----------:|----------:|---------:|-------:|--------:|-------:|")
 
 
 def format_row(row: dict) -> str:
-    mem = (f"{row['segment_MB']:11.1f} | {row['bptt_MB']:11.1f}" if "segment_MB" in row else
-           f"{'-':>11} | {'-':>11}")
-    return (f"| {row['T']:3d} | {row['N']:3d} | {row['step_ms']:20.1f} | {row['segment_ms']:19.1f} | "
-            f"{row['bptt_ms']:11.1f} | {row['step_ms'] / row['segment_ms']:11.1f}x | "
-            f"{row['segment_ms'] / row['bptt_ms']:9.2f} | {mem} |")
+    f = row["floor_ms"]
+    mem = " | ".join(f"{row[k]:.1f}" if k in row else "-" for k in ("segment_MB", "in_place_MB", "bptt_MB"))
+    return (f"| {row['T']:3d} | {row['N']:3d} | {row['moved_MB']:.3g} | {row['gflop']:.3g} | {row['GBps']:.3g} | "
+            f"{row['GFps']:.3g} | {f:.3g} | {row['step_ms']:.1f} | {row['segment_ms']:.2f} | "
+            f"{row['in_place_ms']:.2f} | {row['bptt_ms']:.2f} | {row['segment_ms'] / f:.2f} | "
+            f"{row['in_place_ms'] / f:.2f} | {row['bptt_ms'] / f:.2f} | {row['in_place_ms'] / row['bptt_ms']:.2f} | {mem} |")
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    """The targets of issue 24 on the rows they name, met or missed and by how much."""
+    lines = []
+    for row in rows:
+        ratio = row["in_place_ms"] / row["floor_ms"]
+        if row["T"] == 1:
+            lines.append(f"T=1, N={row['N']}: (b') = {ratio:.2f}x its floor (target <= {T1_TARGET}x): "
+                         + ("met" if ratio <= T1_TARGET else f"missed by {ratio / T1_TARGET:.2f}x"))
+        if row["T"] == 100 and row["N"] == 512:
+            vs_bptt = row["in_place_ms"] / row["bptt_ms"]
+            lines.append(f"T=100, N=512: (b') = {ratio:.2f}x its floor (target <= {LONG_FLOOR_TARGET}x): "
+                         + ("met" if ratio <= LONG_FLOOR_TARGET else f"missed by {ratio / LONG_FLOOR_TARGET:.2f}x"))
+            lines.append(f"T=100, N=512: (b') = {vs_bptt:.2f}x BPTT (target <= {LONG_BPTT_TARGET}x): "
+                         + ("met" if vs_bptt <= LONG_BPTT_TARGET else f"missed by {vs_bptt / LONG_BPTT_TARGET:.2f}x")
+                         + f"; BPTT itself is {row['bptt_ms'] / row['floor_ms']:.2f}x the RTRL floor")
+    return lines
 
 
 def run(args: CellsBenchConfig) -> list[dict]:
-    """Print the table (and record it with ``args.record``); return its rows."""
+    """Print the table and the targets' verdicts (and record them with ``args.record``); return the rows."""
     torch.set_num_threads(args.threads)
     print(f"eLSTM segment, D={args.input_size}, B={args.batch_size}, {args.dtype}, {args.device}, "
           f"{args.threads} threads, median of {args.repeats}")
     print(HEADER)
+    load_before = os.getloadavg()[0]
     rows = measure(args)
+    lines = verdicts(rows)
+    lines.append(f"machine load (1-minute load average) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+                 f"the end, on {os.cpu_count()} logical cores: above the core count, other processes share them")
+    for line in lines:
+        print(line)
     if args.record:
-        body = (f"eLSTM, D={args.input_size}, B={args.batch_size}, {args.dtype}, {args.device}, "
-                f"median of {args.repeats} runs of forward + backward (input requires grad). "
-                "Peak MB = memory above the inputs, state and model during one forward + backward, "
-                "measured in a fresh process (peak RSS on CPU).\n\n"
-                + HEADER + "\n" + "\n".join(format_row(r) for r in rows) + "\n")
+        body = (f"eLSTM, D={args.input_size}, B={args.batch_size}, {args.dtype}, {args.device}, median of "
+                f"{args.repeats} interleaved runs of forward + backward (input requires grad). Floor = (S read + "
+                "written once + activations) / bandwidth + GEMM FLOPs / GEMM rate (docs/DESIGN.md §8), with the "
+                f"bandwidth of a {args.copy_mb} MB copy and the rate of a (T·B × D) @ (D × K·N) matmul, each the "
+                "fastest of its runs interleaved with the methods'. Peak MB = memory above the inputs, state and model during one forward + "
+                "backward, measured in a fresh process (peak RSS on CPU).\n\n"
+                + HEADER + "\n" + "\n".join(format_row(r) for r in rows) + "\n\n"
+                + "".join(f"- {line}\n" for line in lines))
         record_section(Path(args.record), "rtrl bench cells", body, command_line())
         print(f"recorded in {args.record}")
     return rows

@@ -211,6 +211,16 @@ class ElementwiseRNN(nn.Module):
         c_seq, _ = self._run(x, state, reset, "skip")
         return self.readout(x, c_seq)
 
+    def forward_in_place(self, x: Tensor, state: RecurrentState,
+                         reset: Tensor | None = None) -> tuple[Tensor, RecurrentState]:
+        """``forward`` for a learner that steps its own state (a streaming learner, T = 1): the same
+        outputs and gradients, and the state after the segment in the tensors of ``state``. Under
+        autograd the backward pass writes S_T over S_0 in the same pass that reads S_0 for the gradient
+        (one read and one write of S, no S-sized allocation: docs/DESIGN.md §8); until it runs the tensors
+        hold S_0, and the next call on them writes S_T first (then that backward fails loudly)."""
+        c_seq, new_state = self._run(x, state, reset, "in_place")
+        return self.readout(x, c_seq), new_state
+
     @torch.no_grad()
     def advance(self, x: Tensor, state: RecurrentState, reset: Tensor | None = None) -> RecurrentState:
         """The state after the segment, without autograd; the sensitivities are written into the

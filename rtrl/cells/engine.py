@@ -29,7 +29,9 @@ Two exact ways compute the same numbers:
       Σ_t g_t ⊙ S_t = e_0 ⊙ S_0 + Σ_s (e_s ⊙ u_s) ⊗ x_s,      e_0 = ā_1 e_1
       S_T           = P_0 ⊙ S_0 + Σ_s (P_s ⊙ u_s) ⊗ x_s
 
-  i.e. one backward recursion over (T,B,N) vectors, one GEMM per input matrix and one pass over S_0.
+  i.e. one backward recursion over (T,B,N) vectors, one GEMM per input matrix and one pass over S_0
+  (``rtrl.cells.sensitivity_pass``) that reads S_0 once and, in the same pass, adds e_0 ⊙ S_0 to the
+  gradient and/or writes S_T: the memory floor of docs/DESIGN.md §8.
 
 Both are wrapped in one ``torch.autograd.Function``: the forward returns the states c_1..c_T (and
 optionally S_T); the backward receives the immediate gradients g_t = ∂L/∂c_t and returns the exact
@@ -38,9 +40,12 @@ gradient for x and c_0. The forward transition itself is ``rtrl.cells.transition
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import Tensor
 
+from rtrl.cells.sensitivity_pass import _unit_axis, final_terms, sensitivity_pass
 from rtrl.cells.transition import ElementwiseTransition, Trajectory, forward_sweep
 
 METHODS = ("segment", "step")
@@ -76,11 +81,6 @@ def _local_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...], t: int) ->
     return terms
 
 
-def _unit_axis(tensor: Tensor, rank: int) -> Tensor:
-    """View a (B,N) tensor so that it broadcasts over a sensitivity of the given rank (B,·,N,[D])."""
-    return tensor[:, None, :, None] if rank == 4 else tensor[:, None, :]
-
-
 def per_step_sweep(
     traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], immediate_grad: Tensor | None
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -100,93 +100,99 @@ def per_step_sweep(
     return S, grads
 
 
-# below this many elements a (B,…) temporary is cheaper than a Python loop over the batch
-_LOOP_THRESHOLD = 1 << 22
+def segment_gradients(traj: Trajectory, x: Tensor, names: tuple[str, ...], e: Tensor, eu: Tensor) -> dict[str, Tensor]:
+    """Segment form, within-segment part: Σ_{s,b} (e_s ⊙ u_s) ⊗ (x_s | c_{s-1} | 1), and Σ e_s ⊙ v_s.
 
-
-def _weighted_sum_over_batch(weights: Tensor, sensitivity: Tensor, out: Tensor) -> Tensor:
-    """out += Σ_b weights[b] ⊙ sensitivity[b].
-
-    A large sensitivity is read once, batch element by batch element, with no temporary of its size;
-    a small one in a single vectorised reduction (the loop's per-call overhead would dominate).
-    """
-    weights = _unit_axis(weights, sensitivity.dim())
-    if sensitivity.numel() < _LOOP_THRESHOLD:
-        return out.add_((sensitivity * weights).sum(0))
-    for b in range(sensitivity.shape[0]):
-        out.addcmul_(sensitivity[b], weights[b])
-    return out
-
-
-def segment_gradients(
-    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], e: Tensor, e0: Tensor, eu: Tensor
-) -> dict[str, Tensor]:
-    """Segment form: ∂L/∂θ = Σ_b e_0 ⊙ S_0 + Σ_{s,b} (e_s ⊙ u_s) ⊗ (x_s | c_{s-1} | 1), and e_s ⊙ v_s.
-
-    ``eu`` = e_s ⊙ u_s (T,B,K,N), which the input gradient needs too.
+    ``eu`` = e_s ⊙ u_s (T,B,K,N), which the input gradient needs too. The history part Σ_b e_0 ⊙ S_0
+    is added by ``sensitivity_pass`` (the gradient of ``weight_x`` is returned as (K,N,D)).
     """
     T, B, D = x.shape
     grads = {}
-    for name, s0 in sensitivity.items():
+    for name in names:
         if name == "weight_x":
             K, N = eu.shape[2:]
-            grad = torch.mm(eu.reshape(T * B, K * N).t(), x.reshape(T * B, D)).view(K, N, D)
+            grads[name] = torch.mm(eu.reshape(T * B, K * N).t(), x.reshape(T * B, D)).view(K, N, D)
         elif name == "weight_c":
-            grad = (eu * traj.c_prev.unsqueeze(2)).sum((0, 1))
+            grads[name] = (eu * traj.c_prev.unsqueeze(2)).sum((0, 1))
         elif name == "bias":
-            grad = eu.sum((0, 1))
+            grads[name] = eu.sum((0, 1))
         else:
-            grad = (e.unsqueeze(2) * traj.per_unit_grad).sum((0, 1))
-        grads[name] = _weighted_sum_over_batch(e0, s0, grad)
+            grads[name] = (e.unsqueeze(2) * traj.per_unit_grad).sum((0, 1))
     return grads
 
 
-def segment_final_sensitivity(
-    traj: Trajectory, x: Tensor, sensitivity: dict[str, Tensor], in_place: bool
-) -> dict[str, Tensor]:
-    """Segment form: S_T = P_0 ⊙ S_0 + Σ_s (P_s ⊙ u_s) ⊗ (x_s | c_{s-1} | 1), P_s = Π_{r>s} ā_r.
+_PENDING = "_rtrl_pending_final"
 
-    With ``in_place`` the buffers of ``sensitivity`` are overwritten (one read and one write of S).
-    """
-    T, B, _ = x.shape
-    carry = traj.carry
-    P = torch.empty_like(carry)
-    P[T - 1] = 1
-    for t in range(T - 1, 0, -1):
-        torch.mul(carry[t], P[t], out=P[t - 1])
-    P0 = carry[0] * P[0]
-    Pu = P.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
-    out = {}
-    for name, s0 in sensitivity.items():
-        scaled = s0.mul_(_unit_axis(P0, s0.dim())) if in_place else s0 * _unit_axis(P0, s0.dim())
-        if name == "weight_x":
-            K, N = Pu.shape[2:]
-            # per batch element: (K·N × T) @ (T × D), accumulated into the scaled S_0
-            lhs = Pu.permute(1, 2, 3, 0).reshape(B, K * N, T)
-            scaled.view(B, K * N, -1).baddbmm_(lhs, x.transpose(0, 1))
-        elif name == "weight_c":
-            scaled += (Pu * traj.c_prev.unsqueeze(2)).sum(0)
-        elif name == "bias":
-            scaled += Pu.sum(0)
+
+class _Deferred:
+    """S_T of an in-place call under autograd, written by the backward pass in the same pass over S
+    that accumulates the gradient (docs/DESIGN.md §8); or, if another call reaches the tensors first,
+    by that call, without a gradient. The tensors carry it as an attribute until then."""
+
+    def __init__(self, method: str):
+        self.method = method
+        self.traj = self.x = self.terms = None
+        self.refs: dict[str, weakref.ref] = {}
+
+    def attach(self, sensitivity: dict[str, Tensor]) -> None:
+        self.refs = {name: weakref.ref(s) for name, s in sensitivity.items()}
+        for s in sensitivity.values():
+            setattr(s, _PENDING, self)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.refs)
+
+    def write(self, sensitivity: dict[str, Tensor], e0: Tensor | None = None,
+              grads: dict[str, Tensor] | None = None) -> None:
+        """S_T over S_0 (and, with ``e0``, the history gradient from S_0 in the same pass); then release."""
+        if self.method == "segment":
+            sensitivity_pass(sensitivity, e0, grads, self.terms, sensitivity)
         else:
-            scaled += (P.unsqueeze(2) * traj.per_unit_grad).sum(0)
-        out[name] = scaled
-    return out
+            new, _ = per_step_sweep(self.traj, self.x, sensitivity, None)
+            for name, s in sensitivity.items():
+                s.copy_(new[name])
+        for s in sensitivity.values():
+            if getattr(s, _PENDING, None) is self:
+                delattr(s, _PENDING)
+        self.refs = {}
+        self.traj = self.x = self.terms = None
+
+    @torch.no_grad()
+    def write_now(self) -> None:
+        tensors = {name: ref() for name, ref in self.refs.items()}
+        self.write({name: s for name, s in tensors.items() if s is not None})
+
+
+def complete_pending(sensitivity: dict[str, Tensor]) -> None:
+    """Write now any S_T that an in-place call under autograd left to a backward pass that has not run.
+
+    The engine calls it on every S it receives; call it before reading such tensors directly.
+    """
+    for s in sensitivity.values():
+        deferred = getattr(s, _PENDING, None)
+        if deferred is not None and deferred.pending:
+            deferred.write_now()
 
 
 class _RTRLFunction(torch.autograd.Function):
     """Autograd wrapper: forward over a segment, exact RTRL parameter gradients in backward."""
 
     @staticmethod
-    def forward(ctx, cell, method, final_sensitivity, names, x, c0, keep,
+    def forward(ctx, cell, method, final_sensitivity, deferred, names, x, c0, keep,
                 weight_x, weight_c, bias, per_unit, *sensitivity_list):
         sensitivity = dict(zip(names, sensitivity_list))
         traj = forward_sweep(cell, x, c0, keep, weight_x, weight_c, bias, per_unit)
         final = ()
-        if final_sensitivity != "skip":
+        if deferred is not None:  # S_T is written by backward (in place, with the gradient)
+            deferred.traj, deferred.x = traj, x.detach()
+            if method == "segment":
+                deferred.terms = final_terms(traj, x, names)
+        elif final_sensitivity != "skip":
             in_place = final_sensitivity == "in_place"
             if method == "segment":
-                new = segment_final_sensitivity(traj, x, sensitivity, in_place)
+                new = sensitivity if in_place else {name: torch.empty_like(s) for name, s in sensitivity.items()}
+                sensitivity_pass(sensitivity, terms=final_terms(traj, x, names), out=new)
             else:
                 new, _ = per_step_sweep(traj, x, sensitivity, None)
                 if in_place:
@@ -196,29 +202,39 @@ class _RTRLFunction(torch.autograd.Function):
         ctx.method = method
         ctx.names = names
         ctx.traj = traj
+        ctx.deferred = deferred
         ctx.save_for_backward(x, weight_x, *sensitivity_list)
         return (traj.c,) + final
 
     @staticmethod
     def backward(ctx, grad_c, *unused_grad_final):
-        x, weight_x, *sensitivity_list = ctx.saved_tensors
+        x, weight_x, *sensitivity_list = ctx.saved_tensors  # fails if S_0 was overwritten since
         sensitivity = dict(zip(ctx.names, sensitivity_list))
-        traj = ctx.traj
+        traj, deferred = ctx.traj, ctx.deferred
+        if deferred is not None and not deferred.pending:
+            raise RuntimeError("the sensitivities of this in-place call were already brought forward by a later "
+                               "call: run backward before calling the cell again on the same state")
         if grad_c is None:
             grad_c = torch.zeros_like(traj.c)
         e, e0 = backward_recursion(traj.carry, grad_c)
         eu = e.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
         if ctx.method == "segment":
-            grads = segment_gradients(traj, x, sensitivity, e, e0, eu)
+            grads = segment_gradients(traj, x, ctx.names, e, eu)
+            if deferred is not None:  # one pass: read S_0, add e_0 ⊙ S_0 to the gradient, write S_T over it
+                deferred.write(sensitivity, e0, grads)
+            else:
+                sensitivity_pass(sensitivity, e0, grads)
         else:
             _, grads = per_step_sweep(traj, x, sensitivity, grad_c)
+            if deferred is not None:
+                deferred.write(sensitivity)
         grad_x = None
-        if ctx.needs_input_grad[4]:  # within-segment BPTT: ∂L/∂x_s = Σ_k W_kᵀ (e_s ⊙ u^k_s)
+        if ctx.needs_input_grad[5]:  # within-segment BPTT: ∂L/∂x_s = Σ_k W_kᵀ (e_s ⊙ u^k_s)
             T, B, D = x.shape
             grad_x = torch.mm(eu.view(T * B, -1), weight_x).view(T, B, D)
         grad_weight_x = grads["weight_x"].reshape(weight_x.shape) if "weight_x" in grads else None
         n_sens = len(sensitivity_list)
-        return (None, None, None, None, grad_x, e0, None, grad_weight_x,
+        return (None, None, None, None, None, grad_x, e0, None, grad_weight_x,
                 grads.get("weight_c"), grads.get("bias"), grads.get("per_unit")) + (None,) * n_sens
 
 
@@ -246,8 +262,12 @@ def rtrl_segment(
         keep: (T,B) float, 0 where the state (and S) is zeroed before step t, else 1.
         method: "segment" (fast) or "step" (reference).
         final_sensitivity: what to do about S_T: "new" (compute it into new tensors), "skip" (a
-            learner that discards it), "in_place" (overwrite the tensors of ``sensitivity``: an
-            actor's replay; a backward pass that still needs S_0 then fails loudly).
+            learner that discards it), "in_place" (overwrite the tensors of ``sensitivity``). Without
+            autograd (an actor's replay) "in_place" writes S_T at once; a backward pass of an earlier
+            call that still needs S_0 then fails loudly. Under autograd (a streaming learner) S_T is
+            written by this call's backward pass, in the same pass over S that reads S_0 for the
+            gradient (one read and one write of S in all, docs/DESIGN.md §8); the next engine call on
+            the same tensors writes it first if that backward has not run (``complete_pending``).
 
     Returns:
         c (T,B,N) states c_1..c_T — differentiable: backward yields the exact gradient of the loss
@@ -259,15 +279,19 @@ def rtrl_segment(
     if final_sensitivity not in FINAL_SENSITIVITY:
         raise ValueError(f"unknown final_sensitivity {final_sensitivity!r}; accepted: {', '.join(FINAL_SENSITIVITY)}")
     names = tuple(name for name in SENSITIVITY_NAMES if name in sensitivity)
+    complete_pending(sensitivity)
+    deferred = None
     if final_sensitivity == "in_place" and torch.is_grad_enabled() and any(
         p is not None and p.requires_grad for p in (x, c0, weight_x, weight_c, bias, per_unit)
     ):
-        raise ValueError("final_sensitivity='in_place' overwrites S_0, which the backward pass needs; "
-                         "use it only under torch.no_grad()")
+        deferred = _Deferred(method)
     outputs = _RTRLFunction.apply(
-        cell, method, final_sensitivity, names, x, c0, keep,
+        cell, method, final_sensitivity, deferred, names, x, c0, keep,
         weight_x, weight_c, bias, per_unit, *(sensitivity[name] for name in names),
     )
     c_seq = outputs[0]
+    if deferred is not None:
+        deferred.attach({name: sensitivity[name] for name in names})
+        return c_seq, {name: sensitivity[name] for name in names}
     final = None if final_sensitivity == "skip" else dict(zip(names, outputs[1:]))
     return c_seq, final

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 import rtrl.bench as bench_package
 from rtrl.bench import cells, layers, suite, suite_report, throughput
 from rtrl.cli.flags import add_flags, config_from_flags, given, render_error
@@ -21,12 +19,11 @@ def register(subcommands) -> None:
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     benchmarks.required = True
 
-    p = benchmarks.add_parser("cells", help="per-step RTRL vs segment RTRL vs autograd BPTT (eLSTM)",
+    p = benchmarks.add_parser("cells", help="the RTRL engine against this machine's floor and autograd BPTT (eLSTM)",
                               description=cells.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(p, cells.CellsBenchConfig)
     p.add_argument("--no-memory", dest="memory", action="store_false", default=argparse.SUPPRESS,
                    help="do not measure peak memory (the same as --memory false)")
-    p.add_argument("--peak-memory-of", nargs=3, metavar=("VARIANT", "T", "N"), help=argparse.SUPPRESS)
     p.set_defaults(func=run_cells, _parser=p)
 
     p = benchmarks.add_parser("layers", help="exact multi-layer RTRL vs per-layer RTRL vs BPTT (stacked eLSTMs)",
@@ -57,13 +54,7 @@ def _config(args, cls):
 
 
 def run_cells(args: argparse.Namespace) -> int:
-    cfg = _config(args, cells.CellsBenchConfig)
-    if args.peak_memory_of:  # the child process of a memory measurement: print one number
-        variant, T, N = args.peak_memory_of
-        torch.set_num_threads(cfg.threads)
-        print(f"{cells.peak_extra_memory(variant, int(T), int(N), cfg.input_size, cfg.batch_size, getattr(torch, cfg.dtype), cfg.device):.3f}")
-        return 0
-    cells.run(cfg)
+    cells.run(_config(args, cells.CellsBenchConfig))
     return 0
 
 

@@ -11,11 +11,13 @@ TINY = ["bench", "cells", "--lengths", "1", "3", "--hidden-sizes", "4", "--input
         "--repeats", "1"]
 
 
-def printed_ratio_is_consistent(ratio: float, ratio_digits: int, numerator: float, denominator: float) -> bool:
-    """The printed ratio comes from unrounded times, the printed times are rounded to 0.1 ms: the ratio
-    must lie between the extremes those roundings allow (widened by the ratio's own rounding)."""
-    low = (numerator - 0.05) / (denominator + 0.05)
-    high = (numerator + 0.05) / max(denominator - 0.05, 1e-9)
+def printed_ratio_is_consistent(ratio: float, ratio_digits: int, numerator: float, denominator: float,
+                                time_digits: int = 1) -> bool:
+    """The printed ratio comes from unrounded times, the printed times are rounded to ``time_digits``: the
+    ratio must lie between the extremes those roundings allow (widened by the ratio's own rounding)."""
+    half = 0.5 * 10 ** -time_digits
+    low = (numerator - half) / (denominator + half)
+    high = (numerator + half) / max(denominator - half, 1e-9)
     slack = 0.5 * 10 ** -ratio_digits
     return low - slack <= ratio <= high + slack
 
@@ -23,21 +25,30 @@ def printed_ratio_is_consistent(ratio: float, ratio_digits: int, numerator: floa
 def test_bench_cells_prints_and_records_a_table(tmp_path, capsys):
     doc = tmp_path / "BENCH.md"
     doc.write_text("# Benchmarks\n\nintro kept\n")
-    assert main(TINY + ["--record", str(doc)]) == 0
+    assert main(TINY + ["--copy-mb", "8", "--record", str(doc)]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("|   ") and "T |" not in line]
     assert len(rows) == 2 and rows[0].split("|")[1].strip() == "1" and rows[1].split("|")[1].strip() == "3"
     for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        step_ms, segment_ms, bptt_ms = map(float, cells[2:5])
-        assert cells[5].endswith("x") and printed_ratio_is_consistent(float(cells[5][:-1]), 1, step_ms, segment_ms)
-        assert printed_ratio_is_consistent(float(cells[6]), 2, segment_ms, bptt_ms)
-        assert float(cells[7]) >= 0 and float(cells[8]) >= 0  # peak memory measured in a fresh process
+        cells = [float(c.strip()) for c in row.strip("|").split("|")]
+        floor, step_ms, segment_ms, in_place_ms, bptt_ms = cells[6:11]
+        assert floor > 0 and min(cells[2:6]) > 0   # printed to 3 significant digits
+        for ratio, numerator in zip(cells[11:14], (segment_ms, in_place_ms, bptt_ms)):
+            assert ratio == pytest.approx(numerator / floor, rel=0.02, abs=0.01 / floor + 0.01)
+        assert printed_ratio_is_consistent(cells[14], 2, in_place_ms, bptt_ms, time_digits=2)
+        assert min(cells[15:18]) >= 0  # peak memory measured in a fresh process
+    assert "T=1, N=4: (b') = " in out and "x its floor (target <= 2.0x)" in out
     text = doc.read_text()
-    assert "intro kept" in text and "- command: `" in text and "- machine: " in text
-    assert main(TINY + ["--no-memory", "--record", str(doc)]) == 0  # a second run replaces its section
+    assert "intro kept" in text and "- command: `" in text and "- machine: " in text and "T=1, N=4" in text
+    assert main(TINY + ["--copy-mb", "8", "--no-memory", "--record", str(doc)]) == 0  # replaces its section
     text = doc.read_text()
     assert text.count("<!-- begin rtrl bench cells -->") == 1 and "intro kept" in text
+
+
+def test_bench_cells_has_no_hidden_child_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "cells", "--peak-memory-of", "segment", "1", "4"])
+    assert exit_info.value.code == 2
 
 
 def test_printed_ratio_check_rejects_an_inconsistent_ratio():

@@ -331,11 +331,11 @@ def test_stepping_without_gradients_or_sensitivities():
         cell(x, state)
 
 
-@pytest.mark.parametrize("threshold", [0, 1 << 40])
-def test_both_ways_of_reading_s0_give_the_same_gradient(monkeypatch, threshold):
-    """Large S_0 is read batch element by batch element, small S_0 in one reduction: same numbers."""
-    from rtrl.cells import engine
-    monkeypatch.setattr(engine, "_LOOP_THRESHOLD", threshold)
+@pytest.mark.parametrize("chunk_bytes", [0, 1 << 40])
+def test_both_ways_of_reading_s0_give_the_same_gradient(monkeypatch, chunk_bytes):
+    """S_0 is read batch element by batch element, or in chunks of several: the same numbers."""
+    from rtrl.cells import sensitivity_pass
+    monkeypatch.setattr(sensitivity_pass, "CHUNK_BYTES", chunk_bytes)
     segment, bptt = make_pair(rtrl.ELSTM)
     xs, resets, target = make_data(seed=9)
     grads, _, _ = run_calls(segment, xs, resets, target)
