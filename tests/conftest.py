@@ -265,3 +265,26 @@ def copy_net(model: str, hidden_size: int, **settings):
     """The copy task's model named the old way (``elstm-rtrl``...) with ``settings`` of ``CopyTaskConfig``."""
     from rtrl.tasks.copy_task import CopyModel, CopyTaskConfig
     return CopyModel(CopyTaskConfig(model=model, hidden_size=hidden_size, **settings).model_config())
+
+
+# a seconds-long `rtrl train` on delayed recall, inline (the fault tests' runs)
+TRAIN_FLAGS = ["--env", MEMORY, "--num-actors", "0", "--envs-per-actor", "2", "--batch-size", "4",
+               "--unroll-length", "5", "--hidden-size", "8", "--stem", "identity", "--total-steps", "40",
+               "--log-interval", "0.01", "--no-progress", "--no-plot"]
+
+
+def train_argv(out, *extra) -> list[str]:
+    return ["train", "--out", str(out), *TRAIN_FLAGS, *extra]
+
+
+def run_cli(capsys, argv, unexpected: bool = False) -> tuple[int, str]:
+    """Exit code and everything printed by `rtrl ARGV` (argparse's own errors, SystemExit, count as exit
+    codes); nothing printed may be a traceback, nor (unless ``unexpected``) an "unexpected" internal error."""
+    from rtrl.cli import main
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and (unexpected or "unexpected" not in out + err), out + err
+    return code, out + err

@@ -1,4 +1,5 @@
-"""Writing files so that a reader (or a crash) never sees half of one."""
+"""Writing files so that a reader (or a crash) never sees half of one; reading a user's text file with an error
+that names it."""
 from __future__ import annotations
 
 import os
@@ -59,3 +60,17 @@ def remove_stale_temporaries(directory: str | os.PathLike, names) -> list[Path]:
             tmp.unlink()
             removed.append(tmp)
     return removed
+
+
+def read_user_text(path: Path, kind: str, accepted: str, error: type[Exception], newline: str | None = None) -> str:
+    """The UTF-8 text of ``path``, a ``kind`` file the user pointed at; ``error`` naming the file, why it cannot
+    be read (not UTF-8, a directory, ...) and what is ``accepted`` otherwise."""
+    try:
+        with path.open(newline=newline, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as decode:
+        raise error(f"{path} is not {kind}: it is not UTF-8 text ({decode.reason} at byte {decode.start}); "
+                    f"accepted: {accepted}") from None
+    except OSError as failure:
+        what = "a directory, not a file" if path.is_dir() else failure.strerror or str(failure)
+        raise error(f"{path} cannot be read: {what}; accepted: {accepted}") from None

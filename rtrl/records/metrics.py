@@ -11,7 +11,7 @@ import io
 import math
 from pathlib import Path
 
-from rtrl.records.files import write_text_atomically
+from rtrl.records.files import read_user_text, write_text_atomically
 
 __all__ = ["MetricsLog", "MetricsError", "read_metrics", "keep_rows_up_to", "complete_rows"]
 
@@ -93,15 +93,7 @@ def keep_rows_up_to(path: str | Path, columns: tuple[str, ...], step: float, ste
 
 def _read_text(path: Path) -> str:
     """The text of a metrics file; a :class:`MetricsError` naming it if it cannot be read as text."""
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return f.read()
-    except UnicodeDecodeError as error:
-        raise MetricsError(f"{path} is not a metrics file: it is not UTF-8 text ({error.reason} at byte "
-                           f"{error.start}); accepted: a CSV file of numbers") from None
-    except OSError as error:
-        what = "a directory, not a file" if path.is_dir() else error.strerror or str(error)
-        raise MetricsError(f"{path} cannot be read: {what}; accepted: a CSV file of numbers") from None
+    return read_user_text(path, "a metrics file", "a CSV file of numbers", MetricsError, newline="")
 
 
 def _rows(path: Path, lines: list[str]) -> tuple[list[str] | None, list[dict]]:

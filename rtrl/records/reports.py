@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from rtrl.records.files import write_text_atomically
+from rtrl.records.files import read_user_text, write_text_atomically
 
 __all__ = ["machine_description", "command_line", "utc_stamp", "record_section", "write_section"]
 
@@ -87,15 +87,7 @@ class ReportError(ValueError):
 
 def read_report(path: str | Path) -> str:
     """The text of the markdown report ``path``; a :class:`ReportError` naming it if it is not UTF-8 text."""
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ReportError(f"{path} is not a markdown report: it is not UTF-8 text ({error.reason} at byte "
-                          f"{error.start}); accepted: a UTF-8 markdown file, or a new path") from None
-    except OSError as error:
-        what = "a directory, not a file" if path.is_dir() else error.strerror or str(error)
-        raise ReportError(f"{path} cannot be read: {what}; accepted: a UTF-8 markdown file, or a new path") from None
+    return read_user_text(Path(path), "a markdown report", "a UTF-8 markdown file, or a new path", ReportError)
 
 
 def check_report_path(path: str | Path | None) -> None:

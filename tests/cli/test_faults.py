@@ -7,7 +7,6 @@ not appear (``test_the_crafted_files_would_run_code_if_unpickled`` shows that th
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
@@ -18,34 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MEMORY
+from conftest import TRAIN_FLAGS, run_cli, train_argv
 from rtrl.cli import main
 from rtrl.records.lock import DirectoryLock
 from rtrl.runtime import run_dir as run_dir_module
 
-FLAGS = ["--env", MEMORY, "--num-actors", "0", "--envs-per-actor", "2", "--batch-size", "4", "--unroll-length", "5",
-         "--hidden-size", "8", "--stem", "identity", "--total-steps", "40", "--log-interval", "0.01",
-         "--no-progress", "--no-plot"]
 
 
-def train_argv(out, *extra) -> list[str]:
-    return ["train", "--out", str(out), *FLAGS, *extra]
-
-
-def run_cli(capsys, argv) -> tuple[int, str]:
-    """Exit code and everything printed; argparse's own errors (SystemExit) count as exit codes."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err, out + err
-    return code, out + err
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A finished two-update run of FLAGS (copy it before changing it)."""
+    """A finished two-update run of TRAIN_FLAGS (copy it before changing it)."""
     path = tmp_path_factory.mktemp("trained") / "run"
     assert main(train_argv(path)) == 0
     return path
@@ -145,7 +128,7 @@ CASES = [
      ["expected true or false, got 'maybe'"]),
     ("unknown-flag", lambda t, r: train_argv(t / "o", "--bogus"), 2, ["unrecognized arguments: --bogus"]),
     ("unknown-preset", lambda t, r: train_argv(t / "o", "--preset", "nope"), 2, ["invalid choice: 'nope'", "memory"]),
-    ("no-out", lambda t, r: ["train", *FLAGS], 2, ["the following arguments are required: --out"]),
+    ("no-out", lambda t, r: ["train", *TRAIN_FLAGS], 2, ["the following arguments are required: --out"]),
     ("no-command", lambda t, r: [], 2, ["the following arguments are required: COMMAND"]),
     ("eval-num-envs-0", lambda t, r: ["eval", str(r), "--num-envs", "0"], 2,
      ["bad --num-envs=0", "accepted: a positive integer"]),
@@ -360,7 +343,7 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_a_file(tmp_pa
 
     monkeypatch.setattr(train_command, "train", broken)
     (tmp_path / "run").mkdir()
-    code, text = run_cli(capsys, train_argv(tmp_path / "run"))
+    code, text = run_cli(capsys, train_argv(tmp_path / "run"), unexpected=True)
     trace = tmp_path / "run" / "rtrl-train-error.txt"
     assert code == 1 and text == f"rtrl train: error: unexpected RuntimeError: an rtrl bug (traceback: {trace})\n"
     assert "Traceback" in trace.read_text() and "an rtrl bug" in trace.read_text()

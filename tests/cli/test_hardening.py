@@ -15,34 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MEMORY
+from conftest import run_cli, train_argv
 from rtrl.cli import main
 from rtrl.records.lock import DirectoryLock
 from rtrl.records.run_guard import RunGuard, held_kind
 
-FLAGS = ["--env", MEMORY, "--num-actors", "0", "--envs-per-actor", "2", "--batch-size", "4", "--unroll-length", "5",
-         "--hidden-size", "8", "--stem", "identity", "--total-steps", "40", "--log-interval", "0.01",
-         "--no-progress", "--no-plot"]
 COPY = ["--length", "3", "--hidden-size", "8", "--max-steps", "2", "--train-size", "60", "--valid-size", "20",
         "--test-size", "20", "--no-progress"]
 
-
-def train_argv(out, *extra) -> list[str]:
-    return ["train", "--out", str(out), *FLAGS, *extra]
 
 
 def copy_argv(out, *extra) -> list[str]:
     return ["copy-task", "--out", str(out), *COPY, *extra]
 
-
-def run_cli(capsys, argv) -> tuple[int, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err and "unexpected" not in out + err, out + err
-    return code, out + err
 
 
 @pytest.fixture(scope="module")
