@@ -38,8 +38,14 @@ DELAYS = (2, 4, 8, 16, 32, 64, 128)
 CURVE_POINTS = 200
 
 
+class ChildFailed(Exception):
+    """An `rtrl` child failed; its own message is on stderr already."""
+
+
 def rtrl(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "rtrl", *args], check=True, cwd=ROOT)
+    code = subprocess.run([sys.executable, "-m", "rtrl", *args], cwd=ROOT).returncode
+    if code:
+        raise ChildFailed(code)
 
 
 def curve(run: Path) -> dict:
@@ -140,7 +146,11 @@ def main() -> int:
         for seed in args.seeds:
             for delay in args.delays:
                 for agent in args.agents:
-                    result = run_one(agent, delay, seed, args.steps, Path(args.runs), records, args.episodes)
+                    try:
+                        result = run_one(agent, delay, seed, args.steps, Path(args.runs), records, args.episodes)
+                    except ChildFailed as failed:   # the child said why; the records so far are kept
+                        report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
+                        return failed.args[0]
                     print(f"delay {delay} {agent} seed {seed}: greedy {result['greedy_success']:.3f}, "
                           f"{result['steps_per_s']:.0f} steps/s", flush=True)
     report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
