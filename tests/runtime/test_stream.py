@@ -2,12 +2,14 @@
 (float64, against full-history BPTT), its traces are the discounted sums of those gradients, ObGD's step
 never overshoots, and it trains, checkpoints and resumes through ``train`` like any learner."""
 import csv
+import json
 import math
 
 import pytest
 import torch
 
 from conftest import small_config
+from rtrl.cli import main
 from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
 from rtrl.envs import EnvSpec
 from rtrl.runtime.checkpoints import load_checkpoint
@@ -193,6 +195,8 @@ def test_a_streaming_run_trains_checkpoints_and_resumes(tmp_path):
     more = stream_config(total_steps=60, reward_norm=True, num_envs=2)
     summary = train(more, tmp_path, progress=False, force=True)
     assert summary["steps"] == 60 and load_checkpoint(tmp_path / "checkpoint.pt")["learner"]["reward_scale"]["count"] == 60
+    assert main(["eval", str(tmp_path), "--episodes", "4"]) == 0   # evaluated as any run: greedy, from a zero state
+    assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == 4
 
 
 @pytest.mark.slow
