@@ -10,11 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from rtrl.cells.cells import ELSTM, DiagonalLRU, IndRNN
+from rtrl.cells.complex_cells import RTU, ComplexLRU
 from rtrl.cells.multilayer import HistoryGradient, cross_key, exact_sweep, layer_parameters
 from rtrl.cells.state import RecurrentState, TensorState
 from rtrl.cells.transition import input_projection, transition_loop
 
-CELL_TYPES = {"elstm": ELSTM, "indrnn": IndRNN, "lru": DiagonalLRU}
+CELL_TYPES = {"elstm": ELSTM, "indrnn": IndRNN, "lru": DiagonalLRU, "rtu": RTU, "clru": ComplexLRU}
 STACK_LEARNING = ("rtrl", "bptt")
 MULTILAYER = ("exact", "per-layer")
 # the spelling before ``multilayer`` existed: learning="rtrl-per-layer" is learning="rtrl", multilayer="per-layer"
