@@ -50,7 +50,7 @@ def test_complex_cells_train_on_the_copy_task(cell, learning):
      "full_sequence applies to learning rtrl only (BPTT always steps once per batch of sequences), "
      "not to learning='bptt'"),
     ({"cell": "lstm"}, "cell='lstm' is not an element-wise cell, so it cannot learn by learning='rtrl'; accepted: "
-     "bptt for it, or an element-wise cell (elstm, indrnn, lru)"),
+     "bptt for it, or an element-wise cell (elstm, indrnn, lru, rtu, clru)"),
     ({"threads": -1}, "bad threads=-1; accepted: 0 or a positive integer, or none"),
 ])
 def test_bad_settings_are_named_with_their_value(changes, message):
