@@ -4,8 +4,8 @@ The cells are imported when first used (``rtrl.ELSTM``), so that ``import rtrl``
 installs its signal handlers before torch is imported (``rtrl.cli.early``).
 """
 __version__ = "0.2.0"
-__all__ = ["ELSTM", "IndRNN", "DiagonalLRU", "ElementwiseRNN", "RecurrentState", "rtrl_segment", "StackedRNN",
-           "StackedState"]
+__all__ = ["ELSTM", "IndRNN", "DiagonalLRU", "RTU", "ComplexLRU", "ElementwiseRNN", "RecurrentState", "rtrl_segment",
+           "StackedRNN", "StackedState"]
 
 
 def __getattr__(name: str):

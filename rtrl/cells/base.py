@@ -22,7 +22,9 @@ class ElementwiseRNN(nn.Module):
     """Base of the element-wise cells; subclasses state the transition and its local derivatives.
 
     Class attributes a subclass sets: ``num_gates`` (K), ``uses_weight_c`` (gates read r_k ⊙ c_{t-1}),
-    ``uses_bias`` (gates have b_k), ``num_per_unit`` (E per-unit parameters of the transition itself).
+    ``uses_bias`` (gates have b_k), ``num_per_unit`` (E per-unit parameters of the transition itself),
+    ``channels`` (1; 2 for a paired cell: a complex unit as its real and imaginary part, whose state holds
+    2N numbers, unit n's at n and N + n, and whose transition states a 2×2 carry per unit, docs/DESIGN.md §2).
     Parameters: ``weight_x`` (K·N, D) = [W_1; …; W_K]; ``weight_c`` (K,N); ``bias`` (K,N);
     ``per_unit`` (E,N).
 
@@ -43,6 +45,7 @@ class ElementwiseRNN(nn.Module):
     uses_weight_c = True
     uses_bias = True
     num_per_unit = 0
+    channels = 1
 
     def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment"):
         super().__init__()
@@ -52,6 +55,8 @@ class ElementwiseRNN(nn.Module):
             raise ValueError(f"unknown learning mode {learning!r}; accepted: {', '.join(LEARNING_MODES)}")
         if method not in METHODS:
             raise ValueError(f"unknown RTRL method {method!r}; accepted: {', '.join(METHODS)}")
+        if self.channels != 1 and self.uses_weight_c:
+            raise TypeError(f"{type(self).__name__}: a paired cell cannot use weight_c (its units mix two channels)")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.learning = learning
@@ -63,8 +68,13 @@ class ElementwiseRNN(nn.Module):
         self.per_unit = nn.Parameter(torch.empty(self.num_per_unit, N)) if self.num_per_unit else None
 
     @property
+    def state_size(self) -> int:
+        """Numbers of c per sequence: N, or 2N for a paired cell."""
+        return self.channels * self.hidden_size
+
+    @property
     def output_size(self) -> int:
-        return self.hidden_size
+        return self.state_size
 
     @property
     def steps_partial_state(self) -> bool:
@@ -97,7 +107,7 @@ class ElementwiseRNN(nn.Module):
 
     # --- state -----------------------------------------------------------------------------------
     def sensitivity_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
-        B, K, N, D = batch_size, self.num_gates, self.hidden_size, self.input_size
+        B, K, N, D = batch_size, self.num_gates, self.state_size, self.input_size
         shapes = {"weight_x": (B, K, N, D)}
         if self.uses_weight_c:
             shapes["weight_c"] = (B, K, N)
@@ -118,7 +128,7 @@ class ElementwiseRNN(nn.Module):
         """The zero state (and, in rtrl mode, zero sensitivities) on the module's device and dtype."""
         _positive_int("batch_size", batch_size)
         like = self.weight_x
-        c = like.new_zeros(batch_size, self.hidden_size)
+        c = like.new_zeros(batch_size, self.state_size)
         sensitivity = {}
         if self.learning == "rtrl":
             sensitivity = {k: like.new_zeros(s) for k, s in self.sensitivity_shapes(batch_size).items()}
@@ -131,7 +141,7 @@ class ElementwiseRNN(nn.Module):
     def initial_step_state(self, batch_size: int) -> RecurrentState:
         """``step_state(initial_state(batch_size))`` without allocating the sensitivities first."""
         _positive_int("batch_size", batch_size)
-        return RecurrentState(self.weight_x.new_zeros(batch_size, self.hidden_size), {}, self.learning)
+        return RecurrentState(self.weight_x.new_zeros(batch_size, self.state_size), {}, self.learning)
 
     # --- checks ----------------------------------------------------------------------------------
     def _check_inputs(self, x: Tensor, state: RecurrentState, reset: Tensor | None) -> None:
@@ -152,9 +162,11 @@ class ElementwiseRNN(nn.Module):
             raise ValueError(f"{name}: state comes from a learning={state.learning!r} cell, this cell "
                              f"has learning={self.learning!r}")
         T, B = x.shape[:2]
-        if tuple(state.c.shape) != (B, self.hidden_size):
-            raise ValueError(f"{name}: state.c must have shape (B={B}, hidden_size={self.hidden_size}) to "
-                             f"match x, got {tuple(state.c.shape)}")
+        if tuple(state.c.shape) != (B, self.state_size):
+            width = (f"hidden_size={self.hidden_size}" if self.channels == 1
+                     else f"{self.channels}·hidden_size={self.state_size}")
+            raise ValueError(f"{name}: state.c must have shape (B={B}, {width}) to match x, got "
+                             f"{tuple(state.c.shape)}")
         # gradients need S_0; without them (an actor stepping) a step state without S is enough
         if self.learning == "rtrl" and (torch.is_grad_enabled() or state.sensitivity):
             expected = self.sensitivity_shapes(B)

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from rtrl.cells.sensitivity_pass import _unit_axis, final_terms, sensitivity_pass
-from rtrl.cells.transition import ElementwiseTransition, Trajectory, forward_sweep
+from rtrl.cells.transition import ElementwiseTransition, Trajectory, forward_sweep, swap
 
 METHODS = ("segment", "step")
 FINAL_SENSITIVITY = ("new", "skip", "in_place")
@@ -55,14 +55,39 @@ FINAL_SENSITIVITY = ("new", "skip", "in_place")
 SENSITIVITY_NAMES = ("weight_x", "weight_c", "bias", "per_unit")
 
 
-def backward_recursion(carry: Tensor, immediate_grad: Tensor) -> tuple[Tensor, Tensor]:
-    """e_T = g_T, e_s = g_s + ā_{s+1} e_{s+1}; returns (e (T,B,N), e_0 = ā_1 e_1 (B,N))."""
+def backward_recursion(carry: Tensor, immediate_grad: Tensor, pair: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """e_T = g_T, e_s = g_s + ā_{s+1} e_{s+1}; returns (e (T,B,N), e_0 = ā_1 e_1 (B,N)).
+
+    A paired cell's 2×2 carry is transposed: e_s = g_s + ā_{s+1} e_{s+1} + swap(b̄_{s+1} e_{s+1})."""
     T = carry.shape[0]
     e = torch.empty_like(immediate_grad)
     e[T - 1] = immediate_grad[T - 1]
     for t in range(T - 2, -1, -1):
         torch.addcmul(immediate_grad[t], carry[t + 1], e[t + 1], out=e[t])
-    return e, carry[0] * e[0]
+        if pair is not None:
+            e[t] += swap(pair[t + 1] * e[t + 1])
+    e0 = carry[0] * e[0]
+    if pair is not None:
+        e0 += swap(pair[0] * e[0])
+    return e, e0
+
+
+def fold_channels(grad: Tensor, channels: int) -> Tensor:
+    """A gradient summed over a paired cell's two channels: (..., 2N, [D]) on the unit axis -> (..., N, [D]).
+
+    The unit axis is dim 1 of (K,2N,D) and (E,2N) (a parameter row n feeds the state rows n and N + n)."""
+    if channels == 1:
+        return grad
+    shape = list(grad.shape)
+    return grad.view(shape[0], channels, shape[1] // channels, *shape[2:]).sum(1)
+
+
+def apply_carry(carry: Tensor, pair: Tensor | None, S: Tensor) -> Tensor:
+    """ā ⊙ S (+ b̄ ⊙ swap(S) for a paired cell) on a sensitivity (B,·,N,[D]) from (B,N) carries."""
+    out = _unit_axis(carry, S.dim()) * S
+    if pair is not None:
+        out += _unit_axis(pair, S.dim()) * swap(S, 2)
+    return out
 
 
 def _local_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...], t: int) -> dict[str, Tensor]:
@@ -93,8 +118,9 @@ def per_step_sweep(
     names = tuple(S)
     for t in range(traj.carry.shape[0]):
         local = _local_terms(traj, x, names, t)
+        pair = None if traj.pair is None else traj.pair[t]
         for name in names:
-            S[name] = _unit_axis(traj.carry[t], S[name].dim()) * S[name] + local[name]
+            S[name] = apply_carry(traj.carry[t], pair, S[name]) + local[name]
             if immediate_grad is not None:
                 grads[name] += (_unit_axis(immediate_grad[t], S[name].dim()) * S[name]).sum(0)
     return S, grads
@@ -109,7 +135,7 @@ def segment_gradients(traj: Trajectory, x: Tensor, names: tuple[str, ...], e: Te
     T, B, D = x.shape
     grads = {}
     for name in names:
-        if name == "weight_x":
+        if name == "weight_x":  # (K, N, D): N state rows (2N for a paired cell, folded by the caller)
             K, N = eu.shape[2:]
             grads[name] = torch.mm(eu.reshape(T * B, K * N).t(), x.reshape(T * B, D)).view(K, N, D)
         elif name == "weight_c":
@@ -216,8 +242,8 @@ class _RTRLFunction(torch.autograd.Function):
                                "call: run backward before calling the cell again on the same state")
         if grad_c is None:
             grad_c = torch.zeros_like(traj.c)
-        e, e0 = backward_recursion(traj.carry, grad_c)
-        eu = e.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
+        e, e0 = backward_recursion(traj.carry, grad_c, traj.pair)
+        eu = e.unsqueeze(2) * traj.gate_grad  # (T,B,K,N); (T,B,K,2N) for a paired cell
         if ctx.method == "segment":
             grads = segment_gradients(traj, x, ctx.names, e, eu)
             if deferred is not None:  # one pass: read S_0, add e_0 ⊙ S_0 to the gradient, write S_T over it
@@ -228,10 +254,14 @@ class _RTRLFunction(torch.autograd.Function):
             _, grads = per_step_sweep(traj, x, sensitivity, grad_c)
             if deferred is not None:
                 deferred.write(sensitivity)
+        channels = 1 if traj.pair is None else 2
+        if channels != 1:  # each parameter row n feeds the state rows n and N + n
+            grads = {name: fold_channels(g, channels) for name, g in grads.items()}
+            eu = eu.view(*eu.shape[:3], channels, -1).sum(3)
         grad_x = None
         if ctx.needs_input_grad[5]:  # within-segment BPTT: ∂L/∂x_s = Σ_k W_kᵀ (e_s ⊙ u^k_s)
             T, B, D = x.shape
-            grad_x = torch.mm(eu.view(T * B, -1), weight_x).view(T, B, D)
+            grad_x = torch.mm(eu.reshape(T * B, -1), weight_x).view(T, B, D)
         grad_weight_x = grads["weight_x"].reshape(weight_x.shape) if "weight_x" in grads else None
         n_sens = len(sensitivity_list)
         return (None, None, None, None, None, grad_x, e0, None, grad_weight_x,

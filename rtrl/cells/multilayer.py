@@ -26,8 +26,13 @@ first term is plain autograd over the call; ``HistoryGradient`` adds the second.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+
+from rtrl.cells.engine import apply_carry, fold_channels
+from rtrl.cells.transition import swap
 
 # the recurrent tensors of an element-wise cell, in the order the sensitivities are kept
 RECURRENT_NAMES = ("weight_x", "weight_c", "bias", "per_unit")
@@ -55,10 +60,11 @@ def _per_unit_view(tensor: Tensor, name: str, num_units: int) -> Tensor:
 
 class Factored:
     """X = M · s with s per unit: X[b, i, (p, j, q)] = Σ_m M[b,i,m] s[b,p,m,q] = M[b,i,j] s[b,p,j,q].
-    ``matrix`` None is the identity."""
+    ``matrix`` None is the identity. For a paired cell s runs over its 2N state rows and the parameter
+    row n feeds rows n and N + n: X[b, i, (p, n, q)] = Σ_c M[b,i,cN+n] s[b,p,cN+n,q] (``channels`` = 2)."""
 
-    def __init__(self, matrix: Tensor | None, per_unit: Tensor):
-        self.matrix, self.per_unit = matrix, per_unit
+    def __init__(self, matrix: Tensor | None, per_unit: Tensor, channels: int = 1):
+        self.matrix, self.per_unit, self.channels = matrix, per_unit, channels
 
 
 def _add_product(out: Tensor, left: Tensor, right) -> Tensor:
@@ -67,15 +73,23 @@ def _add_product(out: Tensor, left: Tensor, right) -> Tensor:
         lm = left if right.matrix is None else torch.bmm(left, right.matrix)   # (B,n,N_k)
         s = right.per_unit
         B, n = out.shape[:2]
-        out.view(B, n, *s.shape[1:]).addcmul_(lm[:, :, None, :, None], s[:, None])
+        C = right.channels
+        rows = s.shape[2] // C
+        view = out.view(B, n, s.shape[1], rows, s.shape[3])
+        for c in range(C):
+            part = slice(c * rows, (c + 1) * rows)
+            view.addcmul_(lm[:, :, None, part, None], s[:, None, :, part])
         return out
     return out.baddbmm_(left, right)
 
 
 def _input_jacobian(cell, u: Tensor) -> Tensor:
-    """J_t = ∂c_t/∂x_t = Σ_g diag(u^g_t) W_g: (B,N,D) from u (B,K,N)."""
-    K, N = u.shape[1:]
-    weight = cell.weight_x.view(K, N, -1)
+    """J_t = ∂c_t/∂x_t = Σ_g diag(u^g_t) W_g: (B,N,D) from u (B,K,N) (a paired cell's state row i reads
+    the gate row i mod N)."""
+    K = u.shape[1]
+    weight = cell.weight_x.view(K, cell.hidden_size, -1)
+    if cell.channels != 1:
+        weight = weight.repeat(1, cell.channels, 1)
     return torch.einsum("bkn,knd->bnd", u, weight)
 
 
@@ -108,28 +122,44 @@ def exact_sweep(layers, x: Tensor, c0: list[Tensor], diagonal: list[dict[str, Te
                 pre.addcmul_(cell.weight_c, c_prev.unsqueeze(-2))
             c[l] = cell.transition(pre, c_prev, cell.per_unit)
             direct, u, v = cell.local_derivatives(pre, c_prev, cell.per_unit)
-            carry = direct.clone()
+            pair = None
+            if isinstance(direct, tuple):      # a paired cell's 2×2 carry: (diagonal, partner)
+                direct, pair = direct
+                pair = pair.expand_as(c_prev).clone()
+                if keep is not None:
+                    pair *= keep[t, :, None]
+            carry = direct.expand_as(c_prev).clone()
             if cell.weight_c is not None:
                 carry += (u * cell.weight_c).sum(1)
             if keep is not None:
                 carry *= keep[t, :, None]
             # diagonal block: the single-layer recursion
             S = diag[l]
+            if pair is not None:               # S ← ā ⊙ S + b̄ ⊙ swap(S), then the local terms below
+                for s in S.values():
+                    s.copy_(apply_carry(carry, pair, s))
+                carry_diag = torch.ones_like(carry)
+            else:
+                carry_diag = carry
             if "weight_x" in S:
-                S["weight_x"].mul_(carry[:, None, :, None]).addcmul_(u.unsqueeze(-1), inputs[:, None, None, :])
+                S["weight_x"].mul_(carry_diag[:, None, :, None]).addcmul_(u.unsqueeze(-1), inputs[:, None, None, :])
             if "weight_c" in S:
-                S["weight_c"].mul_(carry[:, None]).addcmul_(u, c_prev[:, None])
+                S["weight_c"].mul_(carry_diag[:, None]).addcmul_(u, c_prev[:, None])
             if "bias" in S:
-                S["bias"].mul_(carry[:, None]).add_(u)
+                S["bias"].mul_(carry_diag[:, None]).add_(u)
             if "per_unit" in S:
-                S["per_unit"].mul_(carry[:, None]).add_(v)
+                S["per_unit"].mul_(carry_diag[:, None]).add_(v)
             # cross blocks: S^{l,k} = ā S^{l,k} + J X^{l,k}
             if l > 0:
                 jac = _input_jacobian(cell, u)
                 for k in range(l):
                     for name in names[k]:
                         block = cross[cross_key(l, k, name)]
-                        _add_product(block.mul_(carry[:, :, None]), jac, input_sens[k][name])
+                        if pair is not None:
+                            block.copy_(carry[:, :, None] * block + pair[:, :, None] * swap(block, 1))
+                        else:
+                            block.mul_(carry[:, :, None])
+                        _add_product(block, jac, input_sens[k][name])
             if l + 1 < L:
                 y = cell.readout(inputs, c[l])
                 input_sens = _output_sensitivity(cell, inputs, c[l], input_sens, diag[l], cross, l, names)
@@ -140,7 +170,7 @@ def exact_sweep(layers, x: Tensor, c0: list[Tensor], diagonal: list[dict[str, Te
 def _output_sensitivity(cell, inputs, c, input_sens, diag, cross, l, names) -> dict:
     """X^{l+1,k}_t = dy^l_t/dθ_k for k ≤ l: dense for k < l, ``Factored`` for k = l."""
     dy_dx, dy_dc, direct = cell.readout_derivatives(inputs, c)
-    N = cell.hidden_size
+    N, C = cell.state_size, cell.channels
     out = {}
     for k in range(l):
         out[k] = {}
@@ -150,7 +180,7 @@ def _output_sensitivity(cell, inputs, c, input_sens, diag, cross, l, names) -> d
             if dy_dx is not None:
                 _add_product(dense, dy_dx, input_sens[k][name])
             out[k][name] = dense
-    own = {name: Factored(dy_dc, _per_unit_view(s, name, N)) for name, s in diag.items()}
+    own = {name: Factored(dy_dc, _per_unit_view(s, name, N), C) for name, s in diag.items()}
     own.update({name: Factored(None, _per_unit_view(d, name, N)) for name, d in direct.items()})
     out[l] = own
     return out
@@ -184,8 +214,9 @@ class HistoryGradient(torch.autograd.Function):
                 continue
             if kind == "cross":       # (B,N_l,P): Σ_b Σ_n e[b,n] S[b,n,p]
                 g = torch.einsum("bn,bnp->p", e, S).view(ctx.shapes[index])
-            else:                     # per unit: Σ_b e[b,n] S[b,·,n,·]
+            else:                     # per unit: Σ_b e[b,n] S[b,·,n,·] (a paired cell's two channels summed)
                 unit = e[:, None, :, None] if S.dim() == 4 else e[:, None, :]
-                g = (S * unit).sum(0).view(ctx.shapes[index])
+                g = (S * unit).sum(0)
+                g = fold_channels(g, g.numel() // math.prod(ctx.shapes[index])).view(ctx.shapes[index])
             grads[index] = g if grads[index] is None else grads[index] + g
         return (None, None, None, *grads, *(None,) * (ctx.num_layers + len(sensitivities)))

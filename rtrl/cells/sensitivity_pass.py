@@ -9,7 +9,9 @@ into new tensors or over S_0 itself. The input sensitivity (B,K,N,D) — all but
 walked a few batch elements at a time, so that one chunk (``CHUNK_BYTES``) stays in cache between
 the operations on it: the memory traffic is one read of S and, when S_T is wanted, one write,
 whatever T is; no S-sized temporary is allocated. The carry acts per unit (ā_t (B,N) scales the
-rows of every gate), so P_0 and e_0 broadcast over the gate and input axes.
+rows of every gate), so P_0 and e_0 broadcast over the gate and input axes. For a paired cell
+(docs/DESIGN.md §2) the carry is a 2×2 block per unit, ā ⊙ S + b̄ ⊙ swap(S), and so is P_0: the pass
+reads each chunk's partner rows from the same chunk (one chunk-sized temporary), nothing more.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rtrl.cells.transition import Trajectory
+from rtrl.cells.transition import Trajectory, swap
 
 # a chunk of S^{W_x} small enough to stay in (L2/L3) cache between the three operations on it
 CHUNK_BYTES = 1 << 20
@@ -36,18 +38,46 @@ class FinalTerms:
     lhs: Tensor | None
     x: Tensor | None
     local: dict[str, Tensor]
+    P0_pair: Tensor | None = None   # a paired cell's partner part of P_0 (B,2N), else None
+
+
+def _compose(outer: tuple[Tensor, Tensor | None], inner: tuple[Tensor, Tensor | None], out: Tensor | None = None,
+             out_pair: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """The 2×2 per-unit maps S -> d ⊙ S + o ⊙ swap(S) composed, outer ∘ inner (o None: diagonal only)."""
+    (d2, o2), (d1, o1) = outer, inner
+    if o2 is None and o1 is None:
+        return torch.mul(d2, d1, out=out), None
+    o1 = torch.zeros_like(d1) if o1 is None else o1
+    o2 = torch.zeros_like(d2) if o2 is None else o2
+    d = torch.addcmul(d2 * d1, o2, swap(o1), out=out)
+    o = torch.addcmul(d2 * o1, o2, swap(d1), out=out_pair)
+    return d, o
+
+
+def _apply(d: Tensor, o: Tensor | None, local: Tensor) -> Tensor:
+    """d ⊙ local + o ⊙ swap(local) along the last (unit) axis, with d, o broadcasting over the middle one."""
+    out = d * local
+    if o is not None:
+        out += o * swap(local)
+    return out
 
 
 def final_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...]) -> FinalTerms:
     """P_s = Π_{r=s+1..T} ā_r by one backward product over the (T,B,N) carries, and the local terms."""
     T = x.shape[0]
-    carry = traj.carry
+    carry, pair = traj.carry, traj.pair
     P = torch.empty_like(carry)
     P[T - 1] = 1
-    for t in range(T - 1, 0, -1):
-        torch.mul(carry[t], P[t], out=P[t - 1])
-    P0 = carry[0] * P[0]
-    Pu = P.unsqueeze(2) * traj.gate_grad  # (T,B,K,N)
+    Q = None                            # the partner part of P_s for a paired cell
+    if pair is not None:
+        Q = torch.empty_like(pair)
+        Q[T - 1] = 0
+    for t in range(T - 1, 0, -1):       # P_{s-1} = P_s ∘ ā_s
+        _compose((P[t], None if Q is None else Q[t]), (carry[t], None if pair is None else pair[t]),
+                 out=P[t - 1], out_pair=None if Q is None else Q[t - 1])
+    P0, P0_pair = _compose((P[0], None if Q is None else Q[0]), (carry[0], None if pair is None else pair[0]))
+    Qk = None if Q is None else Q.unsqueeze(2)
+    Pu = _apply(P.unsqueeze(2), Qk, traj.gate_grad)  # (T,B,K,N)
     lhs = xb = None
     local = {}
     for name in names:
@@ -59,8 +89,8 @@ def final_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...]) -> FinalTer
         elif name == "bias":
             local[name] = Pu.sum(0)
         else:
-            local[name] = (P.unsqueeze(2) * traj.per_unit_grad).sum(0)
-    return FinalTerms(P0, lhs, xb, local)
+            local[name] = _apply(P.unsqueeze(2), Qk, traj.per_unit_grad).sum(0)
+    return FinalTerms(P0, lhs, xb, local, P0_pair)
 
 
 def _unit_axis(tensor: Tensor, rank: int) -> Tensor:
@@ -84,10 +114,13 @@ def _pass_weight_x(s0: Tensor, e0: Tensor | None, grad: Tensor | None, terms: Fi
                 grad.add_((s * e0[b0:b1, None, :, None]).sum(0))
         if out is not None:
             o = s if in_place else out[b0:b1]
+            partner = None if terms.P0_pair is None else swap(s, 2)  # read before s is overwritten
             if in_place:
                 o.mul_(terms.P0[b0:b1, None, :, None])
             else:
                 torch.mul(s, terms.P0[b0:b1, None, :, None], out=o)
+            if partner is not None:
+                o.addcmul_(partner, terms.P0_pair[b0:b1, None, :, None])
             o.view(b1 - b0, K * N, D).baddbmm_(terms.lhs[b0:b1], terms.x[b0:b1])
 
 
@@ -107,8 +140,11 @@ def sensitivity_pass(sensitivity: dict[str, Tensor], e0: Tensor | None = None,
         if e0 is not None:
             grads[name].add_((s0 * _unit_axis(e0, 3)).sum(0))
         if o is not None:
+            partner = None if terms.P0_pair is None else swap(s0, 2)
             if o.data_ptr() == s0.data_ptr():
                 o.mul_(_unit_axis(terms.P0, 3))
             else:
                 torch.mul(s0, _unit_axis(terms.P0, 3), out=o)
+            if partner is not None:
+                o.addcmul_(partner, _unit_axis(terms.P0_pair, 3))
             o.add_(terms.local[name])

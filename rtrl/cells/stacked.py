@@ -10,11 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from rtrl.cells.cells import ELSTM, DiagonalLRU, IndRNN
+from rtrl.cells.complex_cells import RTU, ComplexLRU
 from rtrl.cells.multilayer import HistoryGradient, cross_key, exact_sweep, layer_parameters
 from rtrl.cells.state import RecurrentState, TensorState
 from rtrl.cells.transition import input_projection, transition_loop
 
-CELL_TYPES = {"elstm": ELSTM, "indrnn": IndRNN, "lru": DiagonalLRU}
+CELL_TYPES = {"elstm": ELSTM, "indrnn": IndRNN, "lru": DiagonalLRU, "rtu": RTU, "clru": ComplexLRU}
 STACK_LEARNING = ("rtrl", "bptt")
 MULTILAYER = ("exact", "per-layer")
 # the spelling before ``multilayer`` existed: learning="rtrl-per-layer" is learning="rtrl", multilayer="per-layer"
@@ -123,13 +124,14 @@ class StackedRNN(nn.Module):
         self.cell, self.learning, self.memory_limit = cell, learning, memory_limit
         self.multilayer = multilayer if learning == "rtrl" else None
         self.mode = self.multilayer or "bptt"   # how gradients cross layers and calls: exact, per-layer, bptt
-        inputs = [input_size] + sizes[:-1]
-        self.layers = nn.ModuleList(CELL_TYPES[cell](d, n, learning=_LAYER_LEARNING[self.mode], **cell_options)
-                                    for d, n in zip(inputs, sizes))
+        self.layers = nn.ModuleList()
+        for n in sizes:   # each layer reads the output of the one below (2N for a paired cell)
+            d = self.layers[-1].output_size if len(self.layers) else input_size
+            self.layers.append(CELL_TYPES[cell](d, n, learning=_LAYER_LEARNING[self.mode], **cell_options))
 
     @property
     def output_size(self) -> int:
-        return self.hidden_size[-1]
+        return self.layers[-1].output_size
 
     @property
     def steps_partial_state(self) -> bool:
@@ -140,7 +142,7 @@ class StackedRNN(nn.Module):
         if self.mode != "exact":
             return {}
         params = [layer_parameters(layer) for layer in self.layers]
-        return {cross_key(l, k, name): (batch_size, self.hidden_size[l], p.numel())
+        return {cross_key(l, k, name): (batch_size, self.layers[l].state_size, p.numel())
                 for l in range(1, self.num_layers) for k in range(l) for name, p in params[k].items()}
 
     def sensitivity_numel(self, batch_size: int = 1) -> dict[str, int]:
@@ -179,7 +181,7 @@ class StackedRNN(nn.Module):
         if self.mode != "exact":
             return StackedState([layer.initial_state(batch_size) for layer in self.layers], {}, self.mode)
         like = self.layers[0].weight_x
-        layers = [RecurrentState(like.new_zeros(batch_size, layer.hidden_size),
+        layers = [RecurrentState(like.new_zeros(batch_size, layer.state_size),
                                  {k: like.new_zeros(s) for k, s in layer.sensitivity_shapes(batch_size).items()},
                                  "rtrl") for layer in self.layers]
         cross = {key: like.new_zeros(shape) for key, shape in self._cross_shapes(batch_size).items()}

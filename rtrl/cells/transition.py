@@ -30,7 +30,8 @@ class ElementwiseTransition(Protocol):
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """(∂c_t/∂c_prev (...,N), ∂c_t/∂pre (...,K,N), ∂c_t/∂θ_u (...,E,N) or None).
 
-        Called once on all steps of a segment (leading dims (T,B)); no autograd needed.
+        Called once on all steps of a segment (leading dims (T,B)); no autograd needed. A paired cell
+        (state 2N) returns ((diagonal, partner) of its 2×2 carry, each (...,2N), (...,K,2N), (...,E,2N)).
         """
 
 
@@ -54,6 +55,7 @@ def transition_loop(cell: ElementwiseTransition, pre: Tensor, c0: Tensor, keep: 
     """
     T, B, _, N = pre.shape
     graph = torch.is_grad_enabled()
+    N = c0.shape[-1]  # the state's width: N, or 2N for a paired (complex) cell whose gates have N rows
     c_seq = None if graph else pre.new_empty(T, B, N)
     c_prev_seq = None if graph or not (keep_previous or keep is not None) else pre.new_empty(T, B, N)
 
@@ -82,6 +84,11 @@ class Trajectory:
 
     Shapes: carry (T,B,N) = ā_t; gate_grad (T,B,K,N) = u_t; c_prev (T,B,N) = c_{t-1} after resets
     (kept only when the cell has recurrent weights); per_unit_grad (T,B,E,N) = v_t or None.
+
+    A paired cell (``channels = 2``: a complex unit as its real and imaginary part, docs/DESIGN.md §2)
+    has a state of 2N numbers, unit n's two channels at n and N + n, and a 2×2 carry per unit:
+    ∂c_t[i]/∂c_{t-1} = ā_t[i] at i and ``pair`` b̄_t[i] at the partner i ± N (T,B,2N); None for the
+    other cells. Its gate_grad and per_unit_grad are then (T,B,K,2N) and (T,B,E,2N).
     """
 
     c: Tensor
@@ -89,6 +96,7 @@ class Trajectory:
     gate_grad: Tensor
     c_prev: Tensor | None
     per_unit_grad: Tensor | None
+    pair: Tensor | None = None
 
 
 @torch.no_grad()
@@ -102,10 +110,21 @@ def forward_sweep(cell: ElementwiseTransition, x: Tensor, c0: Tensor, keep: Tens
     pre = input_projection(x, weight_x, bias, cell.num_gates)
     c_seq, c_prev_seq = transition_loop(cell, pre, c0, keep, weight_c, per_unit, keep_previous=True)
     direct, gate_grad, per_unit_grad = cell.local_derivatives(pre, c_prev_seq, per_unit)
+    pair = None
+    if isinstance(direct, tuple):  # a paired cell: (diagonal, partner) of its 2×2 carry
+        direct, pair = direct
+        pair = pair.expand_as(c_seq).clone()
+        if keep is not None:
+            pair.mul_(keep.unsqueeze(-1))
     carry = direct.expand_as(c_seq).clone()
     if weight_c is not None:
         for k in range(cell.num_gates):  # a_t = ∂φ/∂c_prev + Σ_k u^k_t r_k, without a (T,B,K,N) temporary
             carry.addcmul_(gate_grad[..., k, :], weight_c[k])
     if keep is not None:
         carry.mul_(keep.unsqueeze(-1))
-    return Trajectory(c_seq, carry, gate_grad, c_prev_seq if weight_c is not None else None, per_unit_grad)
+    return Trajectory(c_seq, carry, gate_grad, c_prev_seq if weight_c is not None else None, per_unit_grad, pair)
+
+
+def swap(tensor: Tensor, dim: int = -1) -> Tensor:
+    """The partner of every entry of a paired cell's unit axis: halves [a; b] -> [b; a] along ``dim``."""
+    return tensor.roll(tensor.shape[dim] // 2, dims=dim)

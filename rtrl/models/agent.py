@@ -51,8 +51,8 @@ class Agent(nn.Module):
         self.stem = make_stem(config.stem, tuple(obs_shape), obs_dtype, config.stem_hidden_size)
         self.feature_norm = nn.LayerNorm(self.stem.output_size) if config.feature_norm else None
         self.core = make_core(config, self.stem.output_size + 1, memory_limit)
-        self.policy = nn.Linear(config.hidden_size, num_actions)
-        self.baseline = nn.Linear(config.hidden_size, 1)
+        self.policy = nn.Linear(self.core.output_size, num_actions)    # 2N for the paired cells (rtu, clru)
+        self.baseline = nn.Linear(self.core.output_size, 1)
         self._register_load_state_dict_pre_hook(_rename_old_core_keys)
 
     def initial_state(self, batch_size: int) -> Any:

@@ -28,6 +28,7 @@ from rtrl.settings import POSITIVE_INT, Check, is_finite_number, SettingError, l
 S = setting
 ELEMENTWISE_CELLS = tuple(CELL_TYPES)             # elstm, indrnn, lru: any learning, stackable
 CELLS = ELEMENTWISE_CELLS + ("lstm", "ff")
+RTU_VARIANTS = ("linear", "nonlinear")
 LEARNING = ("rtrl", "tbptt", "bptt")
 # the old ``core`` names: (cell, learning)
 CORE_ALIASES = {"rtrl-elstm": ("elstm", "rtrl"), "tbptt-elstm": ("elstm", "tbptt"), "lstm": ("lstm", "tbptt"),
@@ -43,7 +44,8 @@ INIT_STD = Check("a positive finite number up to 100", lambda v: is_finite_numbe
 class ModelConfig:
     """The network: stem -> recurrent core -> heads (``rtrl.models.Agent``)."""
 
-    cell: str = S("elstm", "recurrent cell: elstm (the paper's), indrnn, lru (element-wise: trainable by RTRL), "
+    cell: str = S("elstm", "recurrent cell: elstm (the paper's), indrnn, lru, rtu, clru (complex LRU) (element-wise: "
+                  "trainable by RTRL; rtu and clru output 2N numbers), "
                   "lstm (torch.nn.LSTM), ff (no recurrence)", choices=CELLS)
     learning: str = S("rtrl", "how the gradient crosses time: rtrl (exact, through the whole history; element-wise "
                       "cells), tbptt (cut at each rollout's start), bptt (whole sequences: the copy task)",
@@ -66,6 +68,8 @@ class ModelConfig:
                           "log(U(1, chrono_max - 1)), time scales spread over 2..chrono_max steps (eLSTM; LSTM "
                           "too); 0: off", check=CHRONO)
     init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=INIT_STD)
+    rtu_variant: str = S("linear", "the RTU's recurrence (cell rtu; Elelimy et al. 2024): linear (tanh on the "
+                         "output) or nonlinear (tanh on each channel inside the recurrence)", choices=RTU_VARIANTS)
 
     def check_model(self, learnings: tuple[str, ...] = ("rtrl", "tbptt")) -> None:
         """The rules between the model's settings; ``learnings``: what the caller trains by (an agent learns

@@ -136,6 +136,8 @@ def cell_options(config: ModelConfig) -> dict:
     """The options of ``config.cell``'s constructor that the config sets (the eLSTM's init)."""
     if config.cell == "elstm":
         return dict(forget_bias=config.forget_bias, init_std=config.init_std, chrono_max=config.chrono_max)
+    if config.cell == "rtu":
+        return dict(variant=config.rtu_variant)
     return {}
 
 

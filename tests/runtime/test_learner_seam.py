@@ -125,7 +125,8 @@ def test_every_learner_choice_is_a_registered_learner():
 
 
 @pytest.mark.parametrize("cell, learning", [("indrnn", "rtrl"), ("indrnn", "tbptt"), ("lru", "rtrl"),
-                                            ("lru", "tbptt"), ("elstm", "tbptt")])
+                                            ("lru", "tbptt"), ("elstm", "tbptt"), ("rtu", "rtrl"), ("rtu", "tbptt"),
+                                            ("clru", "rtrl")])
 def test_every_elementwise_cell_trains_as_an_agent_core(tmp_path, cell, learning):
     cfg = small_config(cell=cell, learning=learning, total_steps=100, hidden_size=6)
     summary = train(cfg, tmp_path, progress=False)

@@ -41,7 +41,7 @@ def test_stacked_core_learner_gradient_against_full_history_bptt(multilayer):
 
 
 def test_settings_name_what_a_stack_accepts():
-    with pytest.raises(SettingError, match="num_layers=2 needs an element-wise cell; accepted: elstm, indrnn, lru "
+    with pytest.raises(SettingError, match="num_layers=2 needs an element-wise cell; accepted: elstm, indrnn, lru, rtu, clru "
                                            "\\(not cell='lstm'\\)"):
         small_config(num_layers=2, cell="lstm", learning="tbptt")
     with pytest.raises(SettingError, match="bad multilayer='both'"):

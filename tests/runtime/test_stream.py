@@ -50,7 +50,7 @@ def twins(cfg, spec, learning_twin):
     return agent, twin
 
 
-@pytest.mark.parametrize("cell", ["elstm", "lru", "indrnn"])
+@pytest.mark.parametrize("cell", ["elstm", "lru", "indrnn", "rtu", "clru"])
 def test_per_step_gradients_equal_bptt_through_the_history_since_the_last_reset(cell):
     """Stepped one step at a time with the RTRL state, as the stream source does, ∇V(s_t) and ∇log π(a_t|s_t)
     equal autograd through the whole sequence since the last reset, for every parameter (float64)."""

@@ -31,6 +31,16 @@ def test_time_budget_and_max_steps_stop_training():
     assert "time budget" in results["stop_reason"] and results["train_time_s"] < 10
 
 
+@pytest.mark.parametrize("cell, learning", [("rtu", "rtrl"), ("clru", "rtrl"), ("rtu", "bptt")])
+def test_complex_cells_train_on_the_copy_task(cell, learning):
+    """The paired cells (2N outputs) run the copy task end to end, online RTRL and BPTT, one and two layers."""
+    for layers in (1, 2):
+        config = CopyTaskConfig(cell=cell, learning=learning, length=3, hidden_size=4, num_layers=layers, batch_size=4,
+                                train_size=8, valid_size=4, test_size=4, max_steps=3, seed=0)
+        results = ct.train(config, progress=False)
+        assert results["steps"] == 3 and 0 <= results["test"]["seq_acc"] <= 1
+
+
 # --- settings and run files ----------------------------------------------------------------------
 @pytest.mark.parametrize("changes, message", [
     ({"length": -3}, "bad length=-3; accepted: a positive integer"),
@@ -40,7 +50,7 @@ def test_time_budget_and_max_steps_stop_training():
      "full_sequence applies to learning rtrl only (BPTT always steps once per batch of sequences), "
      "not to learning='bptt'"),
     ({"cell": "lstm"}, "cell='lstm' is not an element-wise cell, so it cannot learn by learning='rtrl'; accepted: "
-     "bptt for it, or an element-wise cell (elstm, indrnn, lru)"),
+     "bptt for it, or an element-wise cell (elstm, indrnn, lru, rtu, clru)"),
     ({"threads": -1}, "bad threads=-1; accepted: 0 or a positive integer, or none"),
 ])
 def test_bad_settings_are_named_with_their_value(changes, message):

@@ -32,7 +32,8 @@ class CopyModel(nn.Module):
             self.core = nn.LSTM(NUM_INPUT_TOKENS, config.hidden_size, num_layers=config.num_layers)
         else:
             self.core = make_core(config, NUM_INPUT_TOKENS)
-        self.readout = nn.Linear(config.hidden_size, NUM_CLASSES)
+        width = config.hidden_size if config.cell == "lstm" else self.core.output_size   # 2N: rtu, clru
+        self.readout = nn.Linear(width, NUM_CLASSES)
 
     def initial_state(self, batch_size: int, sensitivities: bool = True):
         """The zero state: None for the LSTM (torch's zero state), the cell's (or stack's) state else.
