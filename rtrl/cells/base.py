@@ -223,6 +223,14 @@ class ElementwiseRNN(nn.Module):
         c_seq, _ = self._run(x, state, reset, "skip")
         return self.readout(x, c_seq)
 
+    def run_in_place(self, x: Tensor, state: RecurrentState,
+                     reset: Tensor | None = None) -> tuple[Tensor, RecurrentState]:
+        """(c_1..c_T, the state after the segment in the tensors of ``state``) for a learner that takes the
+        parameters' gradient from the sensitivities itself (a streaming learner: ∂L/∂θ = g_T ⊙ S_T for a loss
+        at the last step): as ``forward_in_place``, S_T is written by the next engine call on the tensors or by
+        ``rtrl.cells.engine.complete_pending``, and until then they hold S_0."""
+        return self._run(x, state, reset, "in_place")
+
     def forward_in_place(self, x: Tensor, state: RecurrentState,
                          reset: Tensor | None = None) -> tuple[Tensor, RecurrentState]:
         """``forward`` for a learner that steps its own state (a streaming learner, T = 1): the same

@@ -91,6 +91,14 @@ class Agent(nn.Module):
         x = self.core_input(obs, reward, done)
         return self._heads(self.core.outputs(x, state, done), x)
 
+    def step_in_place(self, obs: Tensor, reward: Tensor, done: Tensor, state: Any) -> tuple[AgentOutput, Tensor, Any]:
+        """One call of a streaming learner whose single-layer RTRL core keeps its sensitivities in place
+        (``ElementwiseRNN.run_in_place``): the outputs, the core's states c (T,B,N) — whose gradient the learner
+        contracts with the sensitivities itself — and the state (S_T pending until ``complete_pending``)."""
+        x = self.core_input(obs, reward, done)
+        c_seq, new_state = self.core.run_in_place(x, state, done)
+        return self._heads(self.core.readout(x, c_seq), x), c_seq, new_state
+
     def advance(self, core_input: Tensor, state: Any, done: Tensor) -> Any:
         """Replay a rollout's core inputs from ``state`` (no grad): the full state after them."""
         return self.core.advance(core_input, state, done)

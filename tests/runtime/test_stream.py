@@ -207,3 +207,33 @@ def test_streaming_rtrl_learns_a_short_delay_in_seconds(tmp_path):
                         reward_norm=True, log_interval=1000.0, stats_window=100, seed=0)
     summary = train(cfg, tmp_path, progress=False)
     assert summary["success_rate"] > 0.8
+
+
+@pytest.mark.parametrize("cell", ["elstm", "lru"])
+def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell):
+    """With the sensitivities kept in place and the recurrent gradients folded from S into the traces
+    (g_c ⊙ S_t), two streams take exactly the steps the all-autograd path takes (float64), and S stays the
+    same tensors from step to step."""
+    from rtrl.runtime.learners.stream import StreamSource
+    cfg = stream_config(cell=cell, num_envs=2, env="memory:delayed_recall?cues=2&delay=1", stream_lr=0.3)
+    spec = EnvSpec.probe(cfg.env, {})
+    runs = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        agent = build_agent(cfg, spec).double()
+        source, learner = StreamSource(cfg, spec, agent), StreamLearner(agent, cfg)
+        assert source.fused and learner.fused
+        source.fused = learner.fused = fused
+        if not fused:
+            learner.others = learner.params
+        buffers = {name: s.data_ptr() for name, s in source.state.sensitivity.items()}
+        for t in range(15):
+            learner.update(source.next(), t)
+        if fused:   # the engine wrote every S_t over S_{t-1}
+            assert {name: s.data_ptr() for name, s in source.state.sensitivity.items()} == buffers
+        runs.append((agent, learner))
+    (fused_agent, fused_learner), (plain_agent, plain_learner) = runs
+    for (name, a), b in zip(fused_agent.named_parameters(), plain_agent.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    for mine, theirs in zip(fused_learner.policy_traces[1], plain_learner.policy_traces[1]):
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
+from rtrl.cells.engine import complete_pending
 from rtrl.envs import EnvBatch, EnvSpec, env_seeds, episodes_from
 from rtrl.models import Agent, sample_actions
 from rtrl.runtime.config import TrainConfig
@@ -37,8 +38,32 @@ class StreamStep:
     """One step of B streams: the agent's outputs at s_t (with their autograd graph), the actions taken, and
     what followed them: r_{t+1}, done_{t+1}."""
 
-    def __init__(self, policy_logits: Tensor, value: Tensor, action: Tensor, reward: Tensor, done: Tensor):
+    def __init__(self, policy_logits: Tensor, value: Tensor, action: Tensor, reward: Tensor, done: Tensor,
+                 core_states: Tensor | None = None, sensitivity: dict[str, Tensor] | None = None):
         self.policy_logits, self.value, self.action, self.reward, self.done = policy_logits, value, action, reward, done
+        # the fused path (``in_place_core``): the core's state c_t (1,B,N), whose gradient the learner contracts
+        # with the sensitivities S_t itself, and S itself (holding S_{t-1} until ``complete_pending``)
+        self.core_states, self.sensitivity = core_states, sensitivity
+
+
+def in_place_core(model: Agent) -> bool:
+    """Whether the stream can keep its sensitivities in place and the learner take the recurrent gradients from
+    them (g ⊙ S_t, fused into the traces): a single-layer, one-channel element-wise cell trained by RTRL whose
+    inputs come from parameter-free parts (identity stem, no feature norm), so that no gradient has to flow
+    back through the engine. Otherwise every gradient goes through autograd and the engine's backward."""
+    core = model.core
+    return (getattr(core, "learning", None) == "rtrl" and hasattr(core, "run_in_place")
+            and getattr(core, "channels", 1) == 1 and model.feature_norm is None
+            and not any(True for _ in model.stem.parameters()))
+
+
+def _combine(log_prob_grad, entropy_grad, bonus: float):
+    """∇log π + bonus · ∇H for one parameter (None: not reached; a (name, g_c) pair on the fused path)."""
+    if log_prob_grad is None or entropy_grad is None:
+        return log_prob_grad
+    if isinstance(log_prob_grad, tuple):
+        return log_prob_grad[0], log_prob_grad[1] + bonus * entropy_grad[1]
+    return log_prob_grad.add(entropy_grad, alpha=bonus)
 
 
 class StreamSource:
@@ -54,21 +79,30 @@ class StreamSource:
         self.obs = torch.as_tensor(self.envs.obs).clone()
         self.reward, self.done = torch.zeros(B), torch.ones(B, dtype=torch.bool)   # the first step starts episodes
         self.state = model.initial_state(B)
+        self.fused = in_place_core(model)
 
     def next(self) -> Experience:
         model, device = self.model, self.device
         obs = self.obs.to(device)
         if model.obs_norm is not None:
             model.obs_norm.update(obs)
-        out, state = model(obs[None], self.reward[None].to(device), self.done[None].to(device), self.state)
-        self.state = map_tensors(Tensor.detach, state)   # RTRL's state carries no graph; TBPTT(1) stops here
+        inputs = (obs[None], self.reward[None].to(device), self.done[None].to(device), self.state)
+        core_states = None
+        if self.fused:   # S_{t-1} -> S_t in place, written once the learner has read S_{t-1}
+            out, core_states, state = model.step_in_place(*inputs)
+        else:
+            out, state = model(*inputs)
+        # RTRL's state carries no graph (on the fused path its S tensors must stay the very objects the engine
+        # marked for the pending write); TBPTT(1) stops here
+        self.state = state if self.fused else map_tensors(Tensor.detach, state)
         logits, value = out.policy_logits[0], out.baseline[0]
         action = sample_actions(logits.detach().cpu().float(), self.generator)
         obs, reward, done, episodes = self.envs.step(action.numpy())
         self.obs, self.done = torch.as_tensor(obs).clone(), torch.as_tensor(done)
         self.reward = torch.as_tensor(reward, dtype=torch.float32)
         ended = ~np.isnan(episodes[:, 0])
-        step = StreamStep(logits, value, action.to(device), self.reward, self.done)
+        step = StreamStep(logits, value, action.to(device), self.reward, self.done, core_states,
+                          self.state.sensitivity if self.fused else None)
         return Experience(step, len(action), episodes_from(*episodes[ended].T))
 
     def publish(self, model: Agent) -> None:
@@ -93,20 +127,36 @@ class StreamLearner:
         self.policy_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
         self.pending: list | None = None   # per stream: (V_{t-1}, g_V, g_logπ, g_H) of the last step
         self.scale = RunningReturnScale(B, cfg.discounting) if cfg.reward_norm else None
+        # the fused path: the recurrent parameters' gradients are g_c ⊙ S_t, folded into the traces from S itself
+        self.fused = in_place_core(model)
+        core = model.core
+        self.recurrent = {id(p): name for name, p in (("weight_x", core.weight_x), ("weight_c", core.weight_c),
+                          ("bias", core.bias), ("per_unit", core.per_unit)) if p is not None} if self.fused else {}
+        self.others = [p for p in self.params if id(p) not in self.recurrent]
 
     def _gradients(self, step: StreamStep) -> list[tuple[float, list, list, list]]:
-        """Per stream: V_t and the gradients of V_t, log π(a_t|s_t) and H(π(·|s_t)) w.r.t. every parameter."""
+        """Per stream: V_t and the gradients of V_t, log π(a_t|s_t) and H(π(·|s_t)) w.r.t. every parameter —
+        on the fused path, for a recurrent parameter, its coefficient g_c = ∂f/∂c_t (N,): the gradient is then
+        g_c ⊙ S_t, which ``_step`` folds into the traces straight from S (no gradient goes through the engine)."""
         log_policy = torch.log_softmax(step.policy_logits, -1)
         log_prob = log_policy.gather(-1, step.action[:, None]).squeeze(-1)
         entropy = -(log_policy.exp() * log_policy).sum(-1)
         out, B = [], len(step.value)
+        inputs = ([step.core_states] + self.others) if self.fused else self.params
         for b in range(B):
             last = b == B - 1
-            grads = [torch.autograd.grad(f[b], self.params, retain_graph=not (last and i == 2), allow_unused=True)
+            grads = [torch.autograd.grad(f[b], inputs, retain_graph=not (last and i == 2), allow_unused=True)
                      for i, f in enumerate((step.value, log_prob, entropy))]
+            if self.fused:
+                grads = [self._aligned(g[0][0, b], g[1:]) for g in grads]
             out.append((float(step.value[b].detach()), *grads))
         self.last_entropy = float(entropy.detach().mean())
         return out
+
+    def _aligned(self, coefficient: Tensor, others: tuple) -> list:
+        """The fused path's gradients in ``params`` order: a recurrent parameter's entry is (its name, g_c)."""
+        rest = iter(others)
+        return [(self.recurrent[id(p)], coefficient) if id(p) in self.recurrent else next(rest) for p in self.params]
 
     def update(self, experience: Experience, steps_done: int) -> dict:
         step: StreamStep = experience.data
@@ -121,7 +171,7 @@ class StreamLearner:
                 self.pending = grads
                 self._follow(step)
                 return {**stats, "td_error": math.nan, "nonfinite": ["td_error"]}
-            sizes = self._step(delta, decay)
+            sizes = self._step(delta, decay, step.sensitivity)
             stats.update(td_error=float(delta.abs().mean()), step_size_value=sizes[0], step_size_policy=sizes[1],
                          trace_norm=sizes[2])
         self.pending = grads
@@ -129,21 +179,24 @@ class StreamLearner:
         return {**stats, "nonfinite": []}
 
     def _follow(self, step: StreamStep) -> None:
-        """What followed step t, δ_t's terms: r_{t+1} (scaled) and done_{t+1}."""
+        """What followed step t, δ_t's terms: r_{t+1} (scaled) and done_{t+1}; and, on the fused path, S_t
+        written over S_{t-1} now that the traces have read S_{t-1}."""
+        if step.sensitivity is not None:
+            complete_pending(step.sensitivity)
         self.done = step.done.cpu()
         self.reward = step.reward.cpu() if self.scale is None else self.scale(step.reward.cpu(), self.done)
 
     @torch.no_grad()
-    def _step(self, delta: Tensor, decay: float) -> tuple[float, float, float]:
-        """Fold the pending gradients into each stream's traces and take its ObGD steps (streams in turn)."""
+    def _step(self, delta: Tensor, decay: float, sensitivity: dict[str, Tensor] | None) -> tuple[float, float, float]:
+        """Fold the pending gradients into each stream's traces and take its ObGD steps (streams in turn);
+        ``sensitivity``: on the fused path, S (still S_{t-1}) for the recurrent parameters' gradients."""
         cfg, sizes = self.cfg, []
         for b, (_, g_value, g_log_prob, g_entropy) in enumerate(self.pending):
             d = float(delta[b])
             bonus = cfg.entropy_cost * math.copysign(1.0, d)   # β sign(δ): the entropy term pulls with the TD error
-            policy_grad = [lp if h is None or lp is None else lp.add(h, alpha=bonus)
-                           for lp, h in zip(g_log_prob, g_entropy)]
-            decay_traces(self.value_traces[b], g_value, decay)
-            decay_traces(self.policy_traces[b], policy_grad, decay)
+            policy_grad = [_combine(lp, h, bonus) for lp, h in zip(g_log_prob, g_entropy)]
+            self._fold(self.value_traces[b], g_value, decay, sensitivity, b)
+            self._fold(self.policy_traces[b], policy_grad, decay, sensitivity, b)
             norms = trace_l1(self.value_traces[b]), trace_l1(self.policy_traces[b])
             alphas = (obgd_step_size(cfg.stream_lr, cfg.kappa_value, d, norms[0]),
                       obgd_step_size(cfg.stream_lr, cfg.kappa_policy, d, norms[1]))
@@ -153,6 +206,17 @@ class StreamLearner:
                 torch._foreach_zero_(self.value_traces[b] + self.policy_traces[b])
             sizes.append((*alphas, norms[0] + norms[1]))
         return tuple(float(np.mean(column)) for column in zip(*sizes))
+
+    @staticmethod
+    def _fold(traces: list[Tensor], grads: list, decay: float, sensitivity: dict[str, Tensor] | None, b: int) -> None:
+        """z ← decay · z + g for every parameter; a recurrent one's g = g_c ⊙ S[b], added in one pass over S[b]."""
+        decay_traces(traces, [None if isinstance(g, tuple) else g for g in grads], decay)
+        for z, g in zip(traces, grads):
+            if isinstance(g, tuple):
+                name, coefficient = g
+                S = sensitivity[name][b]          # (K,N,D), (K,N) or (E,N): units on the second axis
+                shape = (1, -1, 1) if S.dim() == 3 else (1, -1)
+                z.view(S.shape).addcmul_(coefficient.view(shape), S)
 
     def state_dict(self) -> dict:
         """The reward scale's statistics and the traces of the moment (the observation statistics are the
