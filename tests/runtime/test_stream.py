@@ -39,6 +39,12 @@ def episode(T=9, reset_at=4, seed=0):
     return cfg, spec, obs, reward, done
 
 
+def all_autograd(learner):
+    """The learner with every gradient taken by autograd (no fused path), so that tests can read them."""
+    learner.fused, learner.others = False, learner.params
+    return learner
+
+
 def twins(cfg, spec, learning_twin):
     torch.manual_seed(1)
     agent = build_agent(cfg, spec).double()
@@ -57,7 +63,7 @@ def test_per_step_gradients_equal_bptt_through_the_history_since_the_last_reset(
     cfg, spec, obs, reward, done = episode()
     cfg = stream_config(cell=cell)
     agent, bptt = twins(cfg, spec, "tbptt")
-    learner = StreamLearner(agent, cfg)
+    learner = all_autograd(StreamLearner(agent, cfg))   # every gradient materialised (the fused path: below)
     actions = torch.arange(obs.shape[0]) % spec.num_actions
     full, _ = bptt(obs, reward, done, bptt.initial_state(1))   # one graph over the whole stream
     state = agent.initial_state(1)
@@ -118,7 +124,8 @@ def test_the_learner_keeps_per_stream_traces_and_zeroes_them_at_an_episode_end()
     from rtrl.runtime.learners.stream import StreamSource
     torch.manual_seed(0)
     agent = build_agent(cfg, spec)
-    source, learner = StreamSource(cfg, spec, agent), StreamLearner(agent, cfg)
+    source, learner = StreamSource(cfg, spec, agent), all_autograd(StreamLearner(agent, cfg))
+    source.fused = False
     history, decay, checked_end = [[], []], cfg.discounting * cfg.trace_decay, False
     for t in range(12):
         experience = source.next()
@@ -223,9 +230,9 @@ def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allo
         agent = build_agent(cfg, spec).double()
         source, learner = StreamSource(cfg, spec, agent), StreamLearner(agent, cfg)
         assert source.fused and learner.fused
-        source.fused = learner.fused = fused
         if not fused:
-            learner.others = learner.params
+            source.fused = False
+            all_autograd(learner)
         buffers = {name: s.data_ptr() for name, s in source.state.sensitivity.items()}
         for t in range(15):
             learner.update(source.next(), t)
