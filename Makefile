@@ -14,12 +14,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q $(TORCH_PIN) $(ENV_PINS) $(SUITE_PINS) pytest -e ".[ray]"
+	$(PY) -m pip install -q $(TORCH_PIN) $(ENV_PINS) $(SUITE_PINS) pytest -e ".[ray,wandb]"
 	touch $@
 
 install: $(VENV)/.installed
 
-# RTRL_REQUIRE_OPTIONAL=1: a test whose optional package (ale-py, procgen2, popgym, minigrid, ray, rliable)
+# RTRL_REQUIRE_OPTIONAL=1: a test whose optional package (ale-py, procgen2, popgym, minigrid, ray, rliable, wandb)
 # is missing fails here instead of being skipped, so make test (and CI) runs every test.
 test: install
 	RTRL_REQUIRE_OPTIONAL=1 $(PY) -m pytest tests

@@ -5,7 +5,7 @@ Tests that start processes and wait on them carry the ``slow`` marker; they stil
 (select the rest with ``-m "not slow"``).
 
 Tests that need an optional package carry its family's marker (``atari``, ``procgen``, ``popgym``, ``minigrid``,
-``ray``, ``rliable``; see ``OPTIONAL``): without the package they are skipped with a reason that names it and
+``ray``, ``rliable``, ``wandb``; see ``OPTIONAL``): without the package they are skipped with a reason that names it and
 how to install it. ``make test`` sets ``RTRL_REQUIRE_OPTIONAL=1``, which turns each such skip into a failure,
 so everything runs there. A module that imports the package at its top calls ``skip_module_without`` first.
 """
@@ -40,6 +40,7 @@ OPTIONAL = {
     "minigrid": (("minigrid",), "envs"),
     "ray": (("ray",), "ray"),
     "rliable": (("rliable", "pandas"), "suite"),
+    "wandb": (("wandb",), "wandb"),
 }
 
 

@@ -24,8 +24,9 @@ import torch
 
 from rtrl.bench.cells_memory import VARIANTS, make_case, peak_memory_in_fresh_process, run_once
 from rtrl.bench.floors import Rates, floor_seconds, operation_counts
-from rtrl.records.reports import command_line, record_section
-from rtrl.settings import POSITIVE_INT, setting
+from rtrl.records.reports import check_report_path, command_line, record_section
+from rtrl.runtime.devices import check_device
+from rtrl.settings import POSITIVE_INT, Check, setting
 
 S = setting
 
@@ -33,11 +34,15 @@ S = setting
 T1_TARGET = 2.0          # T = 1: the in-place RTRL within 2x of its floor, every N
 LONG_FLOOR_TARGET = 2.0  # T = 100, N = 512: within 2x of its floor ...
 LONG_BPTT_TARGET = 0.5   # ... and at most 0.5x autograd BPTT
+# a segment length T: each one is timed, so at least one, and none that is zero, negative or not a whole number
+LENGTHS = Check("one or more positive integers up to 65536",
+                lambda v: len(v) > 0 and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 65536
+                                             for n in v))
 
 
 @dataclass
 class CellsBenchConfig:
-    lengths: list[int] = S([1, 10, 100], "segment lengths T")
+    lengths: list[int] = S([1, 10, 100], "segment lengths T", check=LENGTHS)
     hidden_sizes: list[int] = S([32, 128, 512], "hidden sizes N")
     input_size: int = S(257, "input size D", check=POSITIVE_INT)
     batch_size: int = S(32, "batch size B", check=POSITIVE_INT)
@@ -49,6 +54,10 @@ class CellsBenchConfig:
     memory: bool = S(True, "measure the peak memory of (b), (b') and (c), each in a fresh process")
     record: str | None = S(None, "also write the table, date, machine and command into this markdown file",
                            flag={"metavar": "FILE"})
+
+    def check_together(self) -> None:
+        """The device must be one this machine has: the benchmark allocates on it at once."""
+        check_device(self.device)
 
 
 def _timed(fn, cuda: bool) -> float:
@@ -135,6 +144,7 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 def run(args: CellsBenchConfig) -> list[dict]:
     """Print the table and the targets' verdicts (and record them with ``args.record``); return the rows."""
+    check_report_path(args.record)   # before the measurements: the record can be written at the end
     torch.set_num_threads(args.threads)
     print(f"eLSTM segment, D={args.input_size}, B={args.batch_size}, {args.dtype}, {args.device}, "
           f"{args.threads} threads, median of {args.repeats}")

@@ -2,7 +2,8 @@
 
 A metrics file is a CSV with a header of column names and one row per log point; a blank cell is
 a value not measured at that point. The writer appends (and flushes) a row at a time, so a run that
-is killed keeps every row written before; it can mirror the numbers to TensorBoard.
+is killed keeps every row written before; it can mirror the numbers to TensorBoard and to Weights & Biases
+(``rtrl.records.wandb_log``).
 """
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ class MetricsLog:
     """Appends rows of ``columns`` to ``path``; ``fresh=True`` starts the file anew.
 
     ``tensorboard``: a directory for TensorBoard event files of every numeric column, each against
-    the row's ``step_column``.
+    the row's ``step_column``. ``wandb``: a :class:`rtrl.records.wandb_log.WandbWriter` (anything with
+    ``write(row)``, ``flush()`` and ``close()``) that gets every row too; the log closes it.
     """
 
     def __init__(self, path: str | Path, columns: tuple[str, ...], fresh: bool = False,
-                 tensorboard: str | Path | None = None, step_column: str = "step", purge_step: int | None = None):
+                 tensorboard: str | Path | None = None, step_column: str = "step", purge_step: int | None = None,
+                 wandb=None):
         """``purge_step``: a resumed run's first new step; TensorBoard hides the events an earlier session
         wrote at that step or later (its rows in this file are trimmed by :func:`keep_rows_up_to`)."""
         self.path, self.columns, self.step_column = Path(path), tuple(columns), step_column
@@ -37,7 +40,7 @@ class MetricsLog:
         self.writer = csv.DictWriter(self.file, fieldnames=self.columns)
         if new:
             self._write(self.writer.writeheader)
-        self.tensorboard = None
+        self.tensorboard, self.wandb = None, wandb
         if tensorboard is not None:
             from torch.utils.tensorboard import SummaryWriter
             self.tensorboard = SummaryWriter(str(tensorboard), purge_step=purge_step)
@@ -55,17 +58,23 @@ class MetricsLog:
             for key, value in row.items():
                 if key != self.step_column and isinstance(value, (int, float)) and math.isfinite(value):
                     self.tensorboard.add_scalar(key, value, row[self.step_column])
+        if self.wandb is not None:
+            self.wandb.write(row)
 
     def flush(self) -> None:
         """Everything written so far on the disk, TensorBoard's buffered events included."""
         self.file.flush()
         if self.tensorboard is not None:
             self.tensorboard.flush()
+        if self.wandb is not None:
+            self.wandb.flush()
 
     def close(self) -> None:
         self.file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
     def __enter__(self) -> "MetricsLog":
         return self

@@ -32,6 +32,9 @@ BUFFERS = Check(f"0 or a positive integer up to {MAX_BUFFERS}",
                 lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_BUFFERS)
 THREADS = Check(f"a positive integer, at most {cpu_count()} (the CPUs of this machine)",
                 lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= cpu_count())
+# W&B refuses these characters in a project name, and names over 128 characters
+WANDB_PROJECT = Check("a W&B project name: at most 128 characters, none of / \\ # ? % :",
+                      lambda v: isinstance(v, str) and len(v) <= 128 and not set(v) & set("/\\#?%:"))
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 LEARNERS = ("impala", "stream")   # rtrl.runtime.learners.LEARNERS holds what each one is
@@ -95,6 +98,16 @@ class TrainConfig(ModelConfig):
     max_actor_restarts: int = S(3, "replace an actor that dies or fails (fresh environments) up to K times in a row "
                                 "per actor slot; the next failure ends the run with its traceback (0: the first)",
                                 check=NON_NEGATIVE_INT)
+    # --- Weights & Biases (issue 27; rtrl.records.wandb_log: the run id in wandb.json, resumed with the run) ---
+    wandb: bool = S(False, "also log metrics.csv's rows and this config to Weights & Biases, one W&B run per run "
+                    "directory (resumed with it); needs pip install 'rtrl[wandb]'; WANDB_MODE=offline keeps it on "
+                    "this machine")
+    wandb_project: str = S("", "with --wandb: the W&B project (empty: WANDB_PROJECT, else rtrl)", check=WANDB_PROJECT,
+                           flag={"metavar": "PROJECT"})
+    wandb_group: str = S("", "with --wandb: the W&B group of the run (e.g. one per sweep; empty: none)",
+                         flag={"metavar": "GROUP"})
+    wandb_name: str = S("", "with --wandb: the W&B run's display name (empty: the run directory's name)",
+                        flag={"metavar": "NAME"})
     # --- the streaming learner (learner stream; Elsayed et al. 2024's Stream AC(lambda) defaults) ---
     num_envs: int = S(1, "with learner stream: independent streams stepped and learned from together (1: the pure "
                       "streaming setting)", check=POSITIVE_INT)
@@ -141,6 +154,14 @@ class TrainConfig(ModelConfig):
         if self.ray_address and self.backend != "ray":
             raise SettingError("{ray_address} does nothing with {backend}; accepted: {ray_address:name} only with "
                                "{backend:name} ray", ray_address=self.ray_address, backend=self.backend)
+        wandb_given = [name for name in ("wandb_project", "wandb_group", "wandb_name") if getattr(self, name)]
+        if wandb_given and not self.wandb:
+            raise SettingError(f"{{{wandb_given[0]}}} does nothing without {{wandb:name}}; accepted: "
+                               f"{{{wandb_given[0]}:name}} only with {{wandb:name}}", wandb=self.wandb,
+                               **{wandb_given[0]: getattr(self, wandb_given[0])})
+        if self.wandb:   # a missing package is refused before the run starts
+            from rtrl.records.wandb_log import import_wandb
+            import_wandb()
         check_train_config(self)   # last: the run's large allocations, from the sizes the checks above accepted
 
     def validate(self) -> "TrainConfig":
@@ -177,7 +198,8 @@ class TrainConfig(ModelConfig):
 # these without --force (a run started on one machine continues on a cluster, say).
 RUNTIME_SETTINGS = frozenset({"backend", "ray_address", "actor_cpus", "rollouts_in_flight", "max_actor_restarts",
                               "num_actors", "num_buffers", "device", "learner_threads", "log_interval",
-                              "checkpoint_interval", "sensitivity_memory_gib"})
+                              "checkpoint_interval", "sensitivity_memory_gib", "wandb", "wandb_project",
+                              "wandb_group", "wandb_name"})
 
 
 def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:

@@ -3,6 +3,8 @@
     config.json       the full resolved settings
     metrics.csv       one row per log interval (``rtrl.runtime.session``: the run's columns and the learner's)
     tensorboard/      TensorBoard event files of the same numbers
+    wandb.json        with --wandb: the id of the run's W&B run and the last step it got (``rtrl.records.wandb_log``)
+    wandb/            with --wandb: W&B's own files (offline runs for `wandb sync`), unless WANDB_DIR is set
     checkpoint.pt     model, learner state (optimizer...), step counters, recent episodes, RNG states (written
                       atomically; ``CHECKPOINT_FORMAT``)
     curve.png         the learning curve, drawn at the end by the command line
@@ -157,10 +159,22 @@ class RunDirectory:
             raise OSError(error.errno, f"{error.strerror}; the previous checkpoint.pt is kept",
                           str(self.checkpoint_path)) from error
 
-    def metrics_log(self, steps: int, columns: tuple[str, ...]) -> MetricsLog:
-        """The metrics writer of a run resuming at ``steps`` (TensorBoard hides older sessions' later events)."""
-        return MetricsLog(self.metrics_path, columns, tensorboard=self.path / "tensorboard",
-                          purge_step=steps + 1)
+    def metrics_log(self, steps: int, columns: tuple[str, ...], cfg: TrainConfig | None = None,
+                    resuming: bool = False) -> MetricsLog:
+        """The metrics writer of a run resuming at ``steps`` (TensorBoard hides older sessions' later events);
+        with ``cfg.wandb`` it mirrors the rows to the directory's W&B run too (continued when ``resuming``)."""
+        wandb = None
+        if cfg is not None and cfg.wandb:
+            from rtrl.records.wandb_log import WandbWriter
+            wandb = WandbWriter(self.path, cfg.to_dict(), resuming, project=cfg.wandb_project, group=cfg.wandb_group,
+                                name=cfg.wandb_name)
+        try:
+            return MetricsLog(self.metrics_path, columns, tensorboard=self.path / "tensorboard",
+                              purge_step=steps + 1, wandb=wandb)
+        except BaseException:
+            if wandb is not None:
+                wandb.close()
+            raise
 
     def close(self) -> None:
         """Release the lock; a directory this run created and left empty (it failed at start-up) goes too."""

@@ -130,7 +130,7 @@ class RunSession:
         self.metrics = tuple(self.learner.metrics)
         columns = RUN_COLUMNS + self.metrics + COUNT_COLUMNS
         self.run.commit(cfg, self.checkpoint, columns)
-        self.log = self.run.metrics_log(self.progress.steps, columns)
+        self.log = self.run.metrics_log(self.progress.steps, columns, cfg, resuming=self.checkpoint is not None)
         if self.show_progress:
             from tqdm import tqdm
             self.bar = tqdm(total=cfg.total_steps, initial=self.progress.steps, unit="step", dynamic_ncols=True,
