@@ -312,3 +312,4 @@ def test_a_report_with_no_finished_runs_leaves_the_doc_as_it_is(tmp_path, capsys
     assert main(["bench", "suite", "--runs", str(tmp_path / "none"), "--results", str(tmp_path / "none"),
                  "--doc", str(doc), "--report-only"]) == 0
     assert doc.read_text() == before and "left as it is" in capsys.readouterr().out
+
