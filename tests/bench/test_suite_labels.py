@@ -95,3 +95,11 @@ def test_a_paired_cell_label_runs_through_the_suite_with_its_preset(tmp_path, mo
     assert next((tmp_path / "results").rglob("recall-2x30/rtrl-rtu-seed0.json")).exists()
     monkeypatch.setattr(suite, "train", lambda *a, **k: pytest.fail("a finished run ran again"))
     assert [r["score"] for r in suite.run(cfg, TINY_TRAIN, say=lambda *_: None)] == [result["score"]]
+
+
+def test_the_report_says_which_labels_train_with_their_familys_preset(tmp_path):
+    from rtrl.bench.suite_report import _presets
+    cfg = tiny(tmp_path, tier="full")
+    assert _presets(cfg, suite.plan(cfg)) == ("preset `memory-suite`; `memory-suite-rtu` for rtrl-rtu; "
+                                              "`memory-suite-clru` for rtrl-clru")
+    assert _presets(cfg, suite.plan(tiny(tmp_path, tier="full", cells="lstm"))) == "preset `memory-suite`"
