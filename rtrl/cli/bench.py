@@ -19,9 +19,9 @@ def register(subcommands) -> None:
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     benchmarks.required = True
 
-    p = benchmarks.add_parser("cells", help="the RTRL engine against this machine's floor and autograd BPTT (eLSTM)",
+    p = benchmarks.add_parser("cells", help="the RTRL engine against this machine's floor and autograd BPTT (eLSTM; --cells rtu clru: the paired cells beside it)",
                               description=cells.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(p, cells.CellsBenchConfig)
+    add_flags(p, cells.CellsBench)
     p.add_argument("--no-memory", dest="memory", action="store_false", default=argparse.SUPPRESS,
                    help="do not measure peak memory (the same as --memory false)")
     p.set_defaults(func=run_cells, _parser=p)
@@ -54,7 +54,7 @@ def _config(args, cls):
 
 
 def run_cells(args: argparse.Namespace) -> int:
-    cells.run(_config(args, cells.CellsBenchConfig))
+    cells.run(_config(args, cells.CellsBench))
     return 0
 
 
