@@ -1,6 +1,7 @@
 """`rtrl bench suite`: the memory suite — cores × tasks × seeds at a fixed step budget, resumable.
 
-Each run trains with one preset (``memory-suite``: only the core, the task and the seed change), inline
+Each run trains with its cell family's preset (``memory-suite``, or ``memory-suite-rtu`` ...: only the agent, the
+task and the seed change; ``rtrl.bench.suite_labels``), inline
 in one process with one torch thread, then is evaluated greedily from a zero state; its score goes to
 ``RUNS/TIER/TASK/CORE-seedK/result.json``. A run with a ``result.json`` is finished and never run again;
 a run that was stopped resumes from its last checkpoint, so a stopped piece loses at most the run in
@@ -12,6 +13,7 @@ have the run directories. ``docs/MEMORY_SUITE.md`` is then written from whatever
 
     rtrl bench suite --tier quick                 # 1 seed, rtrl-elstm and tbptt-elstm
     rtrl bench suite --tier full --jobs 2 --max-minutes 75   # a < 2 h piece of the full tier; run it again
+    rtrl bench suite --tier full --cells rtu,clru --jobs 2 --max-minutes 75   # the paired cells' runs alone
     rtrl bench suite --tier full --report-only    # the report from the runs that exist
 """
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import math
 import multiprocessing
 import os
 import re
@@ -29,33 +30,34 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from rtrl.bench.suite_labels import cell_of, label_preset, label_settings
+from rtrl.bench.suite_records import read_result, training_curve
 from rtrl.bench.suite_tasks import TASK_NAMES, TASKS
 from rtrl.eval.evaluation import EvalConfig, evaluate
 from rtrl.records.files import write_text_atomically
-from rtrl.records.metrics import MetricsError, read_metrics
 from rtrl.records.reports import check_report_path, utc_stamp
 from rtrl.runtime.config import PRESETS, resolve_config
 from rtrl.runtime.train import train
 from rtrl.settings import NON_NEGATIVE, POSITIVE_INT, SettingError, literal, optional, setting, validate
 
 EVAL_SEED = 123
-SET_PER_RUN = ("env", "core", "cell", "learning", "seed", "total_steps")   # what the suite sets for each run
-CURVE_POINTS = 400   # rows of the training curve kept in a run's record
+SET_PER_RUN = ("env", "core", "cell", "learning", "num_layers", "multilayer", "seed", "total_steps")   # what the suite sets for each run
 
 
 @dataclass(frozen=True)
 class Tier:
-    cores: tuple[tuple[str, tuple[int, ...]], ...]   # (core, seeds)
+    cores: tuple[tuple[str, tuple[int, ...]], ...]   # (label, seeds): suite_labels.AGENTS
     total_steps: int
     eval_episodes: int
 
 
 TIERS = {
     "quick": Tier((("rtrl-elstm", (0,)), ("tbptt-elstm", (0,))), 2_000_000, 200),
-    "full": Tier((("rtrl-elstm", (0, 1, 2)), ("tbptt-elstm", (0, 1, 2)), ("lstm", (0,)), ("ff", (0,))),
+    # issue 23: the paired cells (3 seeds) and the 2-layer exact eLSTM (1 seed) beside the first four
+    "full": Tier((("rtrl-elstm", (0, 1, 2)), ("tbptt-elstm", (0, 1, 2)), ("lstm", (0,)), ("ff", (0,)),
+                  ("rtrl-rtu", (0, 1, 2)), ("rtrl-clru", (0, 1, 2)), ("2x-exact-rtrl-elstm", (0,))),
                  15_000_000, 500),
 }
 
@@ -63,21 +65,26 @@ TIERS = {
 @dataclass
 class SuiteConfig:
     tier: str = setting("quick", "quick: 1 seed of rtrl-elstm and tbptt-elstm, 2M steps per run; full: 3 seeds "
-                        "of rtrl-elstm and tbptt-elstm and 1 of lstm and ff, 15M steps per run (POPGym's budget)", choices=tuple(TIERS))
+                        "of rtrl-elstm, tbptt-elstm, rtrl-rtu and rtrl-clru and 1 of lstm, ff and 2x-exact-rtrl-elstm, "
+                        "15M steps per run (POPGym's budget)", choices=tuple(TIERS))
     runs: str = setting("runs/suite", "directory of the runs (RUNS/TIER/TASK/CORE-seedK)", flag={"metavar": "DIR"})
     results: str = setting("docs/memory_suite", "directory of the finished runs' records (score and thinned "
                            "training curve; RESULTS/VARIANT/TASK/CORE-seedK.json): kept with the report, they count "
                            "as finished runs on a machine without the run directories ('' for none)",
                            flag={"metavar": "DIR"})
     doc: str = setting("docs/MEMORY_SUITE.md", "the report to write ('' for none)", flag={"metavar": "PATH"})
-    preset: str = setting("memory-suite", "the training preset of every run (only core, task and seed change)")
+    preset: str = setting("memory-suite", "the training preset of the runs (only agent, task and seed change); "
+                          "a cell family with a preset PRESET-CELL (memory-suite-rtu, memory-suite-clru) trains with "
+                          "that one")
     tasks: str = setting("", "comma-separated task names to run (empty: all): " + ", ".join(TASK_NAMES))
     total_steps: int | None = setting(None, "agent steps per run (none: the tier's)", check=optional(POSITIVE_INT))
     eval_episodes: int | None = setting(None, "greedy evaluation episodes per run (none: the tier's 200 / 500)",
                                         check=optional(POSITIVE_INT))
     seeds: str = setting("", "comma-separated seeds for every core of the tier (empty: the tier's)")
-    cores: str = setting("", "comma-separated cores of the tier to run (empty: all of the tier's); the others "
-                         "keep their runs and stay in the report")
+    cores: str = setting("", "comma-separated agent labels of the tier to run (empty: all of the tier's); the "
+                         "others keep their runs and stay in the report")
+    cells: str = setting("", "comma-separated cells: run the tier's labels of these cells (e.g. rtu,clru; with "
+                         "--cores, the labels both name; empty: every cell)")
     jobs: int = setting(1, "runs at once, each one process with one torch thread", check=POSITIVE_INT)
     max_minutes: float = setting(0.0, "start no run after this many minutes (0: no limit); a piece of a tier",
                                  check=NON_NEGATIVE)
@@ -97,6 +104,11 @@ class SuiteConfig:
         if unknown:
             raise SettingError("{cores} names a core not in the " + literal(self.tier) + " tier; accepted: "
                                + ", ".join(tier_cores), cores=self.cores)
+        tier_cells = list(dict.fromkeys(cell_of(core) for core in tier_cores))
+        unknown = [c for c in self.cell_names() if c not in tier_cells]
+        if unknown:
+            raise SettingError("{cells} names a cell with no agent in the " + literal(self.tier) + " tier; "
+                               "accepted: " + ", ".join(tier_cells), cells=self.cells)
         if self.preset not in PRESETS:
             raise SettingError("unknown {preset}; accepted: " + ", ".join(sorted(PRESETS)), preset=self.preset)
         try:
@@ -114,6 +126,15 @@ class SuiteConfig:
         """The cores ``cores`` names (empty: none chosen, every core of the tier runs)."""
         return [c.strip() for c in self.cores.split(",") if c.strip()]
 
+    def cell_names(self) -> list[str]:
+        """The cells ``cells`` names (empty: none chosen)."""
+        return [c.strip() for c in self.cells.split(",") if c.strip()]
+
+    def chosen(self, label: str) -> bool:
+        """Whether the tier's ``label`` runs: named by ``cores`` and ``cells`` (or they are empty)."""
+        return ((not self.core_names() or label in self.core_names())
+                and (not self.cell_names() or cell_of(label) in self.cell_names()))
+
     def steps(self) -> int:
         return self.total_steps or TIERS[self.tier].total_steps
 
@@ -129,6 +150,7 @@ class Job:
     out: str
     settings: dict   # the training settings besides the preset's
     record: str | None = None   # where the finished run's record is kept (None: nowhere but the run directory)
+    preset: str = "memory-suite"   # the training preset (its cell family's: suite_labels.label_preset)
 
 
 def variant_parts(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[str]:
@@ -152,8 +174,7 @@ def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
     if cfg.seeds.strip():
         chosen = tuple(sorted({int(part) for part in cfg.seeds.split(",")}))
         cores = tuple((core, chosen) for core, _ in cores)
-    if cfg.core_names():
-        cores = tuple((core, seeds) for core, seeds in cores if core in cfg.core_names())
+    cores = tuple((core, seeds) for core, seeds in cores if cfg.chosen(core))
     seeds = sorted({s for _, core_seeds in cores for s in core_seeds})
     jobs = []
     for seed in seeds:
@@ -163,12 +184,12 @@ def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
                     env = tasks[name].env
                     if cfg.previous_action:
                         env += ("&" if "?" in env else "?") + "previous_action=true"
-                    settings = dict(train_overrides or {}, env=env, core=core, seed=seed, total_steps=cfg.steps(),
-                                    num_actors=0, learner_threads=1)
+                    settings = dict(train_overrides or {}, env=env, **label_settings(core), seed=seed,
+                                    total_steps=cfg.steps(), num_actors=0, learner_threads=1)
                     out = Path(cfg.runs) / cfg.tier / name / f"{core}-seed{seed}"
                     record = (str(Path(cfg.results) / variant / name / f"{core}-seed{seed}.json")
                               if cfg.results else None)
-                    jobs.append(Job(name, core, seed, str(out), settings, record))
+                    jobs.append(Job(name, core, seed, str(out), settings, record, label_preset(core, cfg.preset)))
     return jobs
 
 
@@ -193,35 +214,6 @@ def load_result(job: Job, preset: str | None = None) -> dict | None:
     return result
 
 
-RESULT_FIELDS = {"task": str, "core": str, "seed": int, "preset": str, "score_name": str, "score": (int, float),
-                 "train_minutes": (int, float)}
-
-
-def read_result(path: Path) -> dict:
-    """A run's result.json (or its record), checked: a table holding ``RESULT_FIELDS`` of their types; a
-    SettingError naming the file otherwise."""
-    def bad(why: str) -> SettingError:
-        return SettingError(literal(f"{path} is not a result of the suite ({why}); accepted: the result.json a "
-                                    "run of the suite writes; move it away to run that run again"))
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise bad("not UTF-8 text") from None
-    except OSError as error:
-        raise bad("a directory" if path.is_dir() else error.strerror or str(error)) from None
-    except ValueError as error:
-        raise bad("empty" if not path.stat().st_size else f"not valid JSON: {error}") from None
-    if not isinstance(result, dict):
-        raise bad(f"it holds a {type(result).__name__}, not a table")
-    missing = [k for k in RESULT_FIELDS if k not in result]
-    if missing:
-        raise bad(f"it has no {', '.join(missing)}")
-    wrong = [k for k, kind in RESULT_FIELDS.items() if not isinstance(result[k], kind) or isinstance(result[k], bool)]
-    if wrong:
-        raise bad(", ".join(f"{k}={result[k]!r}" for k in wrong) + " of the wrong type")
-    return result
-
-
 def is_finished(job: Job, preset: str | None = None) -> bool:
     """True when the run has its record or its result.json (see :func:`load_result` for ``preset``)."""
     return load_result(job, preset) is not None
@@ -236,27 +228,6 @@ def keep_record(job: Job) -> bool:
     lines = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in result.items()]   # a key a line
     write_text_atomically(Path(job.record), "{\n" + ",\n".join(lines) + "\n}\n")
     return True
-
-
-def training_curve(run: str | Path, score: str, points: int = CURVE_POINTS) -> dict[str, list] | None:
-    """The run's training curve from its metrics.csv: step, episodes in the statistics window, mean return
-    and ``score`` (recent-episode window, sampled actions), thinned to at most ``points`` rows (evenly
-    spaced, the last row kept), scores rounded to 5 significant digits; None without metrics. Blank cells
-    (nothing measured yet) are None."""
-    try:
-        columns = read_metrics(run)
-    except MetricsError:
-        return None
-    names = ["step", "episodes", "mean_return"] + ([score] if score != "mean_return" else [])
-    rows = len(columns["step"])
-    keep = sorted(set(np.linspace(0, rows - 1, min(points, rows)).round().astype(int).tolist()))
-
-    def value(name: str, x: float):
-        if not math.isfinite(x):
-            return None
-        return int(x) if name in ("step", "episodes") else float(f"{x:.5g}")
-
-    return {name: [value(name, columns[name][i]) for i in keep] for name in names if name in columns}
 
 
 def train_command(preset: str, job: Job) -> str:
@@ -291,9 +262,9 @@ def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> lis
         raise SettingError(f"{{{fixed[0]}}} is set by the suite for each run; accepted: other training "
                            "settings", **{fixed[0]: (train_overrides or {})[fixed[0]]})
     jobs = plan(cfg, train_overrides)
-    for job in jobs[:1]:
-        resolve_config(cfg.preset, overrides=job.settings)   # bad training settings: an error before any run
-    unfinished = [j for j in jobs if not is_finished(j, cfg.preset)]
+    for job in {j.core: j for j in reversed(jobs)}.values():   # the first run of each label
+        resolve_config(job.preset, overrides=job.settings)   # bad training settings: an error before any run
+    unfinished = [j for j in jobs if not is_finished(j, j.preset)]
     kept = sum(keep_record(j) for j in jobs)
     todo = [] if cfg.report_only else unfinished
     if kept:
@@ -306,7 +277,7 @@ def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> lis
             if deadline is not None and time.monotonic() > deadline:
                 say(f"stopping after {cfg.max_minutes} minutes; run the command again to go on")
                 break
-            _report(say, run_job(cfg.preset, job, cfg.episodes()), job)
+            _report(say, run_job(job.preset, job, cfg.episodes()), job)
     elif todo:
         _run_parallel(cfg, todo, deadline, say)
     return [result for result in map(load_result, jobs) if result is not None]
@@ -320,7 +291,7 @@ def _run_parallel(cfg: SuiteConfig, todo: list[Job], deadline: float | None, say
             while queue or pending:
                 while queue and len(pending) < cfg.jobs and (deadline is None or time.monotonic() < deadline):
                     job = queue.pop(0)
-                    future = pool.submit(_run_job_in_worker, cfg.preset, job, cfg.episodes())
+                    future = pool.submit(_run_job_in_worker, job.preset, job, cfg.episodes())
                     pending.add(future)
                     jobs[future] = job
                 if not pending:

@@ -250,6 +250,16 @@ def section_name(cfg: SuiteConfig, train_overrides: dict | None = None) -> str:
     return ", ".join(parts[:at] + extra + parts[at:])
 
 
+def _presets(cfg: SuiteConfig, jobs: list) -> str:
+    """``preset `memory-suite``` and, for the cell families with their own, which labels train with which."""
+    own = {}
+    for job in jobs:
+        if job.preset != cfg.preset:
+            own.setdefault(job.preset, []).append(job.core)
+    return f"preset `{cfg.preset}`" + "".join(f"; `{preset}` for {', '.join(dict.fromkeys(labels))}"
+                                             for preset, labels in own.items())
+
+
 def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overrides: dict | None = None) -> str:
     """Write the section of this tier, preset and settings in ``cfg.doc`` (and its curve PNGs beside it) from
     the finished runs; return the section's markdown. The report covers every core of the tier, also when
@@ -264,9 +274,9 @@ def write_report(cfg: SuiteConfig, command: str, doc_text: str = "", train_overr
     finished = [j for j in jobs if load_result(j) is not None]
     lines = [f"## Tier `{name}`: {len(finished)} of {len(jobs)} runs finished", "",
              f"- date: {utc_stamp()}", f"- machine: {machine_description()}", f"- command: `{command}`",
-             f"- budget of every run: {cfg.steps():,} agent steps, preset `{cfg.preset}`, inline actors, one torch "
+             f"- budget of every run: {cfg.steps():,} agent steps, {_presets(cfg, jobs)}, inline actors, one torch "
              f"thread; greedy evaluation over {cfg.episodes()} episodes from a zero state (seed 123)",
-             f"- one run, exactly: `{train_command(cfg.preset, jobs[0])}`" if jobs else "", "",
+             f"- one run, exactly: `{train_command(jobs[0].preset, jobs[0])}`" if jobs else "", "",
              "Scores (mean over seeds [95% percentile-bootstrap CI over seeds], n = seeds finished):", "", *rows, ""]
     if arrays:
         lines += ["Normalised scores, (score − chance) / (max − chance), mean over the seeds finished on every task"

@@ -19,7 +19,7 @@ def register(subcommands) -> None:
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     benchmarks.required = True
 
-    p = benchmarks.add_parser("cells", help="the RTRL engine against this machine's floor and autograd BPTT (eLSTM)",
+    p = benchmarks.add_parser("cells", help="the RTRL engine against this machine's floor and autograd BPTT (eLSTM; --cells rtu clru: the paired cells beside it)",
                               description=cells.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(p, cells.CellsBenchConfig)
     p.add_argument("--no-memory", dest="memory", action="store_false", default=argparse.SUPPRESS,

@@ -287,6 +287,13 @@ PRESETS: dict[str, dict] = {
                          chrono_max=300.0, init_std=0.5, normalize_advantages=True, rmsprop_eps=1e-5, lr=2e-3,
                          entropy_cost=0.01, num_actors=2, envs_per_actor=16),
 }
+# one configuration per cell family in the memory suite (rtrl.bench.suite_labels): the paired cells' presets are
+# memory-suite with the hidden size at which the whole agent (identity stem, core, heads reading 2N) has the
+# eLSTM's parameter count at N = 128, averaged over the suite's 8 tasks: eLSTM 19,957 (18,563 to 22,409 by
+# task); RTU at N = 864 20,093 (12,099 to 36,297: its count grows with the input size, the eLSTM's with N^2);
+# complex LRU at N = 816 19,793 (12,243 to 35,097)
+PRESETS["memory-suite-rtu"] = dict(PRESETS["memory-suite"], cell="rtu", hidden_size=864, rtu_variant="linear")
+PRESETS["memory-suite-clru"] = dict(PRESETS["memory-suite"], cell="clru", hidden_size=816)
 
 
 def resolve_config(preset: str | None = None, config_file: str | None = None,

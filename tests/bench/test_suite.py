@@ -47,11 +47,12 @@ def test_every_suite_task_is_an_environment_with_a_score():
 
 def test_plan_covers_the_tier_seed_by_seed():
     jobs = suite.plan(SuiteConfig(tier="full"))
-    assert len(jobs) == 8 * (3 + 3 + 1 + 1)
+    assert len(jobs) == 8 * (3 + 3 + 1 + 1 + 3 + 3 + 1)
     assert [j.seed for j in jobs] == sorted(j.seed for j in jobs)   # seed 0 of everything first
     assert {(j.core, j.seed) for j in jobs if j.task == "recall-2x300"} == {
         ("rtrl-elstm", 0), ("rtrl-elstm", 1), ("rtrl-elstm", 2), ("tbptt-elstm", 0), ("tbptt-elstm", 1),
-        ("tbptt-elstm", 2), ("lstm", 0), ("ff", 0)}
+        ("tbptt-elstm", 2), ("lstm", 0), ("ff", 0), ("rtrl-rtu", 0), ("rtrl-rtu", 1), ("rtrl-rtu", 2),
+        ("rtrl-clru", 0), ("rtrl-clru", 1), ("rtrl-clru", 2), ("2x-exact-rtrl-elstm", 0)}
     three = suite.plan(SuiteConfig(seeds="2,0,1"))
     assert {(j.core, j.seed) for j in three} == {(c, s) for c in ("rtrl-elstm", "tbptt-elstm") for s in (0, 1, 2)}
     assert suite.plan(SuiteConfig(seeds="0"))[0].out == suite.plan(SuiteConfig())[0].out   # shared with the tier
@@ -311,3 +312,4 @@ def test_a_report_with_no_finished_runs_leaves_the_doc_as_it_is(tmp_path, capsys
     assert main(["bench", "suite", "--runs", str(tmp_path / "none"), "--results", str(tmp_path / "none"),
                  "--doc", str(doc), "--report-only"]) == 0
     assert doc.read_text() == before and "left as it is" in capsys.readouterr().out
+
