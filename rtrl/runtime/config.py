@@ -155,7 +155,7 @@ def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
     allocates against ``sensitivity_memory_gib`` only (0: none); the run as a whole is checked once at
     its start (``check_sensitivity_memory``)."""
     limit = int(cfg.sensitivity_memory_gib * 2 ** 30) if cfg.sensitivity_memory_gib else 2 ** 62
-    return Agent(spec.obs_shape, spec.obs_dtype, spec.num_actions, cfg.model_config(), memory_limit=limit)
+    return Agent(spec.obs_shape, spec.obs_dtype, spec.action or spec.num_actions, cfg.model_config(), memory_limit=limit)
 
 
 def check_sensitivity_memory(cfg: TrainConfig, model: Agent, copies: int) -> None:
