@@ -7,20 +7,20 @@ Each prefix is served by one adapter module of this package (``ADAPTERS``), whic
     make(name, *, env_id, seed, training, **options) -> gymnasium.Env
 
 and returns an env that already satisfies the contract of :func:`make_env`. The adapters import
-their environment package (ale_py, procgen, popgym, minigrid, deepmind_lab) only when an env is made.
+their environment package (ale_py, procgen, popgym, minigrid, mujoco, deepmind_lab) only when an env is made.
 A new env family is a new adapter module and one entry in ``ADAPTERS``.
 """
 from __future__ import annotations
 
 import gymnasium as gym
 
-from rtrl.envs import atari, dmlab, memory, minigrid, popgym, procgen
+from rtrl.envs import atari, dmlab, memory, minigrid, mujoco, popgym, procgen
 from rtrl.envs import gym as gym_adapter
 from rtrl.envs import python as python_adapter
 from rtrl.envs.wrappers import FlattenMultiDiscreteAction, PreviousAction, SeedOnFirstReset
 
 ADAPTERS = {"atari": atari, "dmlab": dmlab, "gym": gym_adapter, "memory": memory, "minigrid": minigrid,
-            "popgym": popgym, "procgen": procgen, "python": python_adapter}
+            "mujoco": mujoco, "popgym": popgym, "procgen": procgen, "python": python_adapter}
 PREFIXES = tuple(ADAPTERS)
 KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -92,7 +92,7 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
 
     Examples: ``atari:Pong``, ``procgen:chaser?num_levels=500&distribution_mode=memory``,
     ``dmlab:rooms_watermaze``, ``popgym:RepeatPreviousEasy``, ``minigrid:MiniGrid-MemoryS7-v0``,
-    ``gym:CartPole-v1``, ``gym:my_package.envs:MyEnv-v0``, ``memory:delayed_recall?delay=30&cues=2``,
+    ``gym:CartPole-v1``, ``gym:my_package.envs:MyEnv-v0``, ``mujoco:Hopper-v5?observe=velocity``, ``memory:delayed_recall?delay=30&cues=2``,
     ``python:my-env`` (with ``env_fn``).
 
     Every id takes ``previous_action=true``: the observation ends with the one-hot of the previous action

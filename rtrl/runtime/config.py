@@ -204,6 +204,13 @@ PRESETS: dict[str, dict] = {
                          total_steps=2_000_000, unroll_length=10, batch_size=32, hidden_size=128, stem="identity",
                          chrono_max=300.0, init_std=0.5, normalize_advantages=True, rmsprop_eps=1e-5, lr=2e-3,
                          entropy_cost=0.01, num_actors=2, envs_per_actor=16),
+    # continuous control (docs/MUJOCO.md), not the paper's: MuJoCo with the velocities masked, vector
+    # observations normalised, rewards scaled to returns of order 1 (not clipped), a Gaussian policy with a
+    # state-independent log std, standardised advantages, no entropy bonus (CleanRL's PPO has none there)
+    "mujoco": dict(env="mujoco:Hopper-v5?observe=velocity", cell="elstm", learning="rtrl", total_steps=1_000_000,
+                   unroll_length=16, batch_size=16, hidden_size=64, stem="mlp", stem_hidden_size=64,
+                   obs_norm=True, reward_norm=True, reward_clip=False, normalize_advantages=True,
+                   entropy_cost=0.0, lr=3e-4, rmsprop_eps=1e-5, discounting=0.99, num_actors=2, envs_per_actor=8),
 }
 
 
