@@ -72,9 +72,9 @@ def test_errors_name_the_bad_value_and_the_accepted_ones(env_id, fragments):
 
 
 @pytest.mark.parametrize("env_id", ["gym:Pendulum-v1", "popgym:PositionOnlyPendulumEasy"])
-def test_continuous_action_space_is_an_error(env_id):
-    with pytest.raises(ValueError, match=r"action space Box\(-2\.0, 2\.0"):
-        make_env(env_id)
+def test_continuous_action_space_is_a_box(env_id):
+    # continuous control is supported (issue 26): a Box, its actions clipped to the bounds
+    assert make_env(env_id).action_space == spaces.Box(-2.0, 2.0, (1,), np.float32)
 
 
 # ---------------------------------------------------------------- contract of the cheap adapters
