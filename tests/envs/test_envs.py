@@ -36,7 +36,7 @@ def test_parse_env_id_converts_option_types():
     assert parse_env_id("memory:delayed_recall?delay=7&cues=3", overrides)[2] == {"delay": 4, "cues": 3,
                                                                                  "previous_action": True}
     assert overrides == {"delay": 4, "previous_action": True}   # the caller's dict is not changed
-    assert set(PREFIXES) == {"atari", "dmlab", "gym", "memory", "minigrid", "popgym", "procgen", "python"}
+    assert set(PREFIXES) == {"atari", "dmlab", "gym", "memory", "minigrid", "mujoco", "popgym", "procgen", "python"}
 
 
 def test_kwargs_override_options_in_the_id():
@@ -48,7 +48,7 @@ def test_kwargs_override_options_in_the_id():
 @pytest.mark.parametrize(
     "env_id, fragments",
     [
-        ("atar:Pong", ["'atar'", "atari, dmlab, gym, memory, minigrid, popgym, procgen"]),
+        ("atar:Pong", ["'atar'", "atari, dmlab, gym, memory, minigrid, mujoco, popgym, procgen"]),
         ("Pong", ["'Pong'", "prefix:name", "atari"]),
         ("gym:", ["no name"]),
         ("memory:delayed_recall?delay", ["'delay'", "key=value"]),

@@ -5,9 +5,9 @@ One run at a time, each at the lowest priority (nice 19), resumable: a finished 
 record in docs/mujoco/ (final return, curve) and is skipped next time; an unfinished run directory is
 resumed by `rtrl train`. `--report` (or the end of the runs) writes docs/MUJOCO.md's table and docs/mujoco.png.
 
-    python bench/mujoco.py                                  # every task x core x seed at --total-steps
-    python bench/mujoco.py --tasks hopper-v --seeds 0       # a subset
-    python bench/mujoco.py --report                         # the table from the records so far
+    python bench/mujoco_suite.py                                  # every task x core x seed at --total-steps
+    python bench/mujoco_suite.py --tasks hopper-v --seeds 0       # a subset
+    python bench/mujoco_suite.py --report                         # the table from the records so far
 """
 from __future__ import annotations
 
