@@ -62,3 +62,22 @@ def test_the_reward_scaler_makes_returns_of_order_one_and_keeps_the_sign():
     # a discounted return of such rewards is then about 1
     g = sum(0.9 ** t * scaler(rewards[t:t + 1]) for t in range(200))
     assert 0.7 < float(g) < 1.3
+
+
+def test_the_policy_head_for_each_action_space():
+    from rtrl.algos import DiagGaussian, MultiCategorical
+    from rtrl.models import Agent
+    discrete = Agent((4,), torch.float32, 3, cell="ff", learning="tbptt", hidden_size=8, stem="identity")
+    assert {k for k in discrete.state_dict() if k.startswith("policy")} == {"policy.weight", "policy.bias"}
+    multi = Agent((4,), torch.float32, MultiCategorical((2, 3)), cell="ff", learning="tbptt", hidden_size=8, stem="identity")
+    assert multi.policy.out_features == 5
+    obs, reward, done = torch.randn(2, 5, 4), torch.zeros(2, 5), torch.zeros(2, 5, dtype=torch.bool)
+    for log_std, head in (("parameter", 2), ("state", 4)):
+        agent = Agent((4,), torch.float32, DiagGaussian(2), cell="ff", learning="tbptt", hidden_size=8, stem="identity", log_std=log_std)
+        assert agent.policy.out_features == head and (agent.policy_log_std is not None) == (log_std == "parameter")
+        with torch.no_grad():
+            agent.policy.bias.fill_(100.0)   # a state-dependent log std far out of range is clamped
+        out, _ = agent(obs, reward, done, agent.initial_state(5))
+        assert out.policy_logits.shape == (2, 5, 4)
+        log_stds = out.policy_logits[..., 2:]
+        assert (log_stds == (0.0 if log_std == "parameter" else 2.0)).all()
