@@ -89,8 +89,9 @@ class EnvBatch:
         return len(self.envs)
 
     def step(self, actions: np.ndarray):
-        """``actions`` (E,) integers, or (E, ...) arrays (Box, factored MultiDiscrete). obs (E,...), reward (E,), done (E,) (obs starts a new episode), episodes (E,3) NaN-filled
-        except where an episode ended (columns ``EPISODE_FIELDS``)."""
+        """Step with ``actions`` ((E,) integers, or (E, ...) arrays: Box, factored MultiDiscrete); returns obs
+        (E,...), reward (E,), done (E,) (obs starts a new episode), episodes (E,3) NaN-filled except where an
+        episode ended (columns ``EPISODE_FIELDS``)."""
         E = len(self.envs)
         rewards = np.zeros(E, np.float32)
         dones = np.zeros(E, bool)

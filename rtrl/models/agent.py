@@ -40,8 +40,9 @@ class Agent(nn.Module):
             without it, an Atari run drove the features to large, nearly constant values that saturate the
             core's gates, leaving the policy blind (docs/BENCHMARKS.md); ``obs_norm`` normalises vector
             observations by their running mean and std before the stem (``ObservationNormalizer``; the
-            learner updates the statistics from each batch); ``reward_norm`` scales the rewards by their
-            running std (``RewardScaler``; the learner updates it and scales the loss's rewards by it too).
+            learner updates the statistics from each batch); ``reward_norm`` scales the rewards so that
+            returns are of order 1 (``RewardScaler``; the learner updates its statistics and scales the loss's
+            rewards by it too).
         memory_limit: bytes a stacked core's sensitivities may take (None: what the machine has available).
     """
 
