@@ -81,3 +81,16 @@ def test_the_policy_head_for_each_action_space():
         assert out.policy_logits.shape == (2, 5, 4)
         log_stds = out.policy_logits[..., 2:]
         assert (log_stds == (0.0 if log_std == "parameter" else 2.0)).all()
+
+
+def test_a_factored_multi_discrete_env_trains_and_evaluates(tmp_path):
+    from rtrl.algos import MultiCategorical
+    cfg = TrainConfig(env="popgym:BattleshipEasy?multi_discrete=factored", cell="elstm", learning="rtrl",
+                      total_steps=160, unroll_length=5, batch_size=4, envs_per_actor=2, num_actors=0, hidden_size=8,
+                      stem="mlp", stem_hidden_size=8, log_interval=1000.0, checkpoint_interval=1000.0).validate()
+    summary = train(cfg, tmp_path, progress=False)
+    assert summary["steps"] == 160
+    _, spec, agent, _ = load_trained_agent(tmp_path)
+    assert spec.distribution == MultiCategorical((8, 8)) and agent.policy.out_features == 16
+    episodes = run_episodes(cfg, agent, 2, greedy=True, seed=0)
+    assert len(episodes) == 2
