@@ -55,7 +55,7 @@ def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> No
               "steps": int(steps[-1]), "final_return": returns[-1],
               "final_return_is": "mean training return of the last 200 episodes (the run's stats_window)",
               "curve": curve, "minutes_this_session": round((time.monotonic() - start) / 60, 1),
-              "command": " ".join(cmd[3:])}
+              "command": " ".join(["python"] + cmd[4:]).replace(str(ROOT) + "/", "")}
     RECORDS.mkdir(parents=True, exist_ok=True)
     write_atomically(record_path(task, core, seed), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
 
