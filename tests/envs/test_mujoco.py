@@ -107,3 +107,12 @@ def test_an_action_space_that_is_neither_discrete_multidiscrete_nor_box_is_a_cle
     with pytest.raises(ValueError, match=r"'python:binary' has action space MultiBinary\(3\); rtrl agents act in a "
                                          r"Discrete, a MultiDiscrete or a 1-D float Box"):
         make_env("python:binary", env_fn=BinaryActions)
+
+
+def test_a_missing_mujoco_package_says_how_to_install_it(monkeypatch):
+    import sys
+    from rtrl.envs import MissingPackage
+    monkeypatch.setitem(sys.modules, "mujoco", None)   # `import mujoco` now raises ImportError
+    with pytest.raises(MissingPackage, match=r"mujoco: environments need the Python package 'mujoco'.*"
+                                             r"pip install \"gymnasium\[mujoco\]\""):
+        make_env("mujoco:Hopper-v5")
