@@ -5,7 +5,7 @@ One run at a time, each at the lowest priority (nice 19), resumable: a finished 
 record in docs/mujoco/ (final return, curve) and is skipped next time; an unfinished run directory is
 resumed by `rtrl train`. `--report` (or the end of the runs) writes docs/MUJOCO.md's table and docs/mujoco.png.
 
-    python bench/mujoco_suite.py                                  # every task x core x seed at --total-steps
+    python bench/mujoco_suite.py                                  # every seed x task x core at --total-steps
     python bench/mujoco_suite.py --tasks hopper-v --seeds 0       # a subset
     python bench/mujoco_suite.py --report                         # the table from the records so far
 """
@@ -107,9 +107,9 @@ def main() -> int:
     parser.add_argument("--doc", default=str(ROOT / "docs" / "MUJOCO.md"))
     parser.add_argument("--report", action="store_true", help="only write the table from the records")
     args = parser.parse_args()
-    if not args.report:
-        for task in args.tasks:
-            for seed in args.seeds:
+    if not args.report:   # seed by seed: every task and core gets a first seed before any gets a third
+        for seed in args.seeds:
+            for task in args.tasks:
                 for core in args.cores:
                     path = record_path(task, core, seed)
                     if path.exists() and json.loads(path.read_text())["total_steps"] == args.total_steps:
