@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 ENV_PINS := "ale-py==0.12.*" "procgen2==0.10.7" "popgym==1.0.7" "minigrid==3.2.*"
+# continuous control (mujoco: env ids, docs/MUJOCO.md): the MuJoCo simulator, from the package index
+MUJOCO_PINS := "mujoco==4.0.*"
 # the memory suite's statistics (rliable); pandas < 3 for rliable's arch, numpy < 2 for procgen2
 SUITE_PINS := "rliable==1.2.0" "pandas<3" "numpy<2"
 
@@ -14,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q $(TORCH_PIN) $(ENV_PINS) $(SUITE_PINS) pytest -e ".[ray,wandb]"
+	$(PY) -m pip install -q $(TORCH_PIN) $(ENV_PINS) $(MUJOCO_PINS) $(SUITE_PINS) pytest -e ".[ray,wandb,mujoco]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from rtrl.algos.distributions import ActionDistribution
 from rtrl.algos.losses import (action_log_probs, baseline_loss, entropy_loss, normalize_advantages,
                                policy_gradient_loss)
 from rtrl.algos.schedule import clip_rewards
@@ -29,7 +30,8 @@ class LossConfig:
 
 
 def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward: Tensor, done: Tensor,
-                behaviour_logits: Tensor, cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
+                behaviour_logits: Tensor, cfg: LossConfig,
+                dist: ActionDistribution | None = None) -> tuple[Tensor, dict[str, float]]:
     """Total loss (summed over T×B) of one batch and its parts as floats.
 
     Args (all in the rollout layout above, T+1 steps):
@@ -37,6 +39,8 @@ def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward:
         action: (T+1,B) int, the actions taken.  reward: (T+1,B).  done: (T+1,B) bool.
         behaviour_logits: (T+1,B,A) the actors' logits (μ).
         cfg: discounting, loss weights and reward clipping.
+        dist: the action distribution whose parameters the "logits" are (``rtrl.algos.distributions``;
+            None: categorical), and actions then (T+1,B,*its action shape).
     """
     logits, values, bootstrap = policy_logits[:-1], baseline[:-1], baseline[-1]
     actions = action[:-1]
@@ -44,14 +48,14 @@ def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward:
     if cfg.reward_clip:
         rewards = clip_rewards(rewards)
     discounts = (~done[1:]).to(values.dtype) * cfg.discounting
-    target_log_probs = action_log_probs(logits, actions)
-    behaviour_log_probs = action_log_probs(behaviour_logits[:-1], actions)
+    target_log_probs = action_log_probs(logits, actions, dist)
+    behaviour_log_probs = action_log_probs(behaviour_logits[:-1], actions, dist)
     returns = vtrace(behaviour_log_probs, target_log_probs.detach(), discounts, rewards.to(values.dtype),
                      values.detach(), bootstrap.detach())
     advantages = normalize_advantages(returns.pg_advantages) if cfg.normalize_advantages else returns.pg_advantages
-    pg = policy_gradient_loss(logits, actions, advantages)
+    pg = policy_gradient_loss(logits, actions, advantages, dist)
     baseline_part = cfg.baseline_cost * baseline_loss(values, returns.vs)
-    entropy = cfg.entropy_cost * entropy_loss(logits)
+    entropy = cfg.entropy_cost * entropy_loss(logits, dist)
     total = pg + baseline_part + entropy
     stats = {"total_loss": total.item(), "pg_loss": pg.item(), "baseline_loss": baseline_part.item(),
              "entropy_loss": entropy.item()}

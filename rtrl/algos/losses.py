@@ -2,36 +2,39 @@
 
 Every loss is a *sum* over the T×B steps of a rollout batch, as in the paper. The learner combines them
 as ``pg + baseline_cost · baseline + entropy_cost · entropy`` (costs 0.5 and 0.01 in R2AC).
-Shapes: ``logits`` (T, B, A), ``actions`` (T, B) integer, everything else (T, B).
+Shapes: ``logits`` (T, B, A), ``actions`` (T, B) integer, everything else (T, B). The policy terms take the
+action distribution (``rtrl.algos.distributions``) as ``dist``; without it the logits are a categorical's,
+as in R2AC. With it, ``logits`` are the distribution's parameters (T, B, P) and ``actions`` its actions
+(T, B, *action_shape).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from rtrl.algos.distributions import ActionDistribution, Categorical, categorical_log_prob
+
 __all__ = ["action_log_probs", "policy_gradient_loss", "baseline_loss", "entropy_loss", "normalize_advantages"]
 
 
-def action_log_probs(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """log π(a_s|x_s) of the taken actions: logits (T, B, A), actions (T, B) int -> (T, B)."""
-    if logits.shape[:-1] != actions.shape:
-        raise ValueError(
-            f"actions have shape {tuple(actions.shape)}; expected {tuple(logits.shape[:-1])} "
-            f"(logits shape {tuple(logits.shape)} without the action dimension)"
-        )
-    log_policy = F.log_softmax(logits, dim=-1)
-    return log_policy.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+def action_log_probs(logits: torch.Tensor, actions: torch.Tensor,
+                     dist: ActionDistribution | None = None) -> torch.Tensor:
+    """log π(a_s|x_s) of the taken actions: logits (T, B, A), actions (T, B) int -> (T, B); with ``dist``,
+    its parameters and actions."""
+    if dist is not None:
+        return dist.log_prob(logits, actions)
+    return categorical_log_prob(logits, actions)
 
 
 def policy_gradient_loss(
-    logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor
+    logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, dist: ActionDistribution | None = None
 ) -> torch.Tensor:
     """−Σ_{s,b} log π(a_s|x_s) · A_s; the advantages are constants (detached).
 
     Its gradient is the policy-gradient estimate −Σ A_s ∇ log π(a_s|x_s); ``advantages`` are the V-trace
     ``pg_advantages`` (T, B). Returns a scalar.
     """
-    return -(action_log_probs(logits, actions) * advantages.detach()).sum()
+    return -(action_log_probs(logits, actions, dist) * advantages.detach()).sum()
 
 
 def baseline_loss(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -48,11 +51,14 @@ def baseline_loss(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((targets.detach() - values) ** 2).sum()
 
 
-def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+def entropy_loss(logits: torch.Tensor, dist: ActionDistribution | None = None) -> torch.Tensor:
     """−Σ_{s,b} H(π(·|x_s)) = Σ_{s,b} Σ_a π(a|x_s) log π(a|x_s); minimising it raises the entropy.
 
-    logits (T, B, A) -> scalar. The caller multiplies by the entropy cost (0.01 in R2AC).
+    logits (T, B, A) -> scalar (with ``dist``: its parameters, and its entropy). The caller multiplies by
+    the entropy cost (0.01 in R2AC).
     """
+    if dist is not None and not isinstance(dist, Categorical):
+        return -dist.entropy(logits).sum()
     log_policy = F.log_softmax(logits, dim=-1)
     return (log_policy.exp() * log_policy).sum()
 

@@ -4,7 +4,7 @@
     env = make_env("atari:Pong", seed=0)                 # obs uint8 (4, 84, 84), Discrete(6)
     env = make_env("memory:delayed_recall?delay=30")     # obs float32 (k+2,), Discrete(k)
 
-Prefixes: atari, dmlab, gym, memory, minigrid, popgym, procgen, python (one adapter module each in
+Prefixes: atari, dmlab, gym, memory, minigrid, mujoco, popgym, procgen, python (one adapter module each in
 this package, listed in ``registry.ADAPTERS``; a ``python:`` env comes from an ``env_fn`` callable).
 ``EnvBatch`` steps several together (actors, evaluation). A missing optional package raises
 ``MissingPackage`` (an ImportError) holding the command that installs it.

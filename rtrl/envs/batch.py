@@ -8,8 +8,10 @@ from typing import Callable
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from rtrl.envs.packages import UserEnvError
+from rtrl.algos.distributions import ActionDistribution, Categorical, DiagGaussian, MultiCategorical
 from rtrl.envs.registry import make_env
 
 # columns of the per-step episode record: NaN except where a true episode ended on arrival at that step
@@ -19,12 +21,19 @@ EPISODE_FIELDS = ("return", "length", "success")
 @dataclass
 class EnvSpec:
     """What the agent and the rollout buffers need to know of the environment, and the ``env_fn`` that
-    makes a ``python:`` env (it travels with the spec to the actors)."""
+    makes a ``python:`` env (it travels with the spec to the actors). ``num_actions``: the policy head's
+    width, the action distribution's parameter count (a Discrete space's size); ``action``: the
+    distribution (None: ``Categorical(num_actions)``), see ``distribution``."""
 
     obs_shape: tuple[int, ...]
     obs_dtype: torch.dtype
     num_actions: int
     env_fn: Callable | None = field(default=None, compare=False, repr=False)
+    action: ActionDistribution | None = None
+
+    @property
+    def distribution(self) -> ActionDistribution:
+        return Categorical(self.num_actions) if self.action is None else self.action
 
     @classmethod
     def probe(cls, env_id: str, env_options: dict, env_fn: Callable | None = None) -> "EnvSpec":
@@ -34,7 +43,9 @@ class EnvSpec:
                 first_reset(env, env_id, 0)             # directory exists
             space = env.observation_space
             dtype = torch.uint8 if space.dtype == np.uint8 else torch.float32
-            return cls(tuple(space.shape), dtype, int(env.action_space.n), env_fn)
+            action = action_distribution(env.action_space)
+            return cls(tuple(space.shape), dtype, action.param_size, env_fn,
+                       None if isinstance(action, Categorical) else action)
         finally:
             env.close()
 
@@ -47,6 +58,15 @@ def first_reset(env, env_id: str, seed: int):
         inner = getattr(env, "unwrapped", env)
         name = f"{type(inner).__module__}.{type(inner).__qualname__}"
         raise UserEnvError(f"the env {name!r} of {env_id!r} raised in reset() at start-up", error) from None
+def action_distribution(space: spaces.Space) -> ActionDistribution:
+    """The distribution an agent acts with in an adapted env's action space (``make_env``'s contract)."""
+    if isinstance(space, spaces.Discrete):
+        return Categorical(int(space.n))
+    if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim == 1:
+        return MultiCategorical(tuple(int(n) for n in space.nvec))
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        return DiagGaussian(int(space.shape[0]))
+    raise ValueError(f"action space {space}: rtrl agents act in a Discrete, a MultiDiscrete or a 1-D Box action space")
 
 
 def env_seeds(seed: int, first: int, count: int) -> list[int]:
@@ -80,14 +100,15 @@ class EnvBatch:
         return len(self.envs)
 
     def step(self, actions: np.ndarray):
-        """obs (E,...), reward (E,), done (E,) (obs starts a new episode), episodes (E,3) NaN-filled
-        except where an episode ended (columns ``EPISODE_FIELDS``)."""
+        """Step with ``actions`` ((E,) integers, or (E, ...) arrays: Box, factored MultiDiscrete); returns obs
+        (E,...), reward (E,), done (E,) (obs starts a new episode), episodes (E,3) NaN-filled except where an
+        episode ended (columns ``EPISODE_FIELDS``)."""
         E = len(self.envs)
         rewards = np.zeros(E, np.float32)
         dones = np.zeros(E, bool)
         episodes = np.full((E, len(EPISODE_FIELDS)), np.nan, np.float32)
         for i, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, info = env.step(int(actions[i]))
+            obs, reward, terminated, truncated, info = env.step(int(actions[i]) if actions.ndim == 1 else actions[i])
             rewards[i] = reward
             if "episode" in info:
                 ep = info["episode"]

@@ -1,4 +1,5 @@
-"""``gym:<id>`` — any Gymnasium env with a Discrete action space; ``gym:<module>:<id>`` imports ``module``
+"""``gym:<id>`` — any Gymnasium env with a Discrete, MultiDiscrete or 1-D Box action space (``gym:Pendulum-v1``:
+continuous control, a Gaussian policy); ``gym:<module>:<id>`` imports ``module``
 first (Gymnasium's own ``module:EnvId`` form: the module registers the env when imported). That is how
 a user's own env runs from the command line: ``--env gym:my_package.envs:MyEnv-v0``, with
 ``my_package`` importable (installed, or on PYTHONPATH); each actor process imports it too.
@@ -19,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rtrl.envs.packages import UserEnvError
-from rtrl.envs.wrappers import ChannelFirstImage, FloatVectorObservation, RecordEpisode, require_discrete
+from rtrl.envs.wrappers import ChannelFirstImage, FloatVectorObservation, RecordEpisode, check_action_space
 
 OPTIONS = None  # forwarded to gymnasium.make
 
@@ -46,8 +47,8 @@ def accepted_options(name: str) -> list[str]:
 
 def adapt(env: gym.Env, env_id: str) -> gym.Env:
     """A Gymnasium env held to the adapters' contract (``rtrl.envs.make_env``): Discrete actions
-    (MultiDiscrete flattened), a float32 vector or uint8 (C, H, W) image observation, episode records."""
-    return RecordEpisode(vector_or_image(require_discrete(env, env_id)))
+    (MultiDiscrete flattened) or Box actions (clipped to the bounds), a float32 vector or uint8 (C, H, W) image observation, episode records."""
+    return RecordEpisode(vector_or_image(check_action_space(env, env_id)))
 
 
 SPAWNED_HINT = ("; an env that the training program registered with gymnasium.register is unknown to rtrl's actor "

@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rtrl.envs.packages import MissingPackage
-from rtrl.envs.wrappers import ChannelFirstImage, RecordEpisode, SuccessOnPositiveReward, require_discrete
+from rtrl.envs.wrappers import ChannelFirstImage, RecordEpisode, SuccessOnPositiveReward, check_action_space
 
 OPTIONS = {"obs": "flat", "tile_size": 8}
 OBS_KINDS = ("flat", "image")
@@ -58,7 +58,7 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, obs: str, 
         raise ValueError(f"option obs={obs!r} for {env_id!r}; accepted: {', '.join(OBS_KINDS)}")
     from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
 
-    env = require_discrete(gym.make(name, disable_env_checker=True), env_id)
+    env = check_action_space(gym.make(name, disable_env_checker=True), env_id)
     if obs == "flat":
         env = MiniGridFlatObservation(env)
     else:

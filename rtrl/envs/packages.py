@@ -1,9 +1,10 @@
 """Optional environment packages: an adapter that cannot import its package says how to install it."""
 from __future__ import annotations
 
-# the versions the Makefile installs (ENV_PINS); `pip install -e ".[envs]"` installs all four unpinned
+# the versions the Makefile installs (ENV_PINS); `pip install -e ".[envs]"` installs all of them unpinned
 INSTALL = {"ale_py": 'pip install "ale-py==0.12.*"', "procgen": "pip install procgen2==0.10.7",
-           "popgym": "pip install popgym==1.0.7", "minigrid": 'pip install "minigrid==3.2.*"'}
+           "popgym": "pip install popgym==1.0.7", "minigrid": 'pip install "minigrid==3.2.*"',
+           "mujoco": 'pip install "gymnasium[mujoco]"'}
 
 
 class MissingPackage(ImportError):

@@ -3,7 +3,8 @@
 Options are forwarded to the class constructor (e.g. ``popgym:RepeatPrevious?num_decks=2&k=3``).
 Observations of any kind are flattened to float32 vectors (Discrete -> one-hot, MultiDiscrete ->
 concatenated one-hots, Box -> float32, Tuple -> concatenation). MultiDiscrete actions (Battleship,
-MineSweeper) become one Discrete action; continuous ones (the Pendulum tasks) are an error.
+MineSweeper) become one Discrete action; continuous ones (the Pendulum tasks) are Box actions, clipped to
+their bounds.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import inspect
 import gymnasium as gym
 
 from rtrl.envs.packages import MissingPackage
-from rtrl.envs.wrappers import FloatVectorObservation, RecordEpisode, require_discrete
+from rtrl.envs.wrappers import FloatVectorObservation, RecordEpisode, check_action_space
 
 OPTIONS = None  # checked against the env class's constructor below
 
@@ -44,5 +45,5 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, **options)
             raise ValueError(
                 f"unknown option {key!r} for {env_id!r}; accepted options: {', '.join(accepted) or '(none)'}"
             )
-    env = require_discrete(classes[name](**options), env_id)
+    env = check_action_space(classes[name](**options), env_id)
     return RecordEpisode(FloatVectorObservation(env))

@@ -7,20 +7,20 @@ Each prefix is served by one adapter module of this package (``ADAPTERS``), whic
     make(name, *, env_id, seed, training, **options) -> gymnasium.Env
 
 and returns an env that already satisfies the contract of :func:`make_env`. The adapters import
-their environment package (ale_py, procgen, popgym, minigrid, deepmind_lab) only when an env is made.
+their environment package (ale_py, procgen, popgym, minigrid, mujoco, deepmind_lab) only when an env is made.
 A new env family is a new adapter module and one entry in ``ADAPTERS``.
 """
 from __future__ import annotations
 
 import gymnasium as gym
 
-from rtrl.envs import atari, dmlab, memory, minigrid, popgym, procgen
+from rtrl.envs import atari, dmlab, memory, minigrid, mujoco, popgym, procgen
 from rtrl.envs import gym as gym_adapter
 from rtrl.envs import python as python_adapter
-from rtrl.envs.wrappers import PreviousAction, SeedOnFirstReset
+from rtrl.envs.wrappers import FlattenMultiDiscreteAction, PreviousAction, SeedOnFirstReset
 
 ADAPTERS = {"atari": atari, "dmlab": dmlab, "gym": gym_adapter, "memory": memory, "minigrid": minigrid,
-            "popgym": popgym, "procgen": procgen, "python": python_adapter}
+            "mujoco": mujoco, "popgym": popgym, "procgen": procgen, "python": python_adapter}
 PREFIXES = tuple(ADAPTERS)
 KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -92,17 +92,20 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
 
     Examples: ``atari:Pong``, ``procgen:chaser?num_levels=500&distribution_mode=memory``,
     ``dmlab:rooms_watermaze``, ``popgym:RepeatPreviousEasy``, ``minigrid:MiniGrid-MemoryS7-v0``,
-    ``gym:CartPole-v1``, ``gym:my_package.envs:MyEnv-v0``, ``memory:delayed_recall?delay=30&cues=2``,
+    ``gym:CartPole-v1``, ``gym:my_package.envs:MyEnv-v0``, ``mujoco:Hopper-v5?observe=velocity``, ``memory:delayed_recall?delay=30&cues=2``,
     ``python:my-env`` (with ``env_fn``).
 
     Every id takes ``previous_action=true``: the observation ends with the one-hot of the previous action
-    (``wrappers.PreviousAction``; 1-D observations only).
+    (``wrappers.PreviousAction``; 1-D observations, Discrete actions only), and ``multi_discrete=flat|factored``:
+    a MultiDiscrete action space flattened into one Discrete (the default) or kept (one categorical per
+    component, ``rtrl.algos.MultiCategorical``).
 
     ``seed`` is used by the first ``reset()`` called without a seed (and seeds the action space).
     ``training=False`` selects evaluation semantics (Atari: no end-of-life episode ends;
     DMLab: held-out test levels).
 
-    The returned env follows the gymnasium API with a ``Discrete`` action space and a ``Box``
+    The returned env follows the gymnasium API with a ``Discrete``, ``MultiDiscrete`` (factored) or 1-D
+    ``Box`` action space (actions clipped to its bounds) and a ``Box``
     observation space that is either a 1-D float32 vector or a uint8 image (C, H, W). On the step
     that ends a true episode, ``info["episode"] = {"return": float, "length": int}`` (plus
     ``"success": 0.0/1.0`` for tasks with a notion of success); the return is unclipped.
@@ -111,6 +114,9 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
     previous_action = parsed.pop("previous_action", False)
     if not isinstance(previous_action, bool):
         raise ValueError(f"option previous_action={previous_action!r} for {env_id!r} must be true or false")
+    multi_discrete = parsed.pop("multi_discrete", "flat")
+    if multi_discrete not in ("flat", "factored"):
+        raise ValueError(f"option multi_discrete={multi_discrete!r} for {env_id!r}; accepted: flat, factored")
     adapter = ADAPTERS[prefix]
     if adapter.OPTIONS is not None:
         parsed = _check_options(env_id, adapter.OPTIONS, parsed)
@@ -120,9 +126,19 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
         raise ValueError(f"env_fn is given, so the env id must be python:<label> (the label names the env in the "
                          f"run's config), not {env_id!r}")
     env = adapter.make(name, env_id=env_id, seed=seed, training=training, **parsed)
+    if multi_discrete == "factored":
+        _factor_multi_discrete(env)
     if previous_action:
         env = PreviousAction(env)
     return SeedOnFirstReset(env, seed)
+
+
+def _factor_multi_discrete(env: gym.Env) -> None:
+    wrapper = env
+    while isinstance(wrapper, gym.Wrapper) and not isinstance(wrapper, FlattenMultiDiscreteAction):
+        wrapper = wrapper.env
+    if isinstance(wrapper, FlattenMultiDiscreteAction):
+        wrapper.factor()
 
 
 def frames_per_step(env_id: str, env_options: dict | None = None) -> int:

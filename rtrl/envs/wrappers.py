@@ -1,7 +1,8 @@
 """Small wrappers shared by the env adapters; each does one thing and is named for it.
 
 The contract every adapter returns (see ``rtrl.envs.make_env``):
-  * ``action_space`` is ``Discrete``;
+  * ``action_space`` is ``Discrete`` (a ``MultiDiscrete`` one flattened into it, unless the id asks
+    ``multi_discrete=factored``) or a 1-D float ``Box`` (actions clipped to its bounds by :class:`ClipBoxAction`);
   * ``observation_space`` is a ``Box``: a 1-D float32 vector or a uint8 image (C, H, W);
   * on the step that ends a *true* episode, ``info["episode"] = {"return", "length"[, "success"]}``
     (added by :class:`RecordEpisode`, from an ``info["success"]`` the adapter puts on that step).
@@ -13,17 +14,34 @@ import numpy as np
 from gymnasium import spaces
 
 
-def require_discrete(env: gym.Env, env_id: str) -> gym.Env:
-    """Return ``env`` if its action space is Discrete (or MultiDiscrete, flattened); else ValueError."""
-    if isinstance(env.action_space, spaces.Discrete):
+def check_action_space(env: gym.Env, env_id: str) -> gym.Env:
+    """``env`` with an action space rtrl agents act in: Discrete as it is, MultiDiscrete flattened into one
+    Discrete (``FlattenMultiDiscreteAction``), a 1-D float Box with its actions clipped to the bounds
+    (``ClipBoxAction``); any other space is a ValueError."""
+    space = env.action_space
+    if isinstance(space, spaces.Discrete):
         return env
-    if isinstance(env.action_space, spaces.MultiDiscrete):
+    if isinstance(space, spaces.MultiDiscrete):
         return FlattenMultiDiscreteAction(env)
+    if isinstance(space, spaces.Box) and len(space.shape) == 1 and np.issubdtype(space.dtype, np.floating):
+        return ClipBoxAction(env)
     env.close()
     raise ValueError(
-        f"env {env_id!r} has action space {env.action_space}; rtrl agents need a Discrete "
-        "(or MultiDiscrete) action space, continuous actions are not supported"
+        f"env {env_id!r} has action space {space}; rtrl agents act in a Discrete, a MultiDiscrete or a "
+        "1-D float Box action space"
     )
+
+
+class ClipBoxAction(gym.ActionWrapper):
+    """A Gaussian policy's action (any real vector, as sampled: the rollout keeps it unclipped) clipped to the
+    Box's bounds before the env sees it; the bounds may be infinite (then nothing is clipped there)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._low, self._high = env.action_space.low, env.action_space.high
+
+    def action(self, action):
+        return np.clip(np.asarray(action, dtype=self._low.dtype), self._low, self._high)
 
 
 class FlattenMultiDiscreteAction(gym.ActionWrapper):
@@ -35,7 +53,17 @@ class FlattenMultiDiscreteAction(gym.ActionWrapper):
         self.action_space = spaces.Discrete(int(np.prod(self._nvec)))
 
     def action(self, action):
+        if self.factored:
+            return np.asarray(action, dtype=np.int64).reshape(self._nvec.shape)
         return np.array(np.unravel_index(int(action), self._nvec), dtype=np.int64)
+
+    factored = False
+
+    def factor(self) -> None:
+        """Pass MultiDiscrete actions through instead (the env id option ``multi_discrete=factored``: the agent
+        then acts with one categorical per component, ``rtrl.algos.MultiCategorical``)."""
+        self.factored = True
+        self.action_space = self.env.action_space
 
 
 class FloatVectorObservation(gym.ObservationWrapper):
@@ -139,6 +167,8 @@ class PreviousAction(gym.Wrapper):
         space = env.observation_space
         if not (isinstance(space, spaces.Box) and len(space.shape) == 1 and space.dtype == np.float32):
             raise ValueError(f"previous_action=true needs a 1-D float32 observation, not {space}")
+        if not isinstance(env.action_space, spaces.Discrete):
+            raise ValueError(f"previous_action=true needs a Discrete action space, not {env.action_space}")
         self._actions = env.action_space.n
         self.observation_space = spaces.Box(np.concatenate([space.low, np.zeros(self._actions, np.float32)]),
                                             np.concatenate([space.high, np.ones(self._actions, np.float32)]),

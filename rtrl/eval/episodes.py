@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from rtrl.envs import EVAL_SEED_OFFSET, EnvBatch, EnvSpec, env_seeds, episodes_from
-from rtrl.models import Agent, sample_actions
+from rtrl.models import Agent
 from rtrl.runtime.checkpoints import CheckpointError, check_finite, load_checkpoint, load_weights
 from rtrl.runtime.config import TrainConfig, build_agent
 from rtrl.settings import SettingError
@@ -60,7 +60,8 @@ def run_episodes(cfg: TrainConfig, agent: Agent, episodes: int, greedy: bool, se
                     observe(obs.numpy())
                 out, state = agent(obs[None], reward[None], done[None], state)
                 logits = out.policy_logits[0]
-                action = logits.argmax(-1) if greedy else sample_actions(logits, generator)
+                dist = agent.action_dist   # greedy: its mode (a Gaussian's mean)
+                action = dist.mode(logits) if greedy else dist.sample(logits, generator)
                 obs_np, reward_np, done_np, finished = envs.step(action.numpy())
                 results += episodes_from(*finished.T)[:episodes - len(results)]
                 obs, reward, done = torch.as_tensor(obs_np).clone(), torch.as_tensor(reward_np), torch.as_tensor(done_np)

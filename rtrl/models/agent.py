@@ -7,15 +7,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rtrl.algos.distributions import LOG_STD_RANGE, ActionDistribution, Categorical, DiagGaussian, sample_categorical
 from rtrl.models.config import ModelConfig, with_options
 from rtrl.models.cores import make_core
-from rtrl.models.normalizer import ObservationNormalizer
+from rtrl.models.normalizer import ObservationNormalizer, RewardScaler
 from rtrl.models.stems import make_stem
 
 
 @dataclass
 class AgentOutput:
-    policy_logits: Tensor   # (T,B,A)
+    policy_logits: Tensor   # (T,B,P) the action distribution's parameters (a categorical's: its logits)
     baseline: Tensor        # (T,B)
     core_input: Tensor      # (T,B,D) what the core read (an actor replays it to advance the state)
 
@@ -27,18 +28,25 @@ class Agent(nn.Module):
 
     Args:
         obs_shape, obs_dtype: of one observation; (C,H,W) uint8 images get the IMPALA ResNet by default.
-        num_actions: size of the discrete action space.
+        num_actions: the size of a discrete action space, or the action distribution
+            (``rtrl.algos.distributions``: ``Categorical``, ``MultiCategorical``, ``DiagGaussian``), kept as
+            ``action_dist``. A Gaussian's means come from ``policy`` (initialised 100x smaller than PyTorch's
+            default, so that the first actions are near 0), its log stds from ``policy_log_std`` (one parameter
+            per component, 0 at first) or, with ``log_std="state"``, from ``policy`` too; the log stds are
+            clamped to ``LOG_STD_RANGE``.
         config: the network (``rtrl.models.ModelConfig``: cell, learning, sizes, stem, init); ``**options``
             replace its fields (``Agent(shape, dtype, 4, cell="lru", hidden_size=64)``). Of its options,
             ``feature_norm`` puts a LayerNorm on the stem's features before the core (not in the paper):
             without it, an Atari run drove the features to large, nearly constant values that saturate the
             core's gates, leaving the policy blind (docs/BENCHMARKS.md); ``obs_norm`` normalises vector
             observations by their running mean and std before the stem (``ObservationNormalizer``; the
-            learner updates the statistics from each batch).
+            learner updates the statistics from each batch); ``reward_norm`` scales the rewards so that
+            returns are of order 1 (``RewardScaler``; the learner updates its statistics and scales the loss's
+            rewards by it too).
         memory_limit: bytes a stacked core's sensitivities may take (None: what the machine has available).
     """
 
-    def __init__(self, obs_shape, obs_dtype, num_actions: int, config: ModelConfig | None = None,
+    def __init__(self, obs_shape, obs_dtype, num_actions: int | ActionDistribution, config: ModelConfig | None = None,
                  memory_limit: int | None = None, **options):
         super().__init__()
         self.config = config = with_options(config, **options)
@@ -51,7 +59,19 @@ class Agent(nn.Module):
         self.stem = make_stem(config.stem, tuple(obs_shape), obs_dtype, config.stem_hidden_size)
         self.feature_norm = nn.LayerNorm(self.stem.output_size) if config.feature_norm else None
         self.core = make_core(config, self.stem.output_size + 1, memory_limit)
-        self.policy = nn.Linear(self.core.output_size, num_actions)    # 2N for the paired cells (rtu, clru)
+        self.action_dist = Categorical(num_actions) if isinstance(num_actions, int) else num_actions
+        self.reward_norm = RewardScaler() if config.reward_norm else None
+        self.policy_log_std = None
+        if isinstance(self.action_dist, DiagGaussian):
+            dim = self.action_dist.dim
+            self.policy = nn.Linear(self.core.output_size, dim if config.log_std == "parameter" else 2 * dim)
+            with torch.no_grad():
+                self.policy.weight.mul_(0.01)
+                self.policy.bias.zero_()
+            if config.log_std == "parameter":
+                self.policy_log_std = nn.Parameter(torch.zeros(dim))
+        else:
+            self.policy = nn.Linear(self.core.output_size, self.action_dist.param_size)   # 2N for rtu, clru
         self.baseline = nn.Linear(self.core.output_size, 1)
         self._register_load_state_dict_pre_hook(_rename_old_core_keys)
 
@@ -73,11 +93,24 @@ class Agent(nn.Module):
         features = self.stem(obs)
         if self.feature_norm is not None:
             features = self.feature_norm(features)
+        if self.reward_norm is not None:
+            reward = self.reward_norm(reward)
         reward = reward.clamp(-1, 1) * (~done).to(features.dtype)
         return torch.cat((features, reward.unsqueeze(-1).to(features.dtype)), dim=-1)
 
     def _heads(self, y: Tensor, x: Tensor) -> AgentOutput:
-        return AgentOutput(self.policy(y), self.baseline(y).squeeze(-1), x)
+        return AgentOutput(self.policy_params(y), self.baseline(y).squeeze(-1), x)
+
+    def policy_params(self, y: Tensor) -> Tensor:
+        """The action distribution's parameters from the core's output (a categorical's: the logits)."""
+        params = self.policy(y)
+        if not isinstance(self.action_dist, DiagGaussian):
+            return params
+        if self.policy_log_std is None:
+            mean, log_std = params.chunk(2, dim=-1)
+        else:
+            mean, log_std = params, self.policy_log_std.expand_as(params)
+        return torch.cat((mean, log_std.clamp(*LOG_STD_RANGE)), dim=-1)
 
     def forward(self, obs: Tensor, reward: Tensor, done: Tensor, state: Any) -> tuple[AgentOutput, Any]:
         """Outputs over the steps and the core's state after them (an actor steps with T=1)."""
@@ -111,14 +144,4 @@ def _rename_old_core_keys(state_dict, prefix, *args) -> None:
         state_dict[prefix + "core." + key[len(old):]] = state_dict.pop(key)
 
 
-def sample_actions(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One action per row of ``logits`` (B,A), drawn from the softmax policy with ``generator``.
-
-    A row that is not finite (a diverged model's) gets a uniformly random action instead of an error in
-    the actor: its logits stay in the rollout, where the learner's non-finite guard skips, counts and
-    reports the update (``rtrl.runtime.train``)."""
-    probs = torch.softmax(logits, -1)
-    diverged = ~probs.isfinite().all(-1)
-    if diverged.any():
-        probs = torch.where(diverged[:, None], torch.ones_like(probs), probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+sample_actions = sample_categorical   # one action per row of logits (B,A); ``Agent.action_dist.sample`` for any

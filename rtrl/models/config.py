@@ -30,6 +30,7 @@ ELEMENTWISE_CELLS = tuple(CELL_TYPES)             # elstm, indrnn, lru: any lear
 CELLS = ELEMENTWISE_CELLS + ("lstm", "ff")
 RTU_VARIANTS = ("linear", "nonlinear")
 LEARNING = ("rtrl", "tbptt", "bptt")
+LOG_STD = ("parameter", "state")
 # the old ``core`` names: (cell, learning)
 CORE_ALIASES = {"rtrl-elstm": ("elstm", "rtrl"), "tbptt-elstm": ("elstm", "tbptt"), "lstm": ("lstm", "tbptt"),
                 "ff": ("ff", "tbptt")}
@@ -62,6 +63,13 @@ class ModelConfig:
                            "core's gates out of saturation on Atari)")
     obs_norm: bool = S(False, "normalise vector observations by their running mean and std (updated by the learner "
                        "from each batch, clipped to ±5 std, saved in checkpoints), as VecNormalize does")
+    reward_norm: bool = S(False, "divide the rewards, in the loss and in the core's input, by the root mean square of "
+                          "a discounted return of rewards with their running mean and variance (updated by the "
+                          "learner, saved in checkpoints: rtrl.models.RewardScaler), so that values are of order 1; "
+                          "for continuous control, with reward_clip off")
+    log_std: str = S("parameter", "a Gaussian policy's (Box actions) log std: parameter (one per action component, "
+                     "independent of the state, as CleanRL's and SB3's PPO) or state (an output of the policy head)",
+                     choices=LOG_STD)
     forget_bias: float = S(3.0, "initial eLSTM forget bias (paper: 0; 3 learns long delays, docs/DESIGN.md §7)",
                            check=FORGET_BIAS)
     chrono_max: float = S(0.0, "chrono forget-gate init (Tallec & Ollivier 2018), replacing forget_bias: b_f = "

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rtrl.envs import EPISODE_FIELDS, EnvBatch, EnvSpec, env_seeds
-from rtrl.models import Agent, sample_actions
+from rtrl.models import Agent
 from rtrl.runtime.config import TrainConfig, build_agent
 from rtrl.runtime.rollout import Rollout
 from rtrl.tree import map_tensors
@@ -69,7 +69,7 @@ class RolloutWorker:
         input at that step and the step state after it."""
         out, new_state = self.model(step.obs[None], step.reward[None], step.done[None], state)
         step.policy_logits = out.policy_logits[0]
-        step.action = sample_actions(step.policy_logits, self.generator)
+        step.action = self.model.action_dist.sample(step.policy_logits, self.generator)
         return out.core_input[0], new_state
 
     @torch.no_grad()

@@ -116,7 +116,6 @@ class TrainConfig(ModelConfig):
                            check=UNIT_INTERVAL)
     kappa_value: float = S(2.0, "with learner stream: ObGD's kappa of the critic's step", check=POSITIVE)
     kappa_policy: float = S(3.0, "with learner stream: ObGD's kappa of the actor's step", check=POSITIVE)
-    reward_norm: bool = S(False, "with learner stream: scale rewards by the running std of the discounted return")
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
 
     def check_together(self) -> None:
@@ -207,7 +206,7 @@ def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
     allocates against ``sensitivity_memory_gib`` only (0: none); the run as a whole is checked once at
     its start (``check_sensitivity_memory``)."""
     limit = int(cfg.sensitivity_memory_gib * 2 ** 30) if cfg.sensitivity_memory_gib else 2 ** 62
-    return Agent(spec.obs_shape, spec.obs_dtype, spec.num_actions, cfg.model_config(), memory_limit=limit)
+    return Agent(spec.obs_shape, spec.obs_dtype, spec.action or spec.num_actions, cfg.model_config(), memory_limit=limit)
 
 
 def check_sensitivity_memory(cfg: TrainConfig, model: Agent, copies: int) -> None:
@@ -286,6 +285,13 @@ PRESETS: dict[str, dict] = {
                          total_steps=2_000_000, unroll_length=10, batch_size=32, hidden_size=128, stem="identity",
                          chrono_max=300.0, init_std=0.5, normalize_advantages=True, rmsprop_eps=1e-5, lr=2e-3,
                          entropy_cost=0.01, num_actors=2, envs_per_actor=16),
+    # continuous control (docs/MUJOCO.md), not the paper's: MuJoCo with the velocities masked, vector
+    # observations normalised, rewards scaled to returns of order 1 (not clipped), a Gaussian policy with a
+    # state-independent log std, standardised advantages, no entropy bonus (CleanRL's PPO has none there)
+    "mujoco": dict(env="mujoco:Hopper-v5?observe=velocity", cell="elstm", learning="rtrl", total_steps=1_000_000,
+                   unroll_length=16, batch_size=16, hidden_size=64, stem="mlp", stem_hidden_size=64,
+                   obs_norm=True, reward_norm=True, reward_clip=False, normalize_advantages=True,
+                   entropy_cost=0.0, lr=3e-4, rmsprop_eps=1e-5, discounting=0.99, num_actors=2, envs_per_actor=8),
 }
 # one configuration per cell family in the memory suite (rtrl.bench.suite_labels): the paired cells' presets are
 # memory-suite with the hidden size at which the whole agent (identity stem, core, heads reading 2N) has the

@@ -25,7 +25,9 @@ class Rollout:
 
     At index t, ``obs[t]`` is what the agent saw; ``reward[t]`` and ``done[t]`` describe the transition
     that led to it (``done[t]``: obs[t] starts an episode, the state is zeroed before step t);
-    ``action[t]`` and ``policy_logits[t]`` are what the actor did at obs[t]. ``episode_return``,
+    ``action[t]`` and ``policy_logits[t]`` are what the actor did at obs[t]: the action (int64 (E,) for a
+    Discrete space, float32 (E, D) for a Box, int64 (E, K) for a factored MultiDiscrete) and the parameters
+    of the distribution it was drawn from (``EnvSpec.distribution``; a categorical's logits). ``episode_return``,
     ``episode_length`` and ``episode_success`` are NaN except where a true episode ended on arrival
     at step t (success: NaN too for tasks without one). ``version`` (E,) is the version of the weights
     the actor acted with (the learner's updates published before them, counted from the backend's start).
@@ -62,6 +64,7 @@ def empty_rollout(unroll_length: int, envs: int, spec: EnvSpec, state_template: 
     """A zero-filled rollout of ``envs`` environments; the state shaped like ``state_template`` (any
     batch size). ``shared``: in shared memory, so that actor processes can fill it."""
     T1, E = unroll_length + 1, envs
+    dist = spec.distribution
 
     def zeros(shape, dtype):
         tensor = torch.zeros(shape, dtype=dtype)
@@ -71,8 +74,8 @@ def empty_rollout(unroll_length: int, envs: int, spec: EnvSpec, state_template: 
         obs=zeros((T1, E) + tuple(spec.obs_shape), spec.obs_dtype),
         reward=zeros((T1, E), torch.float32),
         done=zeros((T1, E), torch.bool),
-        action=zeros((T1, E), torch.int64),
-        policy_logits=zeros((T1, E, spec.num_actions), torch.float32),
+        action=zeros((T1, E) + tuple(dist.action_shape), dist.action_dtype),
+        policy_logits=zeros((T1, E, dist.param_size), torch.float32),
         episode_return=zeros((T1, E), torch.float32),
         episode_length=zeros((T1, E), torch.float32),
         episode_success=zeros((T1, E), torch.float32),

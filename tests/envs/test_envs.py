@@ -36,7 +36,7 @@ def test_parse_env_id_converts_option_types():
     assert parse_env_id("memory:delayed_recall?delay=7&cues=3", overrides)[2] == {"delay": 4, "cues": 3,
                                                                                  "previous_action": True}
     assert overrides == {"delay": 4, "previous_action": True}   # the caller's dict is not changed
-    assert set(PREFIXES) == {"atari", "dmlab", "gym", "memory", "minigrid", "popgym", "procgen", "python"}
+    assert set(PREFIXES) == {"atari", "dmlab", "gym", "memory", "minigrid", "mujoco", "popgym", "procgen", "python"}
 
 
 def test_kwargs_override_options_in_the_id():
@@ -48,7 +48,7 @@ def test_kwargs_override_options_in_the_id():
 @pytest.mark.parametrize(
     "env_id, fragments",
     [
-        ("atar:Pong", ["'atar'", "atari, dmlab, gym, memory, minigrid, popgym, procgen"]),
+        ("atar:Pong", ["'atar'", "atari, dmlab, gym, memory, minigrid, mujoco, popgym, procgen"]),
         ("Pong", ["'Pong'", "prefix:name", "atari"]),
         ("gym:", ["no name"]),
         ("memory:delayed_recall?delay", ["'delay'", "key=value"]),
@@ -73,9 +73,9 @@ def test_errors_name_the_bad_value_and_the_accepted_ones(env_id, fragments):
 
 @pytest.mark.parametrize("env_id", ["gym:Pendulum-v1",
                                     pytest.param("popgym:PositionOnlyPendulumEasy", marks=pytest.mark.popgym)])
-def test_continuous_action_space_is_an_error(env_id):
-    with pytest.raises(ValueError, match=r"action space Box\(-2\.0, 2\.0"):
-        make_env(env_id)
+def test_continuous_action_space_is_a_box(env_id):
+    # continuous control is supported (issue 26): a Box, its actions clipped to the bounds
+    assert make_env(env_id).action_space == spaces.Box(-2.0, 2.0, (1,), np.float32)
 
 
 # ---------------------------------------------------------------- contract of the cheap adapters

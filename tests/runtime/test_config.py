@@ -48,7 +48,7 @@ def test_train_help_renders(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "--load-stem CKPT" in out and "--freeze-stem [BOOL]" in out and "--preset {atari,atari-cpu,dmlab,memory,memory-suite,memory-suite-clru,memory-suite-rtu,procgen,stream}" in out and "--feature-norm [BOOL]" in out
+    assert "--load-stem CKPT" in out and "--freeze-stem [BOOL]" in out and "--preset {atari,atari-cpu,dmlab,memory,memory-suite,memory-suite-clru,memory-suite-rtu,mujoco,procgen,stream}" in out and "--feature-norm [BOOL]" in out
 
 
 @pytest.mark.parametrize("argv, envs_per_actor", [

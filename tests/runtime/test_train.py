@@ -61,7 +61,7 @@ def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--env", "atar:Pong"], "known prefixes"),
-    (["--env", "gym:Pendulum-v1"], "Pendulum"),
+    (["--env", "mujoco:Hopper-v5?observe=speed"], "option observe='speed'"),
     (["--batch-size", "5", "--envs-per-actor", "2"], "--batch-size=5 must be a multiple of --envs-per-actor=2"),
     (["--unroll-length", "0"], "bad --unroll-length=0; accepted: a positive integer"),
     (["--lr", "-1"], "bad --lr=-1.0; accepted: a positive finite number"),

@@ -34,6 +34,8 @@ class ImpalaLearner:
         self.loss_config = cfg.loss_config()
         self.lr, self.total_steps, self.grad_norm_clip = cfg.lr, cfg.total_steps, cfg.grad_norm_clip
         self.device = next(model.parameters()).device
+        if model.reward_norm is not None:
+            model.reward_norm.discount.fill_(cfg.discounting)
 
     def update(self, experience: Experience, steps_done: int) -> dict:
         """One gradient step on the experience's batch (a collated ``Rollout``); returns the losses, grad
@@ -45,9 +47,13 @@ class ImpalaLearner:
             group["lr"] = lr
         if self.model.obs_norm is not None:   # step 0 repeats the previous rollout's last step: counted once
             self.model.obs_norm.update(batch.obs[1:])
+        reward = batch.reward
+        if self.model.reward_norm is not None:   # the loss's rewards scaled as the core's input is
+            self.model.reward_norm.update(batch.reward[1:])
+            reward = self.model.reward_norm(batch.reward)
         out = self.model.outputs(batch.obs, batch.reward, batch.done, batch.state)
-        loss, stats = impala_loss(out.policy_logits, out.baseline, batch.action, batch.reward, batch.done,
-                                  batch.policy_logits, self.loss_config)
+        loss, stats = impala_loss(out.policy_logits, out.baseline, batch.action, reward, batch.done,
+                                  batch.policy_logits, self.loss_config, self.model.action_dist)
         self.optimizer.zero_grad(set_to_none=True)
         nonfinite = [k for k, v in stats.items() if not math.isfinite(v)]   # then no backward, no step
         stats["grad_norm"] = math.nan

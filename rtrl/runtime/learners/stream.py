@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
+from rtrl.algos.streaming import decay_traces, obgd_step_size, td_error, trace_l1
 from rtrl.cells.engine import complete_pending
 from rtrl.envs import EnvBatch, EnvSpec, env_seeds, episodes_from
-from rtrl.models import Agent, sample_actions
+from rtrl.models import Agent
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience
 from rtrl.tree import map_tensors
@@ -96,7 +96,7 @@ class StreamSource:
         # marked for the pending write); TBPTT(1) stops here
         self.state = state if self.fused else map_tensors(Tensor.detach, state)
         logits, value = out.policy_logits[0], out.baseline[0]
-        action = sample_actions(logits.detach().cpu().float(), self.generator)
+        action = model.action_dist.sample(logits.detach().cpu().float(), self.generator)
         obs, reward, done, episodes = self.envs.step(action.numpy())
         self.obs, self.done = torch.as_tensor(obs).clone(), torch.as_tensor(done)
         self.reward = torch.as_tensor(reward, dtype=torch.float32)
@@ -115,7 +115,8 @@ class StreamSource:
 class StreamLearner:
     """Stream AC(λ) over the agent's shared network: a critic trace (of ∇V) and an actor trace (of
     ∇[log π + β sign(δ) H]) per stream and parameter, each stepped by ObGD with its own κ; rewards scaled by
-    the running std of the discounted return (``reward_norm``)."""
+    the model's ``RewardScaler`` (``reward_norm``: updated with every step's rewards, as the IMPALA learner
+    updates it with every batch's), so that the TD error and the core's input see the same rewards."""
 
     metrics = ("td_error", "value", "entropy", "step_size_value", "step_size_policy", "trace_norm")
 
@@ -126,7 +127,9 @@ class StreamLearner:
         self.value_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
         self.policy_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
         self.pending: list | None = None   # per stream: (V_{t-1}, g_V, g_logπ, g_H) of the last step
-        self.scale = RunningReturnScale(B, cfg.discounting) if cfg.reward_norm else None
+        self.scale = model.reward_norm
+        if self.scale is not None:
+            self.scale.discount.fill_(cfg.discounting)
         # the fused path: the recurrent parameters' gradients are g_c ⊙ S_t, folded into the traces from S itself
         self.fused = in_place_core(model)
         core = model.core
@@ -138,9 +141,9 @@ class StreamLearner:
         """Per stream: V_t and the gradients of V_t, log π(a_t|s_t) and H(π(·|s_t)) w.r.t. every parameter —
         on the fused path, for a recurrent parameter, its coefficient g_c = ∂f/∂c_t (N,): the gradient is then
         g_c ⊙ S_t, which ``_step`` folds into the traces straight from S (no gradient goes through the engine)."""
-        log_policy = torch.log_softmax(step.policy_logits, -1)
-        log_prob = log_policy.gather(-1, step.action[:, None]).squeeze(-1)
-        entropy = -(log_policy.exp() * log_policy).sum(-1)
+        dist = self.model.action_dist   # categorical, multi-categorical or diagonal Gaussian
+        log_prob = dist.log_prob(step.policy_logits, step.action)
+        entropy = dist.entropy(step.policy_logits)
         out, B = [], len(step.value)
         inputs = ([step.core_states] + self.others) if self.fused else self.params
         for b in range(B):
@@ -184,7 +187,10 @@ class StreamLearner:
         if step.sensitivity is not None:
             complete_pending(step.sensitivity)
         self.done = step.done.cpu()
-        self.reward = step.reward.cpu() if self.scale is None else self.scale(step.reward.cpu(), self.done)
+        self.reward = step.reward.cpu()
+        if self.scale is not None:
+            self.scale.update(self.reward)
+            self.reward = self.scale(self.reward).cpu()
 
     @torch.no_grad()
     def _step(self, delta: Tensor, decay: float, sensitivity: dict[str, Tensor] | None) -> tuple[float, float, float]:
@@ -219,13 +225,10 @@ class StreamLearner:
                 z.view(S.shape).addcmul_(coefficient.view(shape), S)
 
     def state_dict(self) -> dict:
-        """The reward scale's statistics and the traces of the moment (the observation statistics are the
-        model's buffers). ObGD keeps no state of its own: its step size is computed afresh at every step."""
-        return {"value_traces": self.value_traces, "policy_traces": self.policy_traces,
-                "reward_scale": None if self.scale is None else self.scale.state_dict()}
+        """The traces of the moment (the observation and reward statistics are the model's buffers, in its
+        state dict). ObGD keeps no state of its own: its step size is computed afresh at every step."""
+        return {"value_traces": self.value_traces, "policy_traces": self.policy_traces}
 
     def load_state_dict(self, state: dict) -> None:
-        """The reward scale's statistics. The traces are not restored: a resumed run's streams start new
-        episodes (environments cannot be saved), and a trace belongs to the episode it was gathered in."""
-        if self.scale is not None and state.get("reward_scale") is not None:
-            self.scale.load_state_dict(state["reward_scale"])
+        """Nothing to restore: the traces are not, since a resumed run's streams start new episodes
+        (environments cannot be saved) and a trace belongs to the episode it was gathered in."""

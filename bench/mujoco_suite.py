@@ -1,0 +1,124 @@
+"""The continuous-control benchmark of docs/MUJOCO.md: R2AC with the RTRL eLSTM vs TBPTT vs feed-forward on
+MuJoCo tasks with the velocities masked (and one fully observed reference), with the `mujoco` preset.
+
+One run at a time, each at the lowest priority (nice 19), resumable: a finished run leaves a small JSON
+record in docs/mujoco/ (final return, curve) and is skipped next time; an unfinished run directory is
+resumed by `rtrl train`. `--report` (or the end of the runs) writes docs/MUJOCO.md's table and docs/mujoco.png.
+
+    python bench/mujoco_suite.py                                  # every seed x task x core at --total-steps
+    python bench/mujoco_suite.py --tasks hopper-v --seeds 0       # a subset
+    python bench/mujoco_suite.py --report                         # the table from the records so far
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rtrl.records.files import write_atomically  # noqa: E402
+from rtrl.records.metrics import read_metrics  # noqa: E402
+from rtrl.records.plots import Panel, Series, plot_panels  # noqa: E402
+from rtrl.records.reports import machine_description  # noqa: E402
+
+TASKS = {"hopper-v": "mujoco:Hopper-v5?observe=velocity", "halfcheetah-v": "mujoco:HalfCheetah-v5?observe=velocity",
+         "hopper": "mujoco:Hopper-v5"}
+CORES = {"rtrl": ["--cell", "elstm", "--learning", "rtrl"], "tbptt": ["--cell", "elstm", "--learning", "tbptt"],
+         "ff": ["--cell", "ff", "--learning", "tbptt"]}
+T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}   # two-sided 95% t quantiles by sample size (n-1 dof)
+RECORDS = ROOT / "docs" / "mujoco"
+
+
+def record_path(task: str, core: str, seed: int) -> Path:
+    return RECORDS / f"{task}-{core}-seed{seed}.json"
+
+
+def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> None:
+    out = runs / task / f"{core}-seed{seed}"
+    cmd = ["nice", "-n", "19", sys.executable, "-m", "rtrl", "train", "--preset", "mujoco", "--env", TASKS[task],
+           *CORES[core], "--seed", str(seed), "--total-steps", str(total_steps), "--out", str(out),
+           "--no-progress", "--no-plot"]
+    start = time.monotonic()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    columns = read_metrics(out)
+    steps, returns = columns["step"], columns["mean_return"]
+    every = max(1, len(steps) // 100)
+    curve = [[int(s), r] for s, r in list(zip(steps, returns))[::every] if not math.isnan(r)]
+    record = {"task": task, "env": TASKS[task], "core": core, "seed": seed, "total_steps": total_steps,
+              "steps": int(steps[-1]), "final_return": returns[-1],
+              "final_return_is": "mean training return of the last 200 episodes (the run's stats_window)",
+              "curve": curve, "minutes_this_session": round((time.monotonic() - start) / 60, 1),
+              "command": " ".join(["python"] + cmd[4:]).replace(str(ROOT) + "/", "")}
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    write_atomically(record_path(task, core, seed), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+
+
+def load_records() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
+
+
+def mean_ci(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.0f} (1 seed)" if values else "—"
+    half = T95.get(len(values), 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    mean = statistics.mean(values)
+    return f"{mean:.0f} ± {half:.0f} [{mean - half:.0f}, {mean + half:.0f}] ({len(values)} seeds)"
+
+
+def report(doc: Path, total_steps: int) -> None:
+    records = load_records()
+    rows, panels = [], []
+    for task in TASKS:
+        series = []
+        for core in CORES:
+            done = [r for r in records if r["task"] == task and r["core"] == core]
+            per_seed = ", ".join(f"{r['final_return']:.0f}" for r in done)
+            rows.append(f"| {TASKS[task]} | {core} | {mean_ci([r['final_return'] for r in done])} | {per_seed} |")
+            for r in done:
+                series.append(Series(f"{core} seed {r['seed']}", [p[0] for p in r["curve"]], [p[1] for p in r["curve"]]))
+        if series:
+            panels.append(Panel(series, "agent steps", "mean training return", title=TASKS[task]))
+    if panels:
+        plot_panels(panels, ROOT / "docs" / "mujoco.png")
+    table = "\n".join(["| task | core | final return: mean ± 95% CI half-width [CI] | per seed |",
+                       "|---|---|---|---|", *rows])
+    text = doc.read_text() if doc.exists() else ""
+    begin, end = "<!-- mujoco-table -->", "<!-- /mujoco-table -->"
+    body = (f"{begin}\nBudget: {total_steps:,} agent steps per run, one run at a time at nice 19 on {machine_description()}. "
+            f"CI: Student t over the seeds finished.\n\n{table}\n\n![curves](mujoco.png)\n{end}")
+    text = text[:text.index(begin)] + body + text[text.index(end) + len(end):] if begin in text else text + "\n" + body + "\n"
+    write_atomically(doc, lambda tmp: Path(tmp).write_text(text))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--cores", nargs="+", default=list(CORES), choices=list(CORES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--total-steps", type=int, default=300_000)
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "mujoco"))
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "MUJOCO.md"))
+    parser.add_argument("--report", action="store_true", help="only write the table from the records")
+    args = parser.parse_args()
+    if not args.report:   # seed by seed: every task and core gets a first seed before any gets a third
+        for seed in args.seeds:
+            for task in args.tasks:
+                for core in args.cores:
+                    path = record_path(task, core, seed)
+                    if path.exists() and json.loads(path.read_text())["total_steps"] == args.total_steps:
+                        continue
+                    run_one(task, core, seed, args.total_steps, Path(args.runs))
+                    report(Path(args.doc), args.total_steps)
+    report(Path(args.doc), args.total_steps)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
