@@ -362,3 +362,53 @@ def test_ray_addresses_are_parsed_for_the_probe():
     assert ray_host_port("127.0.0.1:6379") == ("127.0.0.1", 6379)
     assert ray_host_port("ray://head:10001") == ("head", 10001)
     assert ray_host_port("auto") is None
+
+
+def _session_processes(session: str) -> list[int]:
+    """Processes whose command line or open files name the Ray session ``session`` (Ray renames its agents)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if session in command or any(session in link for link in links):
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_no_ray_process_outlives_a_driver_killed_by_sigkill(tmp_path):
+    """SIGKILL runs no cleanup in the driver: the private Ray's watchdog stops the session's processes (the
+    dashboard and runtime-env agents included, which Ray itself leaves running) within seconds."""
+    out = tmp_path / "run"
+    driver = subprocess.Popen([sys.executable, "-m", "rtrl", *train_argv(out, "--backend", "ray", "--num-actors", "1",
+                                                                         "--total-steps", "100000000")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    session = None
+    try:
+        deadline = time.monotonic() + 120
+        while session is None and time.monotonic() < deadline:   # the driver's session, once Ray has started
+            time.sleep(1.0)
+            for link in Path(f"/proc/{driver.pid}/fd").iterdir() if driver.poll() is None else []:
+                try:
+                    target = os.readlink(link)
+                except OSError:
+                    continue
+                if "/session_" in target:
+                    session = target.split("/session_")[1].split("/")[0]
+                    break
+        assert session is not None, "the driver never started its Ray session"
+        session = "session_" + session
+        while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)   # training under way: every Ray process has started
+        assert _session_processes(session)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    deadline = time.monotonic() + 30
+    while _session_processes(session) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    assert _session_processes(session) == []

@@ -175,23 +175,42 @@ _WATCHDOG = """
 import os, signal, sys, time
 driver, session = int(sys.argv[1]), sys.argv[2]
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-while True:
+
+
+def alive(pid):   # a killed driver whose parent has not reaped it yet is a zombie: gone for our purpose
     try:
-        os.kill(driver, 0)
-    except ProcessLookupError:
-        break
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+while alive(driver):
     time.sleep(0.5)
 time.sleep(2.0)   # Ray's own shutdown first
+
+
+def belongs(pid):   # Ray renames its processes (ray::DashboardAgent): their open log files name the session
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if session.encode() in f.read():
+                return True
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if session in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                    return True
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return False
+
+
 for _ in range(3):
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                command = f.read()
-        except OSError:
-            continue
-        if session.encode() in command:
+        if belongs(pid):
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except OSError:
