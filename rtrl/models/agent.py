@@ -1,6 +1,8 @@
 """The actor-critic network of R2AC: stem -> core([features ; clipped reward]) -> policy and baseline heads."""
 from __future__ import annotations
 
+import numbers
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +61,8 @@ class Agent(nn.Module):
         self.stem = make_stem(config.stem, tuple(obs_shape), obs_dtype, config.stem_hidden_size)
         self.feature_norm = nn.LayerNorm(self.stem.output_size) if config.feature_norm else None
         self.core = make_core(config, self.stem.output_size + 1, memory_limit)
-        self.action_dist = Categorical(num_actions) if isinstance(num_actions, int) else num_actions
+        # an action count (any integer type: a space's n is often a numpy integer) or a distribution
+        self.action_dist = Categorical(int(num_actions)) if isinstance(num_actions, numbers.Integral) else num_actions
         self.reward_norm = RewardScaler() if config.reward_norm else None
         self.policy_log_std = None
         if isinstance(self.action_dist, DiagGaussian):
