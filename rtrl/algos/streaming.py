@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["td_error", "decay_traces", "trace_l1", "obgd_step_size"]
+__all__ = ["td_error", "decay_traces", "trace_l1", "obgd_step_size", "RunningReturnScale"]
 
 
 def td_error(reward: Tensor, done: Tensor, value: Tensor, next_value: Tensor, discount: float) -> Tensor:
@@ -48,3 +48,34 @@ def obgd_step_size(lr: float, kappa: float, delta: float, l1_norm: float) -> flo
     if not math.isfinite(bound):
         return 0.0
     return lr / max(1.0, bound)
+
+
+class RunningReturnScale:
+    """Rewards divided by the running standard deviation of the discounted return, per stream's return
+    G ← γ (1 − done) G + r, with the variance of all G seen so far (Welford's update), as Stream AC's
+    ``ScaleReward`` and SB3's VecNormalize(norm_reward) do. The state is plain numbers and tensors."""
+
+    def __init__(self, streams: int, discount: float, eps: float = 1e-8):
+        self.discount, self.eps = discount, eps
+        self.returns = torch.zeros(streams, dtype=torch.float64)
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def __call__(self, reward: Tensor, done: Tensor) -> Tensor:
+        """Scale ``reward`` (B,) after updating the statistics; ``done``: the reward ended its episode."""
+        self.returns = self.discount * self.returns + reward.to(torch.float64)
+        for g in self.returns.tolist():
+            self.count += 1
+            delta = g - self.mean
+            self.mean += delta / self.count
+            self.m2 += delta * (g - self.mean)
+        self.returns[done] = 0.0
+        var = self.m2 / self.count if self.count > 1 else 1.0
+        return reward / math.sqrt(var + self.eps)
+
+    def state_dict(self) -> dict:
+        return {"returns": self.returns.clone(), "count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["returns"].shape) == tuple(self.returns.shape):
+            self.returns = state["returns"].to(torch.float64).clone()
+        self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])

@@ -10,7 +10,7 @@ import torch
 
 from conftest import small_config
 from rtrl.cli import main
-from rtrl.algos.streaming import decay_traces, obgd_step_size, td_error, trace_l1
+from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
 from rtrl.envs import EnvSpec
 from rtrl.runtime.checkpoints import load_checkpoint
 from rtrl.runtime.config import build_agent
@@ -169,10 +169,21 @@ def test_obgd_never_overshoots_a_linear_value():
         assert abs(after) <= abs(delta) and after * delta >= 0
 
 
-def test_td_error():
+def test_td_error_and_reward_scale():
     value, next_value = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 5.0])
     delta = td_error(torch.tensor([0.5, 1.0]), torch.tensor([False, True]), value, next_value, 0.9)
     torch.testing.assert_close(delta, torch.tensor([0.5 + 0.9 * 3.0 - 1.0, 1.0 - 2.0]))
+    scale = RunningReturnScale(1, 0.5)
+    returns, g = [], 0.0
+    for r in [1.0, 1.0, 1.0, 1.0]:
+        g = 0.5 * g + r
+        returns.append(g)
+        scaled = scale(torch.tensor([r]), torch.tensor([False]))
+    var = torch.tensor(returns, dtype=torch.float64).var(unbiased=False)
+    torch.testing.assert_close(scaled, torch.tensor([1.0]) / torch.sqrt(var + 1e-8).float())
+    restored = RunningReturnScale(1, 0.5)
+    restored.load_state_dict(scale.state_dict())
+    assert restored.state_dict()["m2"] == scale.state_dict()["m2"]
 
 
 def test_a_streaming_run_trains_checkpoints_and_resumes(tmp_path):
@@ -181,7 +192,7 @@ def test_a_streaming_run_trains_checkpoints_and_resumes(tmp_path):
     assert summary["finished"] and summary["steps"] == 40
     checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
     assert checkpoint["updates"] == 20 and checkpoint["config"]["learner"] == "stream"
-    assert checkpoint["model"]["reward_norm.stats.count"] == 40   # the model's reward scale saw every step
+    assert checkpoint["learner"]["reward_scale"]["count"] == 40   # the return scale saw every stream's step
     assert len(checkpoint["learner"]["value_traces"]) == 2
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -189,7 +200,7 @@ def test_a_streaming_run_trains_checkpoints_and_resumes(tmp_path):
     assert 0 < float(rows[-1]["step_size_value"]) <= 1.0
     more = stream_config(total_steps=60, reward_norm=True, num_envs=2)
     summary = train(more, tmp_path, progress=False, force=True)
-    assert summary["steps"] == 60 and load_checkpoint(tmp_path / "checkpoint.pt")["model"]["reward_norm.stats.count"] == 60
+    assert summary["steps"] == 60 and load_checkpoint(tmp_path / "checkpoint.pt")["learner"]["reward_scale"]["count"] == 60
     assert main(["eval", str(tmp_path), "--episodes", "4"]) == 0   # evaluated as any run: greedy, from a zero state
     assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == 4
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rtrl.algos.streaming import decay_traces, obgd_step_size, td_error, trace_l1
+from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
 from rtrl.cells.engine import complete_pending
 from rtrl.envs import EnvBatch, EnvSpec, env_seeds, episodes_from
 from rtrl.models import Agent
@@ -114,9 +114,11 @@ class StreamSource:
 
 class StreamLearner:
     """Stream AC(λ) over the agent's shared network: a critic trace (of ∇V) and an actor trace (of
-    ∇[log π + β sign(δ) H]) per stream and parameter, each stepped by ObGD with its own κ; rewards scaled by
-    the model's ``RewardScaler`` (``reward_norm``: updated with every step's rewards, as the IMPALA learner
-    updates it with every batch's), so that the TD error and the core's input see the same rewards."""
+    ∇[log π + β sign(δ) H]) per stream and parameter, each stepped by ObGD with its own κ. With ``reward_norm``
+    the TD error's rewards are divided by the running std of each stream's discounted return, as Stream AC(λ)
+    does — not by the model's ``RewardScaler`` that the IMPALA learner uses: on delayed recall that scale
+    (the RMS of a return of independent rewards, ~13 there) shrank the rewards so far that one stream did not
+    learn in 5,000 steps, where the return's std (~0.5) lets it learn by ~3,500 (docs/STREAMING.md)."""
 
     metrics = ("td_error", "value", "entropy", "step_size_value", "step_size_policy", "trace_norm")
 
@@ -127,9 +129,7 @@ class StreamLearner:
         self.value_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
         self.policy_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
         self.pending: list | None = None   # per stream: (V_{t-1}, g_V, g_logπ, g_H) of the last step
-        self.scale = model.reward_norm
-        if self.scale is not None:
-            self.scale.discount.fill_(cfg.discounting)
+        self.scale = RunningReturnScale(B, cfg.discounting) if cfg.reward_norm else None
         # the fused path: the recurrent parameters' gradients are g_c ⊙ S_t, folded into the traces from S itself
         self.fused = in_place_core(model)
         core = model.core
@@ -187,10 +187,7 @@ class StreamLearner:
         if step.sensitivity is not None:
             complete_pending(step.sensitivity)
         self.done = step.done.cpu()
-        self.reward = step.reward.cpu()
-        if self.scale is not None:
-            self.scale.update(self.reward)
-            self.reward = self.scale(self.reward).cpu()
+        self.reward = step.reward.cpu() if self.scale is None else self.scale(step.reward.cpu(), self.done)
 
     @torch.no_grad()
     def _step(self, delta: Tensor, decay: float, sensitivity: dict[str, Tensor] | None) -> tuple[float, float, float]:
@@ -225,10 +222,13 @@ class StreamLearner:
                 z.view(S.shape).addcmul_(coefficient.view(shape), S)
 
     def state_dict(self) -> dict:
-        """The traces of the moment (the observation and reward statistics are the model's buffers, in its
-        state dict). ObGD keeps no state of its own: its step size is computed afresh at every step."""
-        return {"value_traces": self.value_traces, "policy_traces": self.policy_traces}
+        """The reward scale's statistics and the traces of the moment (the observation statistics are the
+        model's buffers). ObGD keeps no state of its own: its step size is computed afresh at every step."""
+        return {"value_traces": self.value_traces, "policy_traces": self.policy_traces,
+                "reward_scale": None if self.scale is None else self.scale.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Nothing to restore: the traces are not, since a resumed run's streams start new episodes
-        (environments cannot be saved) and a trace belongs to the episode it was gathered in."""
+        """The reward scale's statistics. The traces are not restored: a resumed run's streams start new
+        episodes (environments cannot be saved), and a trace belongs to the episode it was gathered in."""
+        if self.scale is not None and state.get("reward_scale") is not None:
+            self.scale.load_state_dict(state["reward_scale"])
