@@ -289,3 +289,29 @@ def run_cli(capsys, argv, unexpected: bool = False) -> tuple[int, str]:
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err and (unexpected or "unexpected" not in out + err), out + err
     return code, out + err
+
+
+def call_loss(y, i):
+    """A loss on call i's outputs that reaches every unit and differs from call to call."""
+    return (torch.sin(y * (i + 1)) * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum() + (y ** 2).sum()
+
+
+def rtrl_call_grads(stack, xs, resets):
+    """Gradients of Σ_i call_loss over consecutive calls, a backward per call (RTRL carries the history)."""
+    stack.zero_grad()
+    state = stack.initial_state(xs[0].shape[1])
+    for i, (x, reset) in enumerate(zip(xs, resets)):
+        y, state = stack(x, state, reset=reset)
+        call_loss(y, i).backward()
+    return {k: p.grad.clone() for k, p in stack.named_parameters()}, state
+
+
+def bptt_call_grads(stack, xs, resets):
+    """Full-history BPTT of the same loss: one graph through every call (a bptt stack's state stays attached)."""
+    stack.zero_grad()
+    state, total = stack.initial_state(xs[0].shape[1]), 0
+    for i, (x, reset) in enumerate(zip(xs, resets)):
+        y, state = stack(x, state, reset=reset)
+        total = total + call_loss(y, i)
+    total.backward()
+    return {k: p.grad.clone() for k, p in stack.named_parameters()}, state

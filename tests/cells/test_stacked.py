@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import rtrl
+from conftest import bptt_call_grads as bptt_grads, call_loss, rtrl_call_grads as rtrl_grads
 from conftest import max_rel_err
 from rtrl.cells import RecurrentState, SensitivityMemoryError
 
@@ -45,28 +46,7 @@ def make_data(seed=1, dtype=torch.float64, lengths=LENGTHS):
     return xs, resets
 
 
-def call_loss(y, i):
-    return (torch.sin(y * (i + 1)) * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum() + (y ** 2).sum()
 
-
-def rtrl_grads(stack, xs, resets):
-    stack.zero_grad()
-    state = stack.initial_state(B)
-    for i, (x, reset) in enumerate(zip(xs, resets)):
-        y, state = stack(x, state, reset=reset)
-        call_loss(y, i).backward()
-    return {k: p.grad.clone() for k, p in stack.named_parameters()}, state
-
-
-def bptt_grads(stack, xs, resets):
-    """Full-history BPTT: one graph through every call (the bptt stack's state stays attached)."""
-    stack.zero_grad()
-    state, total = stack.initial_state(B), 0
-    for i, (x, reset) in enumerate(zip(xs, resets)):
-        y, state = stack(x, state, reset=reset)
-        total = total + call_loss(y, i)
-    total.backward()
-    return {k: p.grad.clone() for k, p in stack.named_parameters()}, state
 
 
 def per_layer_reference(stack, xs, resets):
