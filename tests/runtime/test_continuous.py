@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from gymnasium import spaces
 
@@ -83,6 +84,7 @@ def test_the_policy_head_for_each_action_space():
         assert (log_stds == (0.0 if log_std == "parameter" else 2.0)).all()
 
 
+@pytest.mark.popgym
 def test_a_factored_multi_discrete_env_trains_and_evaluates(tmp_path):
     from rtrl.algos import MultiCategorical
     cfg = TrainConfig(env="popgym:BattleshipEasy?multi_discrete=factored", cell="elstm", learning="rtrl",
