@@ -238,7 +238,7 @@ class ElementwiseRNN(nn.Module):
         autograd the backward pass writes S_T over S_0 in the same pass that reads S_0 for the gradient
         (one read and one write of S, no S-sized allocation: docs/DESIGN.md §8); until it runs the tensors
         hold S_0, and the next call on them writes S_T first (then that backward fails loudly)."""
-        c_seq, new_state = self._run(x, state, reset, "in_place")
+        c_seq, new_state = self.run_in_place(x, state, reset)
         return self.readout(x, c_seq), new_state
 
     @torch.no_grad()
