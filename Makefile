@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
 	$(PY) -m pip install -q $(TORCH_PIN) $(ENV_PINS) $(MUJOCO_PINS) $(SUITE_PINS) pytest -e ".[ray,wandb,mujoco]"
+	$(PY) -m rtrl.cells.native   # builds the C pass over S (needs cc; without one PyTorch's pass is used)
 	touch $@
 
 install: $(VENV)/.installed

@@ -29,6 +29,7 @@ import torch
 
 from rtrl.bench.cells_memory import BENCH_CELLS, VARIANTS, make_case, peak_memory_in_fresh_process, run_once
 from rtrl.bench.floors import Rates, floor_seconds, operation_counts
+from rtrl.cells import native
 from rtrl.records.reports import check_report_path, command_line, record_section
 from rtrl.runtime.devices import check_device
 from rtrl.settings import POSITIVE_INT, Check, setting
@@ -197,6 +198,7 @@ def run(args: CellsBenchConfig) -> list[dict]:
     torch.set_num_threads(args.threads)
     print(f"{', '.join(_cells(args))} segment, D={args.input_size}, B={args.batch_size}, "
           f"{args.dtype}, {args.device}, {args.threads} threads, median of {args.repeats}")
+    print(f"pass over S on the CPU: {native.status()}")
     load_before = os.getloadavg()[0]
     rows = measure(args)
     lines = verdicts(rows)
@@ -210,7 +212,8 @@ def run(args: CellsBenchConfig) -> list[dict]:
                 "written once + activations) / bandwidth + GEMM FLOPs / GEMM rate (docs/DESIGN.md §8), with the "
                 f"bandwidth of a {args.copy_mb} MB copy and the rate of a (T·B × D) @ (D × K·N) matmul, each the "
                 "fastest of its runs interleaved with the methods'. Peak MB = memory above the inputs, state and model during one forward + "
-                "backward, measured in a fresh process (peak RSS on CPU).\n\n"
+                "backward, measured in a fresh process (peak RSS on CPU). Pass over S on the CPU: "
+                f"{native.status()} (rtrl.cells.native: T <= {native.MAX_T}).\n\n"
                 + tables(rows, args.hidden_sizes, args.input_size) + "\n\n"
                 + "".join(f"- {line}\n" for line in lines))
         record_section(Path(args.record), "rtrl bench cells", body, command_line())

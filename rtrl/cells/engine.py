@@ -60,6 +60,11 @@ def backward_recursion(carry: Tensor, immediate_grad: Tensor, pair: Tensor | Non
 
     A paired cell's 2×2 carry is transposed: e_s = g_s + ā_{s+1} e_{s+1} + swap(b̄_{s+1} e_{s+1})."""
     T = carry.shape[0]
+    if T == 1:   # a streaming step: e_1 = g_1
+        e0 = carry[0] * immediate_grad[0]
+        if pair is not None:
+            e0 += swap(pair[0] * immediate_grad[0])
+        return immediate_grad, e0
     e = torch.empty_like(immediate_grad)
     e[T - 1] = immediate_grad[T - 1]
     for t in range(T - 2, -1, -1):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rtrl.cells import native
 from rtrl.cells.transition import Trajectory, swap
 
 # a chunk of S^{W_x} small enough to stay in (L2/L3) cache between the three operations on it
@@ -66,6 +67,9 @@ def final_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...]) -> FinalTer
     """P_s = Π_{r=s+1..T} ā_r by one backward product over the (T,B,N) carries, and the local terms."""
     T = x.shape[0]
     carry, pair = traj.carry, traj.pair
+    if T == 1:   # a streaming step: P_1 = 1, P_0 = ā_1
+        return _local_final_terms(traj, x, names, carry[0], None if pair is None else pair[0],
+                                  traj.gate_grad, traj.per_unit_grad)
     P = torch.empty_like(carry)
     P[T - 1] = 1
     Q = None                            # the partner part of P_s for a paired cell
@@ -78,6 +82,14 @@ def final_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...]) -> FinalTer
     P0, P0_pair = _compose((P[0], None if Q is None else Q[0]), (carry[0], None if pair is None else pair[0]))
     Qk = None if Q is None else Q.unsqueeze(2)
     Pu = _apply(P.unsqueeze(2), Qk, traj.gate_grad)  # (T,B,K,N)
+    Pv = None if traj.per_unit_grad is None else _apply(P.unsqueeze(2), Qk, traj.per_unit_grad)
+    return _local_final_terms(traj, x, names, P0, P0_pair, Pu, Pv)
+
+
+def _local_final_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...], P0: Tensor, P0_pair: Tensor | None,
+                       Pu: Tensor, Pv: Tensor | None) -> FinalTerms:
+    """The local terms from Pu = P_s ⊙ u_s (T,B,K,N) and Pv = P_s ⊙ v_s (T,B,E,N)."""
+    T = x.shape[0]
     lhs = xb = None
     local = {}
     for name in names:
@@ -89,7 +101,7 @@ def final_terms(traj: Trajectory, x: Tensor, names: tuple[str, ...]) -> FinalTer
         elif name == "bias":
             local[name] = Pu.sum(0)
         else:
-            local[name] = _apply(P.unsqueeze(2), Qk, traj.per_unit_grad).sum(0)
+            local[name] = Pv.sum(0)
     return FinalTerms(P0, lhs, xb, local, P0_pair)
 
 
@@ -101,6 +113,10 @@ def _unit_axis(tensor: Tensor, rank: int) -> Tensor:
 def _pass_weight_x(s0: Tensor, e0: Tensor | None, grad: Tensor | None, terms: FinalTerms | None,
                    out: Tensor | None) -> None:
     """The chunked pass over S^{W_x} (B,K,N,D): grad (K,N,D) += Σ_b e_0 ⊙ S_0, out = S_T."""
+    if native.weight_x_pass(s0, e0 if grad is not None else None, grad,
+                            None if out is None else terms.P0, None if out is None else terms.P0_pair,
+                            None if out is None else terms.lhs, None if out is None else terms.x, out):
+        return   # the same pass in C, where it builds and takes these tensors (rtrl.cells.native)
     B, K, N, D = s0.shape
     step = max(1, CHUNK_BYTES // max(1, s0[0].numel() * s0.element_size()))
     in_place = out is not None and out.data_ptr() == s0.data_ptr()

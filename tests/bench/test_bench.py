@@ -23,24 +23,29 @@ def printed_ratio_is_consistent(ratio: float, ratio_digits: int, numerator: floa
 
 
 def test_bench_cells_prints_and_records_a_table(tmp_path, capsys):
+    """Two rows timed (without the memory children), then one row with them (a fresh process per method)."""
     doc = tmp_path / "BENCH.md"
     doc.write_text("# Benchmarks\n\nintro kept\n")
-    assert main(TINY + ["--copy-mb", "8", "--record", str(doc)]) == 0
+    assert main(TINY + ["--copy-mb", "8", "--no-memory", "--record", str(doc)]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("|   ") and "T |" not in line]
     assert len(rows) == 2 and rows[0].split("|")[1].strip() == "1" and rows[1].split("|")[1].strip() == "3"
     for row in rows:
-        cells = [float(c.strip()) for c in row.strip("|").split("|")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[15:18] == ["-", "-", "-"]   # memory not measured
+        cells = [float(c) for c in cells[:15]]
         floor, step_ms, segment_ms, in_place_ms, bptt_ms = cells[6:11]
         assert floor > 0 and min(cells[2:6]) > 0   # printed to 3 significant digits
         for ratio, numerator in zip(cells[11:14], (segment_ms, in_place_ms, bptt_ms)):
             assert ratio == pytest.approx(numerator / floor, rel=0.02, abs=0.01 / floor + 0.01)
         assert printed_ratio_is_consistent(cells[14], 2, in_place_ms, bptt_ms, time_digits=2)
-        assert min(cells[15:18]) >= 0  # peak memory measured in a fresh process
     assert "T=1, N=4: (b') = " in out and "x its floor (target <= 2.0x)" in out
     text = doc.read_text()
     assert "intro kept" in text and "- command: `" in text and "- machine: " in text and "T=1, N=4" in text
-    assert main(TINY + ["--copy-mb", "8", "--no-memory", "--record", str(doc)]) == 0  # replaces its section
+    one_row = TINY[:4] + TINY[5:]   # --lengths 1
+    assert main(one_row + ["--copy-mb", "8", "--record", str(doc)]) == 0  # replaces its section
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|   1 |")]
+    assert len(row) == 1 and min(float(c) for c in row[0].strip("|").split("|")[15:18]) >= 0  # peak MB, measured
     text = doc.read_text()
     assert text.count("<!-- begin rtrl bench cells -->") == 1 and "intro kept" in text
 
