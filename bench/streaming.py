@@ -12,7 +12,13 @@ then is evaluated greedily from a zero state (500 episodes). Every finished run 
 docs/streaming/ (its result and its thinned training curve with wall time), so the report is rewritten from
 the records on any machine and a stopped sweep goes on where it stopped (a run directory resumes).
 
+``--tasks`` runs the POPGym tasks of the comparison instead (``--tasks popgym`` for all five): the same three
+agents, except that R2AC takes the memory suite's preset (``memory-suite``, the configuration that learns
+POPGym in docs/MEMORY_SUITE.md); scored by the greedy mean return and by the best training mean return over
+the stats window (POPGym's MMER counterpart, as the memory suite reports it).
+
     python bench/streaming.py --delays 2 4 8 --steps 20000 --seeds 0      # a piece of the sweep
+    python bench/streaming.py --tasks popgym --steps 300000 --seeds 0     # the POPGym tasks
     python bench/streaming.py --report-only                              # the report from the records
 """
 from __future__ import annotations
@@ -35,6 +41,13 @@ from rtrl.records.reports import machine_description  # noqa: E402
 AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "stream", "--learning", "tbptt"],
           "impala-rtrl": ["--preset", "memory"]}
 DELAYS = (2, 4, 8, 16, 32, 64, 128)
+# the POPGym tasks of the comparison (issue: AutoencodeEasy, HigherLowerEasy, ConcentrationEasy,
+# RepeatPreviousEasy, StatelessCartPoleEasy; the last is PositionOnlyCartPole in popgym 1.0.7)
+POPGYM = {"AutoencodeEasy": "popgym:AutoencodeEasy", "HigherLowerEasy": "popgym:HigherLowerEasy",
+          "ConcentrationEasy": "popgym:ConcentrationEasy", "RepeatPreviousEasy": "popgym:RepeatPreviousEasy",
+          "StatelessCartPoleEasy": "popgym:PositionOnlyCartPoleEasy"}
+# R2AC's configuration on POPGym: the memory suite's
+POPGYM_FLAGS = {"impala-rtrl": ["--preset", "memory-suite"]}
 CURVE_POINTS = 200
 
 
@@ -53,68 +66,101 @@ def curve(run: Path) -> dict:
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     keep = rows[::max(1, len(rows) // CURVE_POINTS)] + rows[-1:]
-    return {name: [float(r[name]) if r[name] else None for r in keep] for name in ("step", "wall_time", "success_rate")}
+    return {name: [float(r[name]) if r[name] else None for r in keep]
+            for name in ("step", "wall_time", "success_rate", "mean_return")}
 
 
-def run_one(agent: str, delay: int, seed: int, steps: int, runs: Path, records: Path, episodes: int) -> dict:
-    record = records / f"delay{delay}" / f"{agent}-seed{seed}-{steps}.json"
+def best_training_mean(result: dict) -> float | None:
+    """The best training mean return of the run's curve (over the stats window: POPGym's MMER counterpart)."""
+    values = [v for v in result["curve"].get("mean_return", []) if v is not None]
+    return max(values) if values else None
+
+
+def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: Path, episodes: int) -> dict:
+    """One run of ``agent`` on ``task`` (``delayN`` or a POPGym name), resumed if stopped, as a record."""
+    record = records / task / f"{agent}-seed{seed}-{steps}.json"
     if record.exists():
         return json.loads(record.read_text())
-    out = runs / f"delay{delay}" / f"{agent}-seed{seed}-{steps}"
-    env = f"memory:delayed_recall?cues=2&delay={delay}"
+    out = runs / task / f"{agent}-seed{seed}-{steps}"
+    delay = int(task[len("delay"):]) if task.startswith("delay") else None
+    env = f"memory:delayed_recall?cues=2&delay={delay}" if delay is not None else POPGYM[task]
+    flags = AGENTS[agent] if delay is not None else POPGYM_FLAGS.get(agent, AGENTS[agent])
     start = time.monotonic()
-    rtrl("train", *AGENTS[agent], "--env", env, "--seed", str(seed), "--total-steps", str(steps), "--out", str(out),
+    rtrl("train", *flags, "--env", env, "--seed", str(seed), "--total-steps", str(steps), "--out", str(out),
          "--no-progress", "--no-plot")
     rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123")
     evaluation = json.loads((out / "eval.json").read_text())
     trained = curve(out)
-    result = {"agent": agent, "delay": delay, "seed": seed, "steps": steps, "env": env, "episodes": episodes,
-              "greedy_success": evaluation["success_rate"], "wall_time": trained["wall_time"][-1],
-              "steps_per_s": steps / max(trained["wall_time"][-1], 1e-9), "session_minutes": (time.monotonic() - start) / 60,
-              "curve": trained}
+    result = {"agent": agent, "task": task, "delay": delay, "seed": seed, "steps": steps, "env": env,
+              "flags": flags, "episodes": episodes, "greedy_success": evaluation.get("success_rate"),
+              "greedy_return": evaluation.get("mean_return"), "wall_time": trained["wall_time"][-1],
+              "steps_per_s": steps / max(trained["wall_time"][-1], 1e-9),
+              "session_minutes": (time.monotonic() - start) / 60, "curve": trained}
     record.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(record, json.dumps(result) + "\n")
     return result
 
 
-def success_at_wall_time(result: dict, seconds: float) -> float | None:
-    """The training success rate of the last metrics row written by ``seconds`` of training."""
+def success_at_wall_time(result: dict, seconds: float, column: str = "success_rate") -> float | None:
+    """The training success rate (or ``column``) of the last metrics row written by ``seconds`` of training."""
     best = None
-    for wall, success in zip(result["curve"]["wall_time"], result["curve"]["success_rate"]):
-        if wall is not None and wall <= seconds and success is not None:
-            best = success
+    for wall, value in zip(result["curve"]["wall_time"], result["curve"].get(column, [])):
+        if wall is not None and wall <= seconds and value is not None:
+            best = value
     return best
 
 
-def report(records: Path, doc: Path, command: str) -> None:
-    results = [json.loads(p.read_text()) for p in sorted(records.glob("delay*/*.json"))]
-    if not results:
-        print(f"no records in {records}: {doc} left as it is")
-        return
-    lines = [f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", f"- machine: {machine_description()}",
-             f"- command: `{command}`", "",
-             f"Greedy success ({'/'.join(str(e) for e in sorted({r['episodes'] for r in results}))} episodes per run, "
-             "from a zero state; chance 0.5) at equal environment steps, the training "
-             "success each agent had reached at the wall time of the fastest run of that delay and budget, and the "
-             "training throughput. Medians over seeds.", "",
-             "| delay | steps | agent | seeds | greedy success | training success at equal wall time (s) | steps/s |",
-             "|---:|---:|---|---:|---:|---:|---:|"]
+def _median(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.median(values):.3f}" if values else "–"
+
+
+def _table(results: list[dict], key: str, popgym: bool) -> list[str]:
+    """Rows per (task, steps) and agent: medians over seeds; at equal wall time = the fastest run's wall time."""
+    if popgym:
+        lines = ["| task | steps | agent | seeds | greedy return | best training mean | training return at equal wall "
+                 "time (s) | steps/s |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+    else:
+        lines = ["| delay | steps | agent | seeds | greedy success | training success at equal wall time (s) | steps/s |",
+                 "|---:|---:|---|---:|---:|---:|---:|"]
     groups: dict = {}
     for r in results:
-        groups.setdefault((r["delay"], r["steps"]), {}).setdefault(r["agent"], []).append(r)
-    for (delay, steps), by_agent in sorted(groups.items()):
+        groups.setdefault((r[key], r["steps"]), {}).setdefault(r["agent"], []).append(r)
+    for (task, steps), by_agent in sorted(groups.items()):
         fastest = min(min(r["wall_time"] for r in runs) for runs in by_agent.values())
         for agent in AGENTS:
             runs = by_agent.get(agent)
             if not runs:
                 continue
-            at_wall = [s for s in (success_at_wall_time(r, fastest) for r in runs) if s is not None]
-            lines.append(f"| {delay} | {steps:,} | {agent} | {len(runs)} | "
-                         f"{statistics.median(r['greedy_success'] for r in runs):.3f} | "
-                         f"{statistics.median(at_wall):.3f} ({fastest:.0f})" if at_wall else
-                         f"| {delay} | {steps:,} | {agent} | {len(runs)} | "
-                         f"{statistics.median(r['greedy_success'] for r in runs):.3f} | – ({fastest:.0f})")
-            lines[-1] += f" | {statistics.median(r['steps_per_s'] for r in runs):.0f} |"
+            column = "mean_return" if popgym else "success_rate"
+            at_wall = _median(success_at_wall_time(r, fastest, column) for r in runs)
+            scores = ([_median(r.get("greedy_return") for r in runs), _median(best_training_mean(r) for r in runs)]
+                      if popgym else [_median(r["greedy_success"] for r in runs)])
+            lines.append(f"| {task} | {steps:,} | {agent} | {len(runs)} | " + " | ".join(scores)
+                         + f" | {at_wall} ({fastest:.0f}) | {statistics.median(r['steps_per_s'] for r in runs):.0f} |")
+    return lines
+
+
+def report(records: Path, doc: Path, command: str) -> None:
+    results = [json.loads(p.read_text()) for p in sorted(records.glob("*/*.json"))]
+    if not results:
+        print(f"no records in {records}: {doc} left as it is")
+        return
+    delays = [r for r in results if r.get("delay") is not None]
+    popgym = [r for r in results if r.get("delay") is None]
+    lines = [f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", f"- machine: {machine_description()}",
+             f"- command: `{command}`", ""]
+    if delays:
+        lines += [f"Greedy success ({'/'.join(str(e) for e in sorted({r['episodes'] for r in delays}))} episodes per "
+                  "run, from a zero state; chance 0.5) at equal environment steps, the training "
+                  "success each agent had reached at the wall time of the fastest run of that delay and budget, and "
+                  "the training throughput. Medians over seeds.", ""] + _table(delays, "delay", False)
+    if popgym:
+        lines += ["", "### POPGym", "",
+                  "Greedy mean return (from a zero state), the best training mean return over the stats window "
+                  "(sampled actions: POPGym's MMER counterpart), the training mean return at the wall time of the "
+                  "fastest run of that task and budget, and the throughput. Medians over seeds. R2AC runs the "
+                  "memory suite's preset here.", ""] + _table(popgym, "task", True)
     begin, end = "<!-- begin bench/streaming.py -->", "<!-- end bench/streaming.py -->"
     section = "\n".join([begin, "## The delay sweep", ""] + lines + [end])
     text = doc.read_text() if doc.exists() else ""
@@ -130,6 +176,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", nargs="+", choices=list(AGENTS), default=list(AGENTS))
     parser.add_argument("--delays", nargs="+", type=int, default=list(DELAYS))
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help=f"POPGym tasks instead of the delays: {', '.join(POPGYM)}, or popgym for all five")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=200_000, help="environment steps per run (every agent)")
     parser.add_argument("--episodes", type=int, default=500, help="greedy evaluation episodes per run")
@@ -141,18 +189,25 @@ def main() -> int:
     bad = [d for d in args.delays if d < 1]
     if bad or args.steps < 1 or args.episodes < 1:
         parser.error(f"bad --delays {bad} / --steps {args.steps} / --episodes {args.episodes}; accepted: positive integers")
+    tasks = [f"delay{d}" for d in args.delays]
+    if args.tasks is not None:
+        tasks = list(POPGYM) if args.tasks == ["popgym"] else args.tasks
+        unknown = [t for t in tasks if t not in POPGYM]
+        if unknown:
+            parser.error(f"unknown --tasks {unknown}; accepted: {', '.join(POPGYM)}, or popgym for all five")
     records = Path(args.records)
     if not args.report_only:
         for seed in args.seeds:
-            for delay in args.delays:
+            for task in tasks:
                 for agent in args.agents:
                     try:
-                        result = run_one(agent, delay, seed, args.steps, Path(args.runs), records, args.episodes)
+                        result = run_one(agent, task, seed, args.steps, Path(args.runs), records, args.episodes)
                     except ChildFailed as failed:   # the child said why; the records so far are kept
                         report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
                         return failed.args[0]
-                    print(f"delay {delay} {agent} seed {seed}: greedy {result['greedy_success']:.3f}, "
-                          f"{result['steps_per_s']:.0f} steps/s", flush=True)
+                    score = (f"greedy success {result['greedy_success']:.3f}" if result.get("delay") is not None
+                             else f"greedy return {result['greedy_return']:.3f}")
+                    print(f"{task} {agent} seed {seed}: {score}, {result['steps_per_s']:.0f} steps/s", flush=True)
     report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
     return 0
 
