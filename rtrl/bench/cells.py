@@ -216,6 +216,8 @@ def run(args: CellsBenchConfig) -> list[dict]:
                 f"{native.status()} (rtrl.cells.native: T <= {native.MAX_T}).\n\n"
                 + tables(rows, args.hidden_sizes, args.input_size) + "\n\n"
                 + "".join(f"- {line}\n" for line in lines))
-        record_section(Path(args.record), "rtrl bench cells", body, command_line())
+        # the eLSTM's table keeps its section; a run of other cells gets its own beside it
+        name = "rtrl bench cells" if _cells(args) == ["elstm"] else "rtrl bench cells: " + ", ".join(_cells(args))
+        record_section(Path(args.record), name, body, command_line())
         print(f"recorded in {args.record}")
     return rows

@@ -34,6 +34,10 @@ def test_bench_cells_prints_a_table_per_cell_with_its_size(tmp_path, capsys):
         assert min(float(c) for c in line.strip("|").split("|")[7:11]) > 0   # every method timed
     assert out.count("T=1, N=") == 1   # issue 24's verdicts are the eLSTM's
     assert doc.read_text().count("| (a) step ms |") == 3 and "rtu, at the eLSTM's parameter count" in doc.read_text()
+    assert "<!-- begin rtrl bench cells: elstm, rtu, clru -->" in doc.read_text()
+    assert main(TINY + ["--no-memory", "--record", str(doc)]) == 0   # the eLSTM's own section, beside it
+    text = doc.read_text()
+    assert "<!-- begin rtrl bench cells -->" in text and "<!-- begin rtrl bench cells: elstm, rtu, clru -->" in text
 
 
 def test_the_paired_cells_peak_memory_is_measured(capsys):
