@@ -5,6 +5,10 @@ from the run's metrics.csv between its first and last rows, so process start-up,
 first batch (actor spawn, env creation) are excluded. With ``--repeats R`` the runs are interleaved
 (every backend and core once, R times) and the table reports medians, so that a busy machine's load
 weighs on all of them alike; backend ratios are taken between medians of the same run of the command.
+
+``--learners impala stream`` adds the streaming learner (``rtrl train --learner stream`` with its own preset,
+``--stream-preset``, on the same env and core): one process stepping its streams, an update per step. Its row
+is "stream learner" and its ratio is to the first backend's R2AC on the same core.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from rtrl.bench import run_rtrl
 from rtrl.envs import parse_env_id
 from rtrl.models import CORES
 from rtrl.records.reports import check_report_path, command_line, record_section
-from rtrl.runtime.config import BACKENDS, PRESETS, resolve_config
+from rtrl.runtime.config import BACKENDS, LEARNERS, PRESETS, resolve_config
 from rtrl.settings import POSITIVE, POSITIVE_INT, Check, SettingError, literal, setting
 
 S = setting
@@ -35,6 +39,9 @@ class ThroughputBenchConfig:
     backends: list[str] = S(["local"], "backends of rtrl train to measure", flag={"choices": BACKENDS})
     repeats: int = S(1, "runs of each backend and core, interleaved; the table shows medians", check=POSITIVE_INT)
     preset: str = S("memory", "preset of rtrl train ('' for none)", check=PRESET)
+    learners: list[str] = S(["impala"], "learners to measure: impala (R2AC, on each backend) and/or stream (the "
+                            "streaming learner, in its own process)", flag={"choices": LEARNERS})
+    stream_preset: str = S("stream", "preset of the streaming learner's runs ('' for none)", check=PRESET)
     total_steps: int = S(300_000, "agent steps per run", check=POSITIVE_INT)
     log_interval: float = S(2.0, "seconds between metrics rows", check=POSITIVE)
     frames_per_step: int = S(1, "frames per agent step (4 for Atari)", check=POSITIVE_INT)
@@ -56,12 +63,25 @@ class ChildFailed(RuntimeError):
         super().__init__(f"the rtrl train run ({' '.join(command)}) failed with exit code {code}; its message is above")
 
 
+STREAM = "stream learner"   # the streaming learner's row, beside the backends' R2AC rows
+
+
+def modes(args: "ThroughputBenchConfig") -> list[str]:
+    """What is measured per core: R2AC on each backend, then the streaming learner."""
+    return (list(args.backends) if "impala" in args.learners else []) + ([STREAM] if "stream" in args.learners else [])
+
+
 def check_train_args(args: "ThroughputBenchConfig", train_overrides: dict) -> None:
     """Every run's settings, checked before the first child starts (a SettingError names the flag)."""
     for core in args.cores:
-        for backend in args.backends:
+        for mode in modes(args):
+            if mode == STREAM:
+                resolve_config(args.stream_preset or None, overrides=dict(
+                    train_overrides, env=args.env, core=core, learner="stream", total_steps=args.total_steps,
+                    log_interval=args.log_interval))
+                continue
             resolve_config(args.preset or None, overrides=dict(train_overrides, env=args.env, core=core,
-                                                               backend=backend, total_steps=args.total_steps,
+                                                               backend=mode, total_steps=args.total_steps,
                                                                log_interval=args.log_interval))
 
 
@@ -83,11 +103,12 @@ def read_run(metrics_csv: Path, total_steps: int = 0, log_interval: float = 0.0)
 def measure(args: ThroughputBenchConfig, backend: str, core: str, train_args: list[str]) -> dict:
     """One `rtrl train` run: its steady rate, median row rate, mean policy lag and wall time."""
     with tempfile.TemporaryDirectory(prefix="rtrl-throughput-") as tmp:
-        cmd = ["train", "--env", args.env, "--core", core, "--backend", backend,
-               "--total-steps", str(args.total_steps), "--out", tmp, "--no-progress", "--no-plot",
-               "--log-interval", str(args.log_interval)]
-        if args.preset:
-            cmd += ["--preset", args.preset]
+        cmd = ["train", "--env", args.env, "--core", core, "--total-steps", str(args.total_steps), "--out", tmp,
+               "--no-progress", "--no-plot", "--log-interval", str(args.log_interval)]
+        if backend == STREAM:
+            cmd += ["--learner", "stream"] + (["--preset", args.stream_preset] if args.stream_preset else [])
+        else:
+            cmd += ["--backend", backend] + (["--preset", args.preset] if args.preset else [])
         start = time.monotonic()
         try:
             run_rtrl(cmd + train_args, capture=False)   # its stderr is the user's: its own error reaches them
@@ -98,6 +119,10 @@ def measure(args: ThroughputBenchConfig, backend: str, core: str, train_args: li
     return {"rate": rate, "median_row": median_row, "lag": lag, "wall": wall}
 
 
+def _lag(lag: float) -> str:
+    return "–" if math.isnan(lag) else f"{lag:.2f}"   # the streaming learner has no policy lag
+
+
 def run(args: ThroughputBenchConfig, train_args: list[str] = ()) -> dict[tuple[str, str], float]:
     """Train each backend and core ``repeats`` times for ``total_steps`` (extra ``rtrl train`` flags:
     ``train_args``); print and optionally record the table; return the median steady steps/s of each
@@ -105,10 +130,10 @@ def run(args: ThroughputBenchConfig, train_args: list[str] = ()) -> dict[tuple[s
     train_args = list(train_args)
     print(f"env {args.env}, preset {args.preset}, {args.total_steps} steps per run, {args.repeats} run(s) each, "
           f"extra: {train_args}")
-    runs: dict[tuple[str, str], list[dict]] = {(b, c): [] for b in args.backends for c in args.cores}
+    runs: dict[tuple[str, str], list[dict]] = {(b, c): [] for b in modes(args) for c in args.cores}
     for repeat in range(args.repeats):
         for core in args.cores:
-            for backend in args.backends:
+            for backend in modes(args):
                 result = measure(args, backend, core, train_args)
                 runs[backend, core].append(result)
                 print(f"  run {repeat + 1}: {backend} {core}: {result['rate']:.0f} steps/s, policy lag "
@@ -121,16 +146,16 @@ def run(args: ThroughputBenchConfig, train_args: list[str] = ()) -> dict[tuple[s
         rates[f"{backend}/{core}"] = rate
         each = ", ".join(f"{r['rate']:.0f}" for r in results)
         table.append(f"| {backend} | {core} | {rate:.0f} | {rate * args.frames_per_step:.0f} | {each} | "
-                     f"{statistics.median(r['lag'] for r in results):.2f} | "
+                     f"{_lag(statistics.median(r['lag'] for r in results))} | "
                      f"{statistics.median(r['wall'] for r in results):.0f} |")
     ratios = []
-    first = args.backends[0]
-    for backend in args.backends[1:]:
+    first = modes(args)[0]
+    for backend in modes(args)[1:]:
         for core in args.cores:
             ratios.append(f"{backend} / {first} ({core}) = {rates[f'{backend}/{core}'] / rates[f'{first}/{core}']:.2f}"
                           + (" (target >= 0.8)" if (first, backend) == ("local", "ray") else ""))
     if "rtrl-elstm" in args.cores and "tbptt-elstm" in args.cores:
-        for backend in args.backends:
+        for backend in modes(args):
             ratios.append(f"{backend}: rtrl-elstm / tbptt-elstm = "
                           f"{rates[f'{backend}/rtrl-elstm'] / rates[f'{backend}/tbptt-elstm']:.2f} (target >= 0.8)")
     print(header + "\n" + "\n".join(table) + "\n\n" + "\n".join(ratios))
@@ -139,10 +164,13 @@ def run(args: ThroughputBenchConfig, train_args: list[str] = ()) -> dict[tuple[s
                 f"`{' '.join(train_args) or '-'}`), {args.total_steps} agent steps per run, measured from metrics.csv "
                 f"between its first and last rows (start-up excluded); {args.repeats} interleaved run(s) of each "
                 f"backend and core, medians shown; frames = {args.frames_per_step} x steps; policy lag = learner "
-                f"weight version minus the rollouts' version, mean over the run.\n\n"
+                f"weight version minus the rollouts' version, mean over the run."
+                + (f" The {STREAM} is `rtrl train --learner stream` (preset `{args.stream_preset}`) on the same env "
+                   "and core: one process, an update at every step of each stream." if STREAM in modes(args) else "")
+                + "\n\n"
                 + header + "\n" + "\n".join(table) + "\n\n" + "\n".join(f"- {r}" for r in ratios) + "\n")
-        name = f"rtrl bench throughput: {args.env}" + ("" if args.backends == ["local"] else
-                                                       f" ({', '.join(args.backends)})")
+        name = f"rtrl bench throughput: {args.env}" + ("" if modes(args) == ["local"] else
+                                                       f" ({', '.join(modes(args))})")
         record_section(Path(args.record), name, body, command_line())
         print(f"recorded in {args.record}")
     return {(backend, core): rates[f"{backend}/{core}"] for backend, core in runs}

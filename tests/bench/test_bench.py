@@ -1,5 +1,6 @@
 """The benchmark commands: tiny runs print their tables and record them in a markdown file."""
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,29 @@ def test_throughput_compares_backends_by_medians_of_interleaved_runs(tmp_path, m
     assert "| ray | rtrl-elstm | 150 | 150 | 90, 150, 170 | 1.00 | 5 |" in out
     assert "ray / local (rtrl-elstm) = 0.75 (target >= 0.8)" in out
     assert "<!-- begin rtrl bench throughput: memory:delayed_recall?cues=2&delay=30 (local, ray) -->" in doc.read_text()
+
+
+def test_throughput_puts_the_streaming_learner_beside_r2ac_on_the_same_core(tmp_path, monkeypatch, capsys):
+    commands = []
+
+    def fake_run_rtrl(cmd, capture):
+        commands.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        rate = 400.0 if "stream" in cmd else 2000.0
+        with (out / "metrics.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["step", "wall_time", "sps"])
+            writer.writeheader()
+            writer.writerows([{"step": 0, "wall_time": 1.0, "sps": rate}, {"step": rate, "wall_time": 2.0, "sps": rate}])
+
+    monkeypatch.setattr(throughput, "run_rtrl", fake_run_rtrl)
+    doc = tmp_path / "BENCH.md"
+    result = throughput.run(ThroughputBenchConfig(cores=["rtrl-elstm"], learners=["impala", "stream"], record=str(doc)))
+    assert result == {("local", "rtrl-elstm"): 2000.0, ("stream learner", "rtrl-elstm"): 400.0}
+    impala, stream = commands
+    assert "--backend" in impala and impala[impala.index("--preset") + 1] == "memory" and "--learner" not in impala
+    assert stream[stream.index("--learner") + 1] == "stream" and stream[stream.index("--preset") + 1] == "stream"
+    assert stream[stream.index("--core") + 1] == "rtrl-elstm" and stream[stream.index("--env") + 1] == impala[impala.index("--env") + 1]
+    out = capsys.readouterr().out
+    assert "| stream learner | rtrl-elstm | 400 | 400 | 400 | – |" in out
+    assert "stream learner / local (rtrl-elstm) = 0.20" in out
+    assert "(local, stream learner) -->" in doc.read_text()
