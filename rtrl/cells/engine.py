@@ -175,11 +175,14 @@ class _Deferred:
         return bool(self.refs)
 
     def write(self, sensitivity: dict[str, Tensor], e0: Tensor | None = None,
-              grads: dict[str, Tensor] | None = None) -> None:
-        """S_T over S_0 (and, with ``e0``, the history gradient from S_0 in the same pass); then release."""
+              grads: dict[str, Tensor] | None = None, folds: dict | None = None, decay: float = 1.0) -> None:
+        """S_T over S_0 (and, with ``e0``, the history gradient from S_0, and the ``folds`` into traces, in the
+        same pass); then release."""
         if self.method == "segment":
-            sensitivity_pass(sensitivity, e0, grads, self.terms, sensitivity)
+            sensitivity_pass(sensitivity, e0, grads, self.terms, sensitivity, folds, decay)
         else:
+            if folds:
+                sensitivity_pass(sensitivity, folds=folds, decay=decay)
             new, _ = per_step_sweep(self.traj, self.x, sensitivity, None)
             for name, s in sensitivity.items():
                 s.copy_(new[name])
@@ -190,20 +193,26 @@ class _Deferred:
         self.traj = self.x = self.terms = None
 
     @torch.no_grad()
-    def write_now(self) -> None:
+    def write_now(self, folds: dict | None = None, decay: float = 1.0) -> None:
         tensors = {name: ref() for name, ref in self.refs.items()}
-        self.write({name: s for name, s in tensors.items() if s is not None})
+        self.write({name: s for name, s in tensors.items() if s is not None}, folds=folds, decay=decay)
 
 
-def complete_pending(sensitivity: dict[str, Tensor]) -> None:
+@torch.no_grad()
+def complete_pending(sensitivity: dict[str, Tensor], folds: dict | None = None, decay: float = 1.0) -> None:
     """Write now any S_T that an in-place call under autograd left to a backward pass that has not run.
 
-    The engine calls it on every S it receives; call it before reading such tensors directly.
+    The engine calls it on every S it receives; call it before reading such tensors directly. With ``folds``
+    (``rtrl.cells.sensitivity_pass.sensitivity_pass``: eligibility traces z_b ← decay · z_b + c[b] ⊙ S[b]) the
+    traces read the S the tensors hold now (S_0 of the pending call) in the same pass that writes S_T over it.
     """
     for s in sensitivity.values():
         deferred = getattr(s, _PENDING, None)
         if deferred is not None and deferred.pending:
-            deferred.write_now()
+            deferred.write_now(folds, decay)
+            folds = None   # done, in the pass that wrote S_T
+    if folds:   # nothing was pending: the traces read S as it is
+        sensitivity_pass(sensitivity, folds=folds, decay=decay)
 
 
 class _RTRLFunction(torch.autograd.Function):

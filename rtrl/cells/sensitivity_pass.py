@@ -110,12 +110,20 @@ def _unit_axis(tensor: Tensor, rank: int) -> Tensor:
     return tensor[:, None, :, None] if rank == 4 else tensor[:, None, :]
 
 
+def _fold(s: Tensor, b: int, folds, decay: float) -> None:
+    """z_b ← decay · z_b + c[b] ⊙ S_0[b] for each fold (c (B,N) on the unit axis, [z_b]), ``s`` = S_0[b]."""
+    shape = (-1, 1) if s.dim() == 3 else (-1,)
+    for coef, traces in folds:
+        traces[b].view(s.shape).mul_(decay).addcmul_(coef[b].view(shape), s)
+
+
 def _pass_weight_x(s0: Tensor, e0: Tensor | None, grad: Tensor | None, terms: FinalTerms | None,
-                   out: Tensor | None) -> None:
-    """The chunked pass over S^{W_x} (B,K,N,D): grad (K,N,D) += Σ_b e_0 ⊙ S_0, out = S_T."""
+                   out: Tensor | None, folds=(), decay: float = 1.0) -> None:
+    """The chunked pass over S^{W_x} (B,K,N,D): grad (K,N,D) += Σ_b e_0 ⊙ S_0, out = S_T, and the folds."""
     if native.weight_x_pass(s0, e0 if grad is not None else None, grad,
                             None if out is None else terms.P0, None if out is None else terms.P0_pair,
-                            None if out is None else terms.lhs, None if out is None else terms.x, out):
+                            None if out is None else terms.lhs, None if out is None else terms.x, out,
+                            folds, decay):
         return   # the same pass in C, where it builds and takes these tensors (rtrl.cells.native)
     B, K, N, D = s0.shape
     step = max(1, CHUNK_BYTES // max(1, s0[0].numel() * s0.element_size()))
@@ -123,6 +131,8 @@ def _pass_weight_x(s0: Tensor, e0: Tensor | None, grad: Tensor | None, terms: Fi
     for b0 in range(0, B, step):
         b1 = min(B, b0 + step)
         s = s0[b0:b1]
+        for b in range(b0, b1) if folds else ():   # the traces read S_0 before it is overwritten
+            _fold(s[b - b0], b, folds, decay)
         if grad is not None:  # read S_0 before it is overwritten
             if b1 - b0 == 1:
                 grad.addcmul_(s[0], e0[b0, None, :, None])
@@ -142,17 +152,22 @@ def _pass_weight_x(s0: Tensor, e0: Tensor | None, grad: Tensor | None, terms: Fi
 
 def sensitivity_pass(sensitivity: dict[str, Tensor], e0: Tensor | None = None,
                      grads: dict[str, Tensor] | None = None, terms: FinalTerms | None = None,
-                     out: dict[str, Tensor] | None = None) -> None:
+                     out: dict[str, Tensor] | None = None, folds: dict | None = None, decay: float = 1.0) -> None:
     """One pass over S_0: ``grads[name] += Σ_b e_0 ⊙ S_0`` when ``e0`` (B,N) is given, and
     ``out[name] = P_0 ⊙ S_0 + local`` when ``terms`` is; ``out`` may hold S_0's own tensors (in place).
 
     ``grads`` hold (K,N,D) for ``weight_x`` (a view of the (K·N,D) gradient is fine), (K,N) / (E,N) else.
+    ``folds[name]``: [(c (B,N), [z_b shaped like S_0[b], one per b]), ...] — eligibility traces updated from S_0
+    in the same pass, z_b ← decay · z_b + c[b] ⊙ S_0[b] (a streaming learner's, ``StreamLearner``).
     """
+    folds = folds or {}
     for name, s0 in sensitivity.items():
         o = out[name] if terms is not None else None
         if name == "weight_x":
-            _pass_weight_x(s0, e0, grads[name] if e0 is not None else None, terms, o)
+            _pass_weight_x(s0, e0, grads[name] if e0 is not None else None, terms, o, folds.get(name, ()), decay)
             continue
+        for b in range(s0.shape[0]) if folds.get(name) else ():
+            _fold(s0[b], b, folds[name], decay)
         if e0 is not None:
             grads[name].add_((s0 * _unit_axis(e0, 3)).sum(0))
         if o is not None:

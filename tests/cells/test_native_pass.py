@@ -128,3 +128,33 @@ def test_the_engine_gives_the_same_gradients_and_s_t_with_and_without_the_c_pass
     for (g1, s1), (g2, s2) in zip(results[:half], results[half:]):
         for a, b in zip(g1 + s1, g2 + s2):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_c", [True, False])
+def test_traces_fold_from_s_0_in_the_pass_that_writes_s_t(use_c, monkeypatch):
+    """z_b ← decay · z_b + c[b] ⊙ S_0[b] for two folds (a streaming learner's value and policy traces), with the
+    in-place S_T write and the gradient in the same call, in C and in PyTorch's pass: equal to the plain reference."""
+    from rtrl.cells.sensitivity_pass import sensitivity_pass
+    if not use_c:
+        monkeypatch.setattr(native, "_state", {"lib": None, "reason": "test"})
+    s0, e0, P0, Q0, lhs, x = case(False, 1)
+    B, K, N, D = s0.shape
+    small = torch.randn(B, K, N, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    coefs = [torch.randn(B, N, generator=g, dtype=torch.float64) for _ in range(2)]
+    traces = [[torch.randn(K * N, D, generator=g, dtype=torch.float64) for _ in range(B)] for _ in range(2)]
+    small_traces = [[torch.randn(K, N, generator=g, dtype=torch.float64) for _ in range(B)] for _ in range(2)]
+    want = [[0.9 * z.view(K, N, D) + c[b][:, None] * s0[b] for b, z in enumerate(zs)] for c, zs in zip(coefs, traces)]
+    want_small = [[0.9 * z + c[b] * small[b] for b, z in enumerate(zs)] for c, zs in zip(coefs, small_traces)]
+    want_grad, want_out = reference(s0, e0, P0, None, lhs, x)
+    S = {"weight_x": s0.clone(), "bias": small.clone()}
+    grads = {"weight_x": torch.zeros(K, N, D, dtype=torch.float64), "bias": torch.zeros(K, N, dtype=torch.float64)}
+    folds = {"weight_x": list(zip(coefs, traces)), "bias": list(zip(coefs, small_traces))}
+    sensitivity_pass(S, e0, grads, FinalTerms(P0, lhs, x, {"bias": torch.zeros(B, K, N, dtype=torch.float64)}), S,
+                     folds, 0.9)
+    for got, expected in ((traces, want), (small_traces, want_small)):
+        for zs, ws in zip(got, expected):
+            for z, w in zip(zs, ws):
+                torch.testing.assert_close(z.view(w.shape), w, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(grads["weight_x"], want_grad, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(S["weight_x"], want_out, rtol=1e-13, atol=1e-13)

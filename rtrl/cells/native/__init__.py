@@ -86,7 +86,8 @@ def _load():
             i64, ptr = ctypes.c_int64, ctypes.c_void_p
             for name in ("rtrl_pass_f32", "rtrl_pass_f64"):
                 fn = getattr(lib, name)
-                fn.argtypes = [i64] * 5 + [ptr] * 8 + [ctypes.c_int]
+                real = ctypes.c_float if name.endswith("f32") else ctypes.c_double
+                fn.argtypes = [i64] * 5 + [ptr] * 8 + [i64, ptr, ptr, real, ctypes.c_int]
                 fn.restype = ctypes.c_int
         except (OSError, subprocess.SubprocessError) as exc:
             lib, reason = None, f"the C pass could not be built ({exc}); the PyTorch pass is in use"
@@ -109,11 +110,13 @@ def _ptr(t: Tensor | None):
 
 
 def weight_x_pass(s0: Tensor, e0: Tensor | None, grad: Tensor | None, P0: Tensor | None, Q0: Tensor | None,
-                  lhs: Tensor | None, x: Tensor | None, out: Tensor | None) -> bool:
+                  lhs: Tensor | None, x: Tensor | None, out: Tensor | None,
+                  folds: list[tuple[Tensor, list[Tensor]]] = (), decay: float = 1.0) -> bool:
     """The pass over S^{W_x} (B,K,N,D) in C, if it takes these tensors; False (nothing done) if not.
 
     grad (K,N,D) += Σ_b e0 ⊙ S_0 (e0 (B,N)); out = P0 ⊙ S_0 (+ Q0 ⊙ swap(S_0)) + lhs @ x with lhs (B,K·N,T)
-    and x (B,T,D); ``out`` may be ``s0`` itself."""
+    and x (B,T,D); ``out`` may be ``s0`` itself. Each fold (c (B,N), [z_b (K,N,D) for each b]) updates the
+    traces z_b ← decay · z_b + c[b] ⊙ S_0[b] in the same pass (a streaming learner's eligibility traces)."""
     dtype = s0.dtype
     if not s0.is_cpu or (dtype is not torch.float32 and dtype is not torch.float64) or s0.dim() != 4:
         return False
@@ -124,15 +127,23 @@ def weight_x_pass(s0: Tensor, e0: Tensor | None, grad: Tensor | None, P0: Tensor
         if T > MAX_T:
             return False
         lhs, x = lhs.contiguous(), x.contiguous()
-    for t in (s0, e0, grad, P0, Q0, lhs, x, out):   # a plain loop: this check runs at every streaming step
+    fold_tensors = [t for coef, traces in folds for t in (coef, *traces)]
+    for t in (s0, e0, grad, P0, Q0, lhs, x, out, *fold_tensors):   # a plain loop: this runs at every streaming step
         if t is not None and (t.dtype is not dtype or not t.is_cpu or not t.is_contiguous()):
             return False
+    if any(len(traces) != B or any(z.numel() != K * N * D for z in traces) or tuple(coef.shape) != (B, N)
+           for coef, traces in folds):
+        return False
     lib = _load()
     if lib is None:
         return False
     fn = lib.rtrl_pass_f32 if dtype is torch.float32 else lib.rtrl_pass_f64
     threads = torch.get_num_threads() if s0.numel() >= THREAD_MIN_ELEMENTS else 1
+    coefs = pointers = None
+    if folds:
+        coefs = torch.stack([coef for coef, _ in folds])   # (F,B,N): a small copy
+        pointers = (ctypes.c_void_p * (len(folds) * B))(*(z.data_ptr() for _, traces in folds for z in traces))
     code = fn(B, K * N, D, N, T, _ptr(s0), _ptr(out), _ptr(e0), _ptr(grad), _ptr(P0), _ptr(Q0),
-              _ptr(lhs), _ptr(x), threads)
+              _ptr(lhs), _ptr(x), len(folds), _ptr(coefs), pointers, decay, threads)
     return code == 0
 

@@ -4,6 +4,8 @@
  *   grad[r,:] += Σ_b e0[b,n(r)] · S[b,r,:]                              (the history gradient, e0 != NULL)
  *   out[b,r,:] = P0[b,n] · S[b,r,:] (+ Q0[b,n] · S[b,partner(r),:])       (S_T, out != NULL; out may be S)
  *              + Σ_{t<T} lhs[b,r,t] · x[b,t,:]
+ *   z_f,b[r,:] = decay · z_f,b[r,:] + c[f,b,n] · S[b,r,:]                  (folds, F > 0: a streaming learner's
+ *                                                                        eligibility traces, one tensor per b)
  *
  * n(r) = r mod N is the row's unit; a paired cell (Q0 != NULL) has N = 2M state rows per gate and the
  * partner of unit n is n ± M (its 2×2 carry mixes the two). Each row of S is read once and written once;
@@ -29,12 +31,18 @@ typedef struct {                                                                
     int64_t B, R, D, N, T, r0, r1;                                                                           \
     const REAL *S; REAL *out; const REAL *e0; REAL *grad; const REAL *P0; const REAL *Q0;                    \
     const REAL *lhs; const REAL *x;                                                                          \
+    int64_t F; const REAL *fcoef; REAL *const *fout; REAL decay;                                             \
 } job_##SUFFIX;                                                                                              \
                                                                                                              \
 static inline __attribute__((always_inline))                                                                  \
 void row_##SUFFIX(const job_##SUFFIX *j, int64_t b, int64_t r, const REAL *s, REAL *o, REAL p,               \
                   const REAL *partner, REAL q) {                                                             \
     const int64_t D = j->D, T = j->T;                                                                        \
+    for (int64_t f = 0; f < j->F; f++) {             /* the traces read the row before it is written over */ \
+        REAL *z = j->fout[f * j->B + b] + r * D;                                                             \
+        const REAL c = j->fcoef[(f * j->B + b) * j->N + r % j->N], decay = j->decay;                         \
+        for (int64_t d = 0; d < D; d++) z[d] = decay * z[d] + c * s[d];                                      \
+    }                                                                                                        \
     if (j->grad && o == s && !partner && T == 1) {   /* a streaming step: every term in one loop over the row */ \
         const REAL e = j->e0[b * j->N + r % j->N], l0 = j->lhs[b * j->R + r];                                \
         const REAL *xb = j->x + b * D;                                                                       \
@@ -97,8 +105,10 @@ CLONES static void *work_##SUFFIX(void *arg) {                                  
 /* Returns 0, or 1 when the arguments are outside what the pass handles (the caller then uses PyTorch). */  \
 int rtrl_pass_##SUFFIX(int64_t B, int64_t R, int64_t D, int64_t N, int64_t T, const REAL *S, REAL *out,      \
                        const REAL *e0, REAL *grad, const REAL *P0, const REAL *Q0, const REAL *lhs,          \
-                       const REAL *x, int threads) {                                                         \
-    if (B < 1 || R < 1 || D < 1 || N < 1 || R % N != 0 || (out && (!P0 || !lhs || !x || T < 1)))             \
+                       const REAL *x, int64_t F, const REAL *fcoef, REAL *const *fout, REAL decay,           \
+                       int threads) {                                                                        \
+    if (B < 1 || R < 1 || D < 1 || N < 1 || R % N != 0 || (out && (!P0 || !lhs || !x || T < 1))             \
+        || (grad && !e0) || F < 0 || (F > 0 && (!fcoef || !fout)))                                           \
         return 1;                                                                                            \
     if (Q0 && out && (N % 2 != 0 || D > 4096)) return 1;                                                     \
     if (threads < 1) threads = 1;                                                                            \
@@ -111,7 +121,7 @@ int rtrl_pass_##SUFFIX(int64_t B, int64_t R, int64_t D, int64_t N, int64_t T, co
     int started[MAX_THREADS] = {0};                                                                          \
     for (int i = 0; i < threads; i++) {                                                                      \
         job_##SUFFIX j = {B, R, D, N, T, items * i / threads, items * (i + 1) / threads,                     \
-                          S, out, e0, grad, P0, Q0, lhs, x};                                                 \
+                          S, out, e0, grad, P0, Q0, lhs, x, F, fcoef, fout, decay};                          \
         jobs[i] = j;                                                                                         \
     }                                                                                                        \
     for (int i = 1; i < threads; i++)                                                                        \

@@ -192,14 +192,19 @@ class StreamLearner:
     @torch.no_grad()
     def _step(self, delta: Tensor, decay: float, sensitivity: dict[str, Tensor] | None) -> tuple[float, float, float]:
         """Fold the pending gradients into each stream's traces and take its ObGD steps (streams in turn);
-        ``sensitivity``: on the fused path, S (still S_{t-1}) for the recurrent parameters' gradients."""
+        ``sensitivity``: on the fused path, S (still S_{t-1}) for the recurrent parameters' gradients, folded into
+        the traces of every stream in the one pass that writes S_t over it (``complete_pending`` with folds)."""
         cfg, sizes = self.cfg, []
-        for b, (_, g_value, g_log_prob, g_entropy) in enumerate(self.pending):
+        # β sign(δ): the entropy term pulls with the TD error
+        bonuses = [cfg.entropy_cost * math.copysign(1.0, float(d)) for d in delta]
+        policy_grads = [[_combine(lp, h, bonus) for lp, h in zip(pending[2], pending[3])]
+                        for pending, bonus in zip(self.pending, bonuses)]
+        if sensitivity is not None:
+            complete_pending(sensitivity, self._recurrent_folds(policy_grads), decay)
+        for b, (_, g_value, _, _) in enumerate(self.pending):
             d = float(delta[b])
-            bonus = cfg.entropy_cost * math.copysign(1.0, d)   # β sign(δ): the entropy term pulls with the TD error
-            policy_grad = [_combine(lp, h, bonus) for lp, h in zip(g_log_prob, g_entropy)]
-            self._fold(self.value_traces[b], g_value, decay, sensitivity, b)
-            self._fold(self.policy_traces[b], policy_grad, decay, sensitivity, b)
+            self._fold(self.value_traces[b], g_value, decay)
+            self._fold(self.policy_traces[b], policy_grads[b], decay)
             norms = trace_l1(self.value_traces[b]), trace_l1(self.policy_traces[b])
             alphas = (obgd_step_size(cfg.stream_lr, cfg.kappa_value, d, norms[0]),
                       obgd_step_size(cfg.stream_lr, cfg.kappa_policy, d, norms[1]))
@@ -210,16 +215,25 @@ class StreamLearner:
             sizes.append((*alphas, norms[0] + norms[1]))
         return tuple(float(np.mean(column)) for column in zip(*sizes))
 
+    def _recurrent_folds(self, policy_grads: list[list]) -> dict:
+        """Per recurrent parameter (by its sensitivity's name): the value and policy traces of every stream with
+        their coefficients g_c (B,N), for z_b ← decay · z_b + g_c[b] ⊙ S[b] in the pass over S."""
+        folds, streams = {}, range(len(self.pending))
+        for i, p in enumerate(self.params):
+            name = self.recurrent.get(id(p))
+            if name is not None:
+                folds[name] = [(torch.stack([self.pending[b][1][i][1] for b in streams]),
+                                [self.value_traces[b][i] for b in streams]),
+                               (torch.stack([policy_grads[b][i][1] for b in streams]),
+                                [self.policy_traces[b][i] for b in streams])]
+        return folds
+
     @staticmethod
-    def _fold(traces: list[Tensor], grads: list, decay: float, sensitivity: dict[str, Tensor] | None, b: int) -> None:
-        """z ← decay · z + g for every parameter; a recurrent one's g = g_c ⊙ S[b], added in one pass over S[b]."""
-        decay_traces(traces, [None if isinstance(g, tuple) else g for g in grads], decay)
-        for z, g in zip(traces, grads):
-            if isinstance(g, tuple):
-                name, coefficient = g
-                S = sensitivity[name][b]          # (K,N,D), (K,N) or (E,N): units on the second axis
-                shape = (1, -1, 1) if S.dim() == 3 else (1, -1)
-                z.view(S.shape).addcmul_(coefficient.view(shape), S)
+    def _fold(traces: list[Tensor], grads: list, decay: float) -> None:
+        """z ← decay · z + g for every parameter but the recurrent ones of the fused path ((name, g_c) entries:
+        their traces were updated from S in the pass over it)."""
+        plain = [(z, g) for z, g in zip(traces, grads) if not isinstance(g, tuple)]
+        decay_traces([z for z, _ in plain], [g for _, g in plain], decay)
 
     def state_dict(self) -> dict:
         """The reward scale's statistics and the traces of the moment (the observation statistics are the
