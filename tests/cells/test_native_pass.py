@@ -94,6 +94,14 @@ def test_what_the_c_pass_does_not_take_goes_to_pytorch_with_the_same_numbers():
     torch.testing.assert_close(out, want_out, rtol=1e-13, atol=1e-13)
 
 
+def test_a_fresh_cache_builds_the_library_once(monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("RTRL_CACHE_DIR", str(tmp_path / "cache"))
+    assert native.available() and native.status() == "the C pass is in use"
+    built = list((tmp_path / "cache").glob("sensitivity_pass-*.so"))
+    assert len(built) == 1 and native.build() == built[0]   # a second build finds it
+
+
 def test_without_a_compiler_the_pytorch_pass_runs_and_status_says_why(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setenv("RTRL_CACHE_DIR", str(tmp_path))   # nothing built here yet
