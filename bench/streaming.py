@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rtrl.bench.suite_report import PUBLISHED  # noqa: E402
 from rtrl.records.files import write_text_atomically  # noqa: E402
 from rtrl.records.reports import machine_description  # noqa: E402
 
@@ -161,6 +162,10 @@ def report(records: Path, doc: Path, command: str) -> None:
                   "(sampled actions: POPGym's MMER counterpart), the training mean return at the wall time of the "
                   "fastest run of that task and budget, and the throughput. Medians over seeds. R2AC runs the "
                   "memory suite's preset here.", ""] + _table(popgym, "task", True)
+        anchors = [f"{task} {' ± '.join(PUBLISHED[task]['POPGym GRU'])}" for task in POPGYM if task in PUBLISHED]
+        lines += ["", "Published anchors (POPGym paper, PPO with a GRU, MMER over 3 trials at 15M steps; "
+                  "`rtrl.bench.suite_report.PUBLISHED`): " + "; ".join(anchors) + ". Not transcribed here: "
+                  + ", ".join(task for task in POPGYM if task not in PUBLISHED) + "."]
     begin, end = "<!-- begin bench/streaming.py -->", "<!-- end bench/streaming.py -->"
     section = "\n".join([begin, "## The delay sweep", ""] + lines + [end])
     text = doc.read_text() if doc.exists() else ""
