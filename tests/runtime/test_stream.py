@@ -215,13 +215,17 @@ def test_streaming_rtrl_learns_a_short_delay_in_seconds(tmp_path):
     assert summary["success_rate"] > 0.8
 
 
-@pytest.mark.parametrize("cell", ["elstm", "lru"])
-def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell):
+@pytest.mark.parametrize("cell, chunked", [("elstm", False), ("lru", False), ("elstm", True)])
+def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell, chunked, monkeypatch):
     """With the sensitivities kept in place and the recurrent gradients folded from S into the traces
     (g_c ⊙ S_t), two streams take exactly the steps the all-autograd path takes (float64), and S stays the
     same tensors from step to step."""
     from rtrl.runtime.learners.stream import StreamSource
-    cfg = stream_config(cell=cell, num_envs=2, env="memory:delayed_recall?cues=2&delay=1", stream_lr=0.3)
+    if chunked:   # one stream per batched backward call
+        from rtrl.runtime.learners import stream
+        monkeypatch.setattr(stream, "BATCHED_GRAD_ELEMENTS", 1)
+    cfg = stream_config(cell=cell, num_envs=3 if chunked else 2, env="memory:delayed_recall?cues=2&delay=1",
+                        stream_lr=0.3)
     spec = EnvSpec.probe(cfg.env, {})
     runs = []
     for fused in (True, False):

@@ -34,6 +34,10 @@ from rtrl.runtime.experience import Experience
 from rtrl.tree import map_tensors
 
 
+# at most this many gradient elements per batched backward call of the fused path (64 MB in float32)
+BATCHED_GRAD_ELEMENTS = 1 << 24
+
+
 class StreamStep:
     """One step of B streams: the agent's outputs at s_t (with their autograd graph), the actions taken, and
     what followed them: r_{t+1}, done_{t+1}."""
@@ -146,16 +150,26 @@ class StreamLearner:
         entropy = dist.entropy(step.policy_logits)
         out, B = [], len(step.value)
         self.last_entropy = float(entropy.detach().mean())
-        if self.fused:   # all 3·B gradients in one batched backward (vmap over the grad outputs; 4.7x the loop's
-            # speed at B = 4, 1.2x at B = 1). The engine is not in this graph, so nothing needs a vmap rule.
+        if self.fused:   # the 3·B gradients in batched backward calls (vmap over the grad outputs; 4.7x the loop's
+            # speed at B = 4, 1.2x at B = 1). The engine is not in this graph, so nothing needs a vmap rule. Streams
+            # go in chunks: each batched output holds all of c_t (B,N), so one call for all B would grow as B².
             losses = torch.stack((step.value, log_prob, entropy))                       # (3, B)
-            basis = torch.eye(3 * B, dtype=losses.dtype, device=losses.device).view(3 * B, 3, B)
-            batched = torch.autograd.grad(losses, [step.core_states] + self.others, grad_outputs=basis,
-                                          allow_unused=True, is_grads_batched=True)
-            for b in range(B):
-                grads = [self._aligned(batched[0][i * B + b, 0, b],
-                                       [None if g is None else g[i * B + b] for g in batched[1:]]) for i in range(3)]
-                out.append((float(step.value[b].detach()), *grads))
+            inputs = [step.core_states] + self.others
+            chunk = max(1, BATCHED_GRAD_ELEMENTS // (3 * sum(t.numel() for t in inputs)))
+            for b0 in range(0, B, chunk):
+                streams = range(b0, min(B, b0 + chunk))
+                c = len(streams)
+                basis = torch.zeros(3 * c, 3, B, dtype=losses.dtype, device=losses.device)
+                for i in range(3):
+                    for j, b in enumerate(streams):
+                        basis[i * c + j, i, b] = 1
+                batched = torch.autograd.grad(losses, inputs, grad_outputs=basis, allow_unused=True,
+                                              retain_graph=streams.stop < B, is_grads_batched=True)
+                for j, b in enumerate(streams):
+                    grads = [self._aligned(batched[0][i * c + j, 0, b],
+                                           [None if g is None else g[i * c + j] for g in batched[1:]])
+                             for i in range(3)]
+                    out.append((float(step.value[b].detach()), *grads))
             return out
         for b in range(B):
             last = b == B - 1
