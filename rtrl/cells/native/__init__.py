@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def cache_dir() -> Path:
 
 
 def _library_path() -> Path:
-    digest = hashlib.sha256(SOURCE.read_bytes() + sys.platform.encode()).hexdigest()[:16]
+    # the machine's architecture too: a home directory shared by x86-64 and arm64 nodes keeps one library each
+    digest = hashlib.sha256(SOURCE.read_bytes() + f"{sys.platform} {platform.machine()}".encode()).hexdigest()[:16]
     return cache_dir() / f"sensitivity_pass-{digest}.so"
 
 
