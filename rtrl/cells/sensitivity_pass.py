@@ -120,10 +120,8 @@ def _fold(s: Tensor, b: int, folds, decay: float) -> None:
 def _pass_weight_x(s0: Tensor, e0: Tensor | None, grad: Tensor | None, terms: FinalTerms | None,
                    out: Tensor | None, folds=(), decay: float = 1.0) -> None:
     """The chunked pass over S^{W_x} (B,K,N,D): grad (K,N,D) += Σ_b e_0 ⊙ S_0, out = S_T, and the folds."""
-    if native.weight_x_pass(s0, e0 if grad is not None else None, grad,
-                            None if out is None else terms.P0, None if out is None else terms.P0_pair,
-                            None if out is None else terms.lhs, None if out is None else terms.x, out,
-                            folds, decay):
+    final = (terms.P0, terms.P0_pair, terms.lhs, terms.x) if out is not None else (None,) * 4   # what S_T needs
+    if native.weight_x_pass(s0, e0 if grad is not None else None, grad, *final, out, folds, decay):
         return   # the same pass in C, where it builds and takes these tensors (rtrl.cells.native)
     B, K, N, D = s0.shape
     step = max(1, CHUNK_BYTES // max(1, s0[0].numel() * s0.element_size()))

@@ -122,6 +122,9 @@ def weight_x_pass(s0: Tensor, e0: Tensor | None, grad: Tensor | None, P0: Tensor
     dtype = s0.dtype
     if not s0.is_cpu or (dtype is not torch.float32 and dtype is not torch.float64) or s0.dim() != 4:
         return False
+    lib = _load()
+    if lib is None:   # before the copies below: they would be wasted on the PyTorch pass
+        return False
     B, K, N, D = s0.shape
     T = 0
     if out is not None:
@@ -135,9 +138,6 @@ def weight_x_pass(s0: Tensor, e0: Tensor | None, grad: Tensor | None, P0: Tensor
             return False
     if any(len(traces) != B or any(z.numel() != K * N * D for z in traces) or tuple(coef.shape) != (B, N)
            for coef, traces in folds):
-        return False
-    lib = _load()
-    if lib is None:
         return False
     fn = lib.rtrl_pass_f32 if dtype is torch.float32 else lib.rtrl_pass_f64
     threads = torch.get_num_threads() if s0.numel() >= THREAD_MIN_ELEMENTS else 1
