@@ -75,14 +75,11 @@ def check_train_args(args: "ThroughputBenchConfig", train_overrides: dict) -> No
     """Every run's settings, checked before the first child starts (a SettingError names the flag)."""
     for core in args.cores:
         for mode in modes(args):
-            if mode == STREAM:
-                resolve_config(args.stream_preset or None, overrides=dict(
-                    train_overrides, env=args.env, core=core, learner="stream", total_steps=args.total_steps,
-                    log_interval=args.log_interval))
-                continue
-            resolve_config(args.preset or None, overrides=dict(train_overrides, env=args.env, core=core,
-                                                               backend=mode, total_steps=args.total_steps,
-                                                               log_interval=args.log_interval))
+            preset, extra = ((args.stream_preset, dict(learner="stream")) if mode == STREAM
+                             else (args.preset, dict(backend=mode)))
+            resolve_config(preset or None, overrides=dict(train_overrides, env=args.env, core=core,
+                                                          total_steps=args.total_steps,
+                                                          log_interval=args.log_interval, **extra))
 
 
 def read_run(metrics_csv: Path, total_steps: int = 0, log_interval: float = 0.0) -> tuple[float, float, float]:
