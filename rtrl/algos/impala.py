@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rtrl.algos.distributions import ActionDistribution
-from rtrl.algos.losses import (action_log_probs, baseline_loss, entropy_loss, normalize_advantages,
-                               policy_gradient_loss)
+import torch
+
+from rtrl.algos.losses import (action_log_probs, baseline_loss, clipped_surrogate_loss, entropy_loss,
+                               normalize_advantages, policy_gradient_loss)
 from rtrl.algos.schedule import clip_rewards
 from rtrl.algos.vtrace import vtrace
 
@@ -27,6 +29,7 @@ class LossConfig:
     entropy_cost: float = 0.01    # weight of the entropy loss
     reward_clip: bool = True      # clip rewards to [-1, 1]
     normalize_advantages: bool = False   # standardise the V-trace advantages over the batch (not in IMPALA)
+    policy_clip: float = 0.0      # ε > 0: PPO's clipped surrogate against μ with V-trace's advantages (APPO)
 
 
 def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward: Tensor, done: Tensor,
@@ -38,7 +41,9 @@ def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward:
         policy_logits: (T+1,B,A) the learner's logits.  baseline: (T+1,B) the learner's values.
         action: (T+1,B) int, the actions taken.  reward: (T+1,B).  done: (T+1,B) bool.
         behaviour_logits: (T+1,B,A) the actors' logits (μ).
-        cfg: discounting, loss weights and reward clipping.
+        cfg: discounting, loss weights, reward clipping, advantage standardisation and the policy term:
+            IMPALA's −Σ ρ̄-clipped ρ_s A_s log π, or with ``policy_clip`` ε > 0 APPO's clipped surrogate
+            (``clipped_surrogate_loss``) on A_s = r_s + γ v_{s+1} − V(x_s) (V-trace's targets, no ρ_s).
         dist: the action distribution whose parameters the "logits" are (``rtrl.algos.distributions``;
             None: categorical), and actions then (T+1,B,*its action shape).
     """
@@ -52,8 +57,17 @@ def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward:
     behaviour_log_probs = action_log_probs(behaviour_logits[:-1], actions, dist)
     returns = vtrace(behaviour_log_probs, target_log_probs.detach(), discounts, rewards.to(values.dtype),
                      values.detach(), bootstrap.detach())
-    advantages = normalize_advantages(returns.pg_advantages) if cfg.normalize_advantages else returns.pg_advantages
-    pg = policy_gradient_loss(logits, actions, advantages, dist)
+    if cfg.policy_clip > 0:   # APPO: the advantage without V-trace's ρ_s, which the surrogate's ratio takes over
+        next_vs = torch.cat([returns.vs[1:], bootstrap.detach()[None]])
+        advantages = rewards.to(values.dtype) + discounts * next_vs - values.detach()
+    else:
+        advantages = returns.pg_advantages
+    if cfg.normalize_advantages:
+        advantages = normalize_advantages(advantages)
+    if cfg.policy_clip > 0:
+        pg = clipped_surrogate_loss(logits, actions, behaviour_log_probs, advantages, cfg.policy_clip, dist)
+    else:
+        pg = policy_gradient_loss(logits, actions, advantages, dist)
     baseline_part = cfg.baseline_cost * baseline_loss(values, returns.vs)
     entropy = cfg.entropy_cost * entropy_loss(logits, dist)
     total = pg + baseline_part + entropy

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from rtrl.algos.distributions import ActionDistribution, Categorical, categorical_log_prob
 
-__all__ = ["action_log_probs", "policy_gradient_loss", "baseline_loss", "entropy_loss", "normalize_advantages"]
+__all__ = ["action_log_probs", "policy_gradient_loss", "clipped_surrogate_loss", "baseline_loss", "entropy_loss", "normalize_advantages"]
 
 
 def action_log_probs(logits: torch.Tensor, actions: torch.Tensor,
@@ -35,6 +35,21 @@ def policy_gradient_loss(
     ``pg_advantages`` (T, B). Returns a scalar.
     """
     return -(action_log_probs(logits, actions, dist) * advantages.detach()).sum()
+
+
+def clipped_surrogate_loss(logits: torch.Tensor, actions: torch.Tensor, behaviour_log_probs: torch.Tensor,
+                           advantages: torch.Tensor, clip: float, dist: ActionDistribution | None = None
+                           ) -> torch.Tensor:
+    """−Σ_{s,b} min(r_s A_s, clip(r_s, 1 − ε, 1 + ε) A_s) with r_s = π(a_s|x_s)/μ(a_s|x_s): PPO's clipped
+    surrogate (Schulman et al. 2017) against the actors' policy μ, as APPO uses it beside V-trace.
+
+    Its gradient at r = 1 is the policy-gradient loss's; once a step has moved r out of [1 − ε, 1 + ε] in
+    the direction A favours, that step's term gives no more gradient. ``behaviour_log_probs`` and
+    ``advantages`` are constants (detached). Shapes as ``policy_gradient_loss``; returns a scalar.
+    """
+    ratio = (action_log_probs(logits, actions, dist) - behaviour_log_probs.detach()).exp()
+    advantages = advantages.detach()
+    return -torch.minimum(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages).sum()
 
 
 def baseline_loss(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,16 @@ class TrainConfig(ModelConfig):
     lr: float = S(2e-3, "RMSprop learning rate, decayed linearly to 0 over the run (paper: 6e-4)", check=LEARNING_RATE)
     rmsprop_alpha: float = S(0.99, "RMSprop smoothing constant", check=UNIT_INTERVAL)
     rmsprop_eps: float = S(0.01, "RMSprop epsilon", check=POSITIVE)
+    update_epochs: int = S(1, "with learner impala: passes the learner makes over each batch (K > 1 reuses the "
+                           "experience, as PPO and RLlib's or Sample Factory's IMPALA can: V-trace's ratios correct "
+                           "for the weights moved since; the paper: 1)", check=POSITIVE_INT)
+    minibatches: int = S(1, "with learner impala: gradient steps per pass, each on an equal share of the batch's "
+                         "rollouts (reshuffled every pass; at most batch_size)", check=POSITIVE_INT)
+    policy_clip: float = S(0.0, "with learner impala: epsilon of PPO's clipped surrogate, taken against the actors' "
+                           "policy with V-trace's advantages (APPO, as Sample Factory and RLlib have it): bounds "
+                           "how far update_epochs and minibatches move the policy on one batch; 0: IMPALA's "
+                           "policy gradient", check=Check("0 (off) or a number in (0, 1)",
+                                                           lambda v: is_finite_number(v) and 0 <= v < 1))
     grad_norm_clip: float = S(40.0, "global gradient-norm clip (RTRL gradients included)", check=POSITIVE)
     discounting: float = S(0.99, "discount factor gamma", check=UNIT_INTERVAL)
     baseline_cost: float = S(0.5, "weight of the baseline loss", check=NON_NEGATIVE)
@@ -132,6 +142,14 @@ class TrainConfig(ModelConfig):
                                f"{self.steps_per_update} steps; accepted: at least {self.steps_per_update}",
                                total_steps=self.total_steps, unroll_length=self.unroll_length,
                                batch_size=self.batch_size)
+        if self.minibatches > self.batch_size:
+            raise SettingError("{minibatches} is more than the {batch_size} rollouts a batch holds; accepted: 1 to "
+                               f"{self.batch_size}", minibatches=self.minibatches, batch_size=self.batch_size)
+        if self.learner == "stream" and (self.update_epochs, self.minibatches, self.policy_clip) != (1, 1, 0):
+            raise SettingError("{update_epochs}, {minibatches} and {policy_clip} shape the impala learner's updates "
+                               "on batches; {learner} updates at every step and has none: leave them at 1, 1 and 0",
+                               update_epochs=self.update_epochs, minibatches=self.minibatches,
+                               policy_clip=self.policy_clip, learner=self.learner)
         check_device(self.device, present=False)   # its presence: torch_device(), when the run starts
         if self.backend == "ray" and self.num_actors == 0:
             raise SettingError("{backend} needs actors: give {num_actors} >= 1", backend=self.backend,
@@ -179,7 +197,7 @@ class TrainConfig(ModelConfig):
 
     def loss_config(self) -> LossConfig:
         return LossConfig(self.discounting, self.baseline_cost, self.entropy_cost, self.reward_clip,
-                          self.normalize_advantages)
+                          self.normalize_advantages, self.policy_clip)
 
     def torch_device(self) -> torch.device:
         return check_device(self.device)

@@ -9,6 +9,7 @@ from rtrl.algos import (
     action_log_probs,
     baseline_loss,
     clip_rewards,
+    clipped_surrogate_loss,
     entropy_loss,
     linear_decay,
     policy_gradient_loss,
@@ -237,6 +238,43 @@ def test_policy_gradient_loss_value_and_gradient(batch):
     assert advantages.grad is None  # advantages are constants
 
 
+def test_clipped_surrogate_loss_value_and_gradient(batch):
+    """PPO's clipped surrogate against a plain loop: a term outside [1 − ε, 1 + ε] on A's side is constant."""
+    rng = np.random.default_rng(7)
+    T, B, A = batch["logits"].shape
+    logp = np_log_softmax(batch["logits"])
+    probs = np.exp(logp)
+    taken = np.take_along_axis(logp, batch["actions"][..., None], -1)[..., 0]
+    log_mu = taken + rng.normal(size=(T, B)) * 0.4   # ratios spread across the clip range
+    eps = 0.2
+    logits = torch.tensor(batch["logits"], requires_grad=True)
+    loss = clipped_surrogate_loss(logits, torch.tensor(batch["actions"]), torch.tensor(log_mu),
+                                  torch.tensor(batch["advantages"]), eps)
+    loss.backward()
+    expected_loss, expected_grad, clipped = 0.0, np.zeros((T, B, A)), 0
+    for t in range(T):
+        for b in range(B):
+            a, adv = batch["actions"][t, b], batch["advantages"][t, b]
+            r = np.exp(taken[t, b] - log_mu[t, b])
+            plain, bounded = r * adv, min(max(r, 1 - eps), 1 + eps) * adv
+            expected_loss -= min(plain, bounded)
+            if plain <= bounded or 1 - eps < r < 1 + eps:   # the unclipped term is the one taken
+                expected_grad[t, b] = -adv * r * (np.eye(A)[a] - probs[t, b])
+            else:
+                clipped += 1
+    assert 0 < clipped < T * B
+    assert loss.item() == pytest.approx(expected_loss, abs=1e-10)
+    np.testing.assert_allclose(logits.grad.numpy(), expected_grad, rtol=0, atol=1e-10)
+    # on-policy (ratio 1) its gradient is the policy-gradient loss's
+    logits.grad = None
+    clipped_surrogate_loss(logits, torch.tensor(batch["actions"]), torch.tensor(taken),
+                           torch.tensor(batch["advantages"]), eps).backward()
+    on_policy = logits.grad.clone()
+    logits.grad = None
+    policy_gradient_loss(logits, torch.tensor(batch["actions"]), torch.tensor(batch["advantages"])).backward()
+    torch.testing.assert_close(on_policy, logits.grad, rtol=0, atol=1e-12)
+
+
 def test_baseline_loss_value_and_gradient(batch):
     values = torch.tensor(batch["values"], requires_grad=True)
     targets = torch.tensor(batch["targets"], requires_grad=True)
@@ -313,3 +351,37 @@ def test_linear_decay_with_lambda_lr():
 def test_clip_rewards():
     r = torch.tensor([-3.0, -1.0, -0.25, 0.0, 0.5, 1.0, 7.0])
     torch.testing.assert_close(clip_rewards(r), torch.tensor([-1.0, -1.0, -0.25, 0.0, 0.5, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_impala_loss_with_policy_clip_is_the_surrogate_on_vtrace_targets_without_rho(normalize):
+    """Off-policy batch with an episode end: the pg term is the clipped surrogate of the loop reference's
+    advantages r_s + γ_s v_{s+1} − V_s (no ρ_s), the baseline term unchanged by the clip."""
+    from rtrl.algos import LossConfig, impala_loss
+    rng = np.random.default_rng(11)
+    T, B, A = 6, 3, 4
+    logits = torch.tensor(rng.normal(size=(T + 1, B, A)), requires_grad=True)
+    behaviour = logits.detach() + torch.tensor(rng.normal(size=(T + 1, B, A)) * 0.5)
+    baseline = torch.tensor(rng.normal(size=(T + 1, B)))
+    action = torch.tensor(rng.integers(0, A, size=(T + 1, B)))
+    reward = torch.tensor(rng.normal(size=(T + 1, B)) * 0.5)
+    done = torch.zeros(T + 1, B, dtype=torch.bool)
+    done[3, 1] = True
+    cfg = LossConfig(entropy_cost=0.0, policy_clip=0.2, normalize_advantages=normalize)
+    _, stats = impala_loss(logits, baseline, action, reward, done, behaviour, cfg)
+    log_pi = action_log_probs(logits[:-1].detach(), action[:-1]).numpy()
+    log_mu = action_log_probs(behaviour[:-1], action[:-1]).numpy()
+    discounts = (~done[1:]).double().numpy() * 0.99
+    rewards = reward[1:].clamp(-1, 1).numpy()
+    values, bootstrap = baseline[:-1].numpy(), baseline[-1].numpy()
+    vs, _ = reference_vtrace(log_mu, log_pi, discounts, rewards, values, bootstrap, 1.0, 1.0, 1.0, 1.0)
+    next_vs = np.concatenate([vs[1:], bootstrap[None]])
+    advantages = rewards + discounts * next_vs - values
+    if normalize:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    ratio = np.exp(log_pi - log_mu)
+    expected_pg = -np.minimum(ratio * advantages, np.clip(ratio, 0.8, 1.2) * advantages).sum()
+    assert stats["pg_loss"] == pytest.approx(expected_pg, abs=1e-9)
+    assert stats["baseline_loss"] == pytest.approx(0.5 * 0.5 * ((vs - values) ** 2).sum(), abs=1e-9)
+    assert stats["pg_loss"] != pytest.approx(impala_loss(logits, baseline, action, reward, done, behaviour,
+                                                         LossConfig(entropy_cost=0.0))[1]["pg_loss"], abs=1e-6)

@@ -77,3 +77,17 @@ def test_a_set_envs_per_actor_is_never_changed(tmp_path):
         resolve_config(None, tmp_path / "c.toml", {"batch_size": 4})
     (tmp_path / "b.toml").write_text("batch_size = 6\n")
     assert resolve_config(None, tmp_path / "b.toml").envs_per_actor == 6   # a batch size from a file counts as set
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "4", "--envs-per-actor", "2", "--minibatches", "5"],
+     "minibatches=5 is more than the batch_size=4 rollouts a batch holds; accepted: 1 to 4"),
+    (["--minibatches", "0"], "minibatches"),
+    (["--update-epochs", "0"], "update_epochs"),
+    (["--policy-clip", "1.5"], "policy_clip=1.5.*accepted: 0 \\(off\\) or a number in \\(0, 1\\)"),
+    (["--preset", "stream", "--update-epochs", "2"], "update_epochs=2, minibatches=1 and policy_clip=0.0 shape the impala learner"),
+])
+def test_bad_epochs_and_minibatches_are_refused_by_name(argv, message):
+    with pytest.raises(SettingError, match=message):
+        parse_train(argv)
+    assert parse_train(["--update-epochs", "4", "--minibatches", "8"]).minibatches == 8

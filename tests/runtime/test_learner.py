@@ -62,3 +62,72 @@ def test_one_update_is_rmsprop_on_the_clipped_gradient_at_the_decayed_rate():
         g = g * scale
         step = lr * g / (((1 - cfg.rmsprop_alpha) * g * g).sqrt() + cfg.rmsprop_eps)   # RMSprop's first step
         torch.testing.assert_close(p_new.detach(), p_old.detach() - step, rtol=1e-5, atol=1e-7)
+
+
+def _reference_steps(model, rollouts, cfg, stop_after=None):
+    """The learner's passes written out: per pass a permutation from a generator seeded with cfg.seed, each
+    share of the rollouts collated on its own and one clipped RMSprop step on its loss; the grad norms."""
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    norms, orders = [], []
+    for _ in range(cfg.update_epochs):
+        order = torch.randperm(len(rollouts), generator=shuffle)
+        orders.append(order.tolist())
+        for share in order.tensor_split(cfg.minibatches):
+            if stop_after is not None and len(norms) == stop_after:
+                return norms, orders
+            part, _ = collate([rollouts[i] for i in share.tolist()])
+            optimizer.zero_grad()
+            rollout_loss(model.outputs(part.obs, part.reward, part.done, part.state), part, cfg).backward()
+            norms.append(float(torch.nn.utils.clip_grad_norm_(list(model.parameters()), cfg.grad_norm_clip)))
+            optimizer.step()
+    return norms, orders
+
+
+def test_epochs_and_minibatches_are_steps_on_shuffled_shares_of_whole_rollouts():
+    """update_epochs=3, minibatches=2: six steps, each on two whole rollouts from their stored (c, S)."""
+    cfg = small_config(total_steps=10_000, lr=0.01, envs_per_actor=1, batch_size=4, update_epochs=3, minibatches=2)
+    spec, worker, rollouts = collect_rollouts(cfg, 4)
+    batch, _ = collate(rollouts)
+    model = build_agent(cfg, spec)
+    model.load_state_dict(worker.model.state_dict())
+    reference = copy.deepcopy(model)
+    stats = ImpalaLearner(model, cfg).update(Experience(batch, batch.done.numel()), steps_done=0)
+    norms, orders = _reference_steps(reference, rollouts, cfg)
+    assert len(norms) == 6 and any(order != sorted(order) for order in orders)   # the shuffle is exercised
+    assert stats["nonfinite"] == []
+    torch.testing.assert_close(stats["grad_norm"], sum(norms) / len(norms), rtol=1e-5, atol=0)
+    for (name, p_new), p_ref in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p_new.detach(), p_ref.detach(), rtol=1e-5, atol=1e-6, msg=name)
+    # and the passes moved the weights beyond one step's move
+    one = copy.deepcopy(worker.model)
+    ImpalaLearner(one, small_config(total_steps=10_000, lr=0.01, envs_per_actor=1, batch_size=4)).update(
+        Experience(batch, batch.done.numel()), steps_done=0)
+    assert max((a - b).abs().max() for a, b in zip(one.parameters(), model.parameters())) > 1e-3
+
+
+def test_a_nonfinite_minibatch_stops_the_update_after_the_steps_before_it():
+    cfg = small_config(total_steps=10_000, lr=0.01, envs_per_actor=1, batch_size=4, update_epochs=2, minibatches=2)
+    spec, worker, rollouts = collect_rollouts(cfg, 4)
+    first = torch.randperm(4, generator=torch.Generator().manual_seed(cfg.seed)).tensor_split(2)
+    for i in first[1].tolist():   # the second step's rollouts
+        rollouts[i].reward[2] = float("nan")
+    batch, _ = collate(rollouts)
+    model = build_agent(cfg, spec)
+    model.load_state_dict(worker.model.state_dict())
+    reference = copy.deepcopy(model)
+    stats = ImpalaLearner(model, cfg).update(Experience(batch, batch.done.numel()), steps_done=0)
+    assert stats["nonfinite"]
+    _reference_steps(reference, rollouts, cfg, stop_after=1)
+    for p_new, p_ref in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p_new.detach(), p_ref.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_shuffle_resumes_from_the_learner_state():
+    cfg = small_config(envs_per_actor=1, batch_size=4, minibatches=2)
+    spec, worker, _ = collect_rollouts(cfg, 1)
+    learner = ImpalaLearner(build_agent(cfg, spec), cfg)
+    torch.randperm(4, generator=learner.shuffle)
+    resumed = ImpalaLearner(build_agent(cfg, spec), cfg)
+    resumed.load_state_dict(copy.deepcopy(learner.state_dict()))
+    assert torch.randperm(4, generator=resumed.shuffle).tolist() == torch.randperm(4, generator=learner.shuffle).tolist()
