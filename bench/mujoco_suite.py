@@ -34,6 +34,18 @@ CORES = {"rtrl": ["--cell", "elstm", "--learning", "rtrl"], "tbptt": ["--cell", 
          "ff": ["--cell", "ff", "--learning", "tbptt"]}
 T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}   # two-sided 95% t quantiles by sample size (n-1 dof)
 RECORDS = ROOT / "docs" / "mujoco"
+# the learner's update of the preset: a record (and its run directory) made with other values is not skipped or
+# resumed for it; the records of the one-pass configuration the table first had are in docs/mujoco/one-pass-300k/
+UPDATE = ("update_epochs", "minibatches", "policy_clip")
+
+
+def preset_update() -> dict:
+    from rtrl.runtime.config import PRESETS, TrainConfig
+    return {k: PRESETS["mujoco"].get(k, getattr(TrainConfig, k)) for k in UPDATE}
+
+
+def update_label(update: dict) -> str:
+    return "e{update_epochs}-m{minibatches}-clip{policy_clip:g}".format(**update)
 
 
 def record_path(task: str, core: str, seed: int) -> Path:
@@ -41,7 +53,8 @@ def record_path(task: str, core: str, seed: int) -> Path:
 
 
 def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> None:
-    out = runs / task / f"{core}-seed{seed}"
+    update = preset_update()
+    out = runs / task / f"{core}-seed{seed}-{total_steps}-{update_label(update)}"
     cmd = ["nice", "-n", "19", sys.executable, "-m", "rtrl", "train", "--preset", "mujoco", "--env", TASKS[task],
            *CORES[core], "--seed", str(seed), "--total-steps", str(total_steps), "--out", str(out),
            "--no-progress", "--no-plot"]
@@ -51,7 +64,7 @@ def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> No
     steps, returns = columns["step"], columns["mean_return"]
     every = max(1, len(steps) // 100)
     curve = [[int(s), r] for s, r in list(zip(steps, returns))[::every] if not math.isnan(r)]
-    record = {"task": task, "env": TASKS[task], "core": core, "seed": seed, "total_steps": total_steps,
+    record = {"task": task, "env": TASKS[task], "core": core, "seed": seed, "total_steps": total_steps, "update": update,
               "steps": int(steps[-1]), "final_return": returns[-1],
               "final_return_is": "mean training return of the last 200 episodes (the run's stats_window)",
               "curve": curve, "minutes_this_session": round((time.monotonic() - start) / 60, 1),
@@ -61,7 +74,10 @@ def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> No
 
 
 def load_records() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
+    """The records of the preset's update (older ones, without ``update``, were made with one pass)."""
+    update = preset_update()
+    return [r for r in (json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")))
+            if r.get("update") == update]
 
 
 def mean_ci(values: list[float]) -> str:
@@ -78,7 +94,7 @@ def report(doc: Path, total_steps: int) -> None:
     for task in TASKS:
         series = []
         for core in CORES:
-            done = [r for r in records if r["task"] == task and r["core"] == core]
+            done = [r for r in records if r["task"] == task and r["core"] == core and r["total_steps"] == total_steps]
             per_seed = ", ".join(f"{r['final_return']:.0f}" for r in done)
             rows.append(f"| {TASKS[task]} | {core} | {mean_ci([r['final_return'] for r in done])} | {per_seed} |")
             for r in done:
@@ -91,7 +107,8 @@ def report(doc: Path, total_steps: int) -> None:
                        "|---|---|---|---|", *rows])
     text = doc.read_text() if doc.exists() else ""
     begin, end = "<!-- mujoco-table -->", "<!-- /mujoco-table -->"
-    body = (f"{begin}\nBudget: {total_steps:,} agent steps per run, one run at a time at nice 19 on {machine_description()}. "
+    body = (f"{begin}\nBudget: {total_steps:,} agent steps per run, the `mujoco` preset ({update_label(preset_update())}: "
+            f"update epochs, minibatches, surrogate clip), one run at a time at nice 19 on {machine_description()}. "
             f"CI: Student t over the seeds finished.\n\n{table}\n\n![curves](mujoco.png)\n{end}")
     text = text[:text.index(begin)] + body + text[text.index(end) + len(end):] if begin in text else text + "\n" + body + "\n"
     write_atomically(doc, lambda tmp: Path(tmp).write_text(text))
@@ -112,8 +129,10 @@ def main() -> int:
             for task in args.tasks:
                 for core in args.cores:
                     path = record_path(task, core, seed)
-                    if path.exists() and json.loads(path.read_text())["total_steps"] == args.total_steps:
-                        continue
+                    if path.exists():
+                        done = json.loads(path.read_text())
+                        if done["total_steps"] == args.total_steps and done.get("update") == preset_update():
+                            continue
                     run_one(task, core, seed, args.total_steps, Path(args.runs))
                     report(Path(args.doc), args.total_steps)
     report(Path(args.doc), args.total_steps)

@@ -152,7 +152,7 @@ def report(records: Path, doc: Path, command: str) -> None:
     lines = [f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", f"- machine: {machine_description()}",
              f"- command: `{command}`", ""]
     if delays:
-        lines += [f"Greedy success ({'/'.join(str(e) for e in sorted({r['episodes'] for r in delays}))} episodes per "
+        lines += ["### The delay sweep", "", f"Greedy success ({'/'.join(str(e) for e in sorted({r['episodes'] for r in delays}))} episodes per "
                   "run, from a zero state; chance 0.5) at equal environment steps, the training "
                   "success each agent had reached at the wall time of the fastest run of that delay and budget, and "
                   "the training throughput. Medians over seeds.", ""] + _table(delays, "delay", False)
@@ -167,7 +167,7 @@ def report(records: Path, doc: Path, command: str) -> None:
                   "`rtrl.bench.suite_report.PUBLISHED`): " + "; ".join(anchors) + ". Not transcribed here: "
                   + ", ".join(task for task in POPGYM if task not in PUBLISHED) + "."]
     begin, end = "<!-- begin bench/streaming.py -->", "<!-- end bench/streaming.py -->"
-    section = "\n".join([begin, "## The delay sweep", ""] + lines + [end])
+    section = "\n".join([begin, "## What the records hold", ""] + lines + [end])
     text = doc.read_text() if doc.exists() else ""
     if begin in text and end in text:
         text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
