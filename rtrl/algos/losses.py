@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from rtrl.algos.distributions import ActionDistribution, Categorical, categorical_log_prob
 
-__all__ = ["action_log_probs", "policy_gradient_loss", "clipped_surrogate_loss", "baseline_loss", "entropy_loss", "normalize_advantages"]
+__all__ = ["action_log_probs", "policy_gradient_loss", "clipped_surrogate_loss", "baseline_loss", "entropy_loss",
+           "normalize_advantages"]
 
 
 def action_log_probs(logits: torch.Tensor, actions: torch.Tensor,

@@ -46,8 +46,9 @@ class TrainConfig(ModelConfig):
     init) and the run's below."""
 
     learner: str = S("impala", "the learning algorithm: impala (R2AC: actors fill rollouts, the learner takes "
-                     "one V-trace step per batch of them), stream (an update at every environment step of each of "
-                     "num_envs streams: Stream AC(lambda) with ObGD; docs/STREAMING.md)", choices=LEARNERS)
+                     "V-trace steps on each batch of them: one by default), stream (an update at every environment "
+                     "step of each of num_envs streams: Stream AC(lambda) with ObGD; docs/STREAMING.md)",
+                     choices=LEARNERS)
     env: str = S("memory:delayed_recall", "environment id, prefix:name[?key=value&...] (see rtrl.envs)")
     total_steps: int = S(1_000_000, "agent steps (env steps over all actors) to train for", check=POSITIVE_INT)
     unroll_length: int = S(10, "T: steps per rollout (each rollout holds T+1, step 0 repeats)", check=POSITIVE_INT)

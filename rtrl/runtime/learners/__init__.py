@@ -2,7 +2,8 @@
 its experience. ``TrainConfig.learner`` picks one; ``rtrl.runtime.train`` runs any of them unchanged.
 
 * ``impala`` — R2AC (docs/DESIGN.md §5): actors (a backend: local, inline or Ray) fill rollouts, the
-  learner takes one V-trace step per batch of them (``ImpalaLearner``).
+  learner takes V-trace steps on each batch of them (``ImpalaLearner``: one by default, or ``update_epochs``
+  passes of ``minibatches`` steps).
 * ``stream`` — streaming actor-critic (Stream AC(λ) with ObGD): ``num_envs`` streams stepped in the
   learner's process, an update at every step, eligibility traces of all parameters, the recurrent ones'
   gradients through the carried RTRL sensitivities (``StreamLearner``, ``StreamSource``).

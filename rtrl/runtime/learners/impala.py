@@ -1,4 +1,4 @@
-"""The R2AC learner: one update per batch of rollouts (docs/DESIGN.md §5).
+"""The R2AC learner: one update per batch of rollouts, or passes of minibatch steps over it (docs/DESIGN.md §5).
 
 The agent runs over the batch from the state the actors stored before step 0. For the RTRL core that
 state holds c_0 and the sensitivities S_0, so ``loss.backward()`` gives the recurrent parameters their
