@@ -59,6 +59,21 @@ def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):
     assert summary["steps"] == 300
 
 
+def test_passes_of_minibatches_take_their_steps_and_resume_with_the_shuffle(tmp_path):
+    """2 passes of 2 minibatches: 4 optimizer steps per update, through an interruption and a resume."""
+    cfg = small_config(total_steps=200, update_epochs=2, minibatches=2, policy_clip=0.2)
+    summary = train(cfg, tmp_path, backend_factory=InterruptingBackend, progress=False)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert not summary["finished"] and ckpt["updates"] == 3
+    assert all(s["step"] == 12 for s in ckpt["learner"]["optimizer"]["state"].values())
+    shuffle = ckpt["learner"]["shuffle"]
+    assert not torch.equal(shuffle, torch.Generator().manual_seed(cfg.seed).get_state())   # it has moved
+    summary = train(cfg, tmp_path, progress=False)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert summary["finished"] and ckpt["updates"] == 10
+    assert all(s["step"] == 40 for s in ckpt["learner"]["optimizer"]["state"].values())
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--env", "atar:Pong"], "known prefixes"),
     (["--env", "mujoco:Hopper-v5?observe=speed"], "option observe='speed'"),
