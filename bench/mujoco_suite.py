@@ -93,12 +93,13 @@ def report(doc: Path, total_steps: int) -> None:
     rows, panels = [], []
     for task in TASKS:
         series = []
-        for core in CORES:
+        for colour, core in zip(("tab:blue", "tab:orange", "tab:green"), CORES):   # a colour per core, a dash per seed
             done = [r for r in records if r["task"] == task and r["core"] == core and r["total_steps"] == total_steps]
             per_seed = ", ".join(f"{r['final_return']:.0f}" for r in done)
             rows.append(f"| {TASKS[task]} | {core} | {mean_ci([r['final_return'] for r in done])} | {per_seed} |")
             for r in done:
-                series.append(Series(f"{core} seed {r['seed']}", [p[0] for p in r["curve"]], [p[1] for p in r["curve"]]))
+                series.append(Series(f"{core} seed {r['seed']}", [p[0] for p in r["curve"]], [p[1] for p in r["curve"]],
+                                     color=colour, linestyle=("-", "--", ":", "-.")[r["seed"] % 4]))
         if series:
             panels.append(Panel(series, "agent steps", "mean training return", title=TASKS[task]))
     if panels:

@@ -43,6 +43,8 @@ class Series:
     x: list[float]
     y: list[float]
     marker: str | None = None
+    color: str | None = None       # a matplotlib colour (None: the next of the cycle)
+    linestyle: str = "-"
 
 
 @dataclass
@@ -70,7 +72,7 @@ def plot_panels(panels: list[Panel], path: str | Path, title: str | None = None,
     for i, panel in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         for s in panel.series:
-            ax.plot(s.x, s.y, label=s.label, linewidth=1.5, marker=s.marker)
+            ax.plot(s.x, s.y, label=s.label, linewidth=1.5, marker=s.marker, color=s.color, linestyle=s.linestyle)
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
         if panel.title:
