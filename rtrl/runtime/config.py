@@ -67,8 +67,9 @@ class TrainConfig(ModelConfig):
     update_epochs: int = S(1, "with learner impala: passes the learner makes over each batch (K > 1 reuses the "
                            "experience, as PPO and RLlib's or Sample Factory's IMPALA can: V-trace's ratios correct "
                            "for the weights moved since; the paper: 1)", check=POSITIVE_INT)
-    minibatches: int = S(1, "with learner impala: gradient steps per pass, each on an equal share of the batch's "
-                         "rollouts (reshuffled every pass; at most batch_size)", check=POSITIVE_INT)
+    minibatches: int = S(1, "with learner impala: gradient steps per pass, each on batch_size/M of the batch's "
+                         "rollouts (one more in some when M does not divide it; reshuffled every pass; M at most "
+                         "batch_size)", check=POSITIVE_INT)
     policy_clip: float = S(0.0, "with learner impala: epsilon of PPO's clipped surrogate, taken against the actors' "
                            "policy with V-trace's advantages (APPO, as Sample Factory and RLlib have it): bounds "
                            "how far update_epochs and minibatches move the policy on one batch; 0: IMPALA's "
