@@ -2,6 +2,7 @@
 RMSprop on the clipped gradient of the IMPALA loss at the decayed learning rate."""
 import copy
 
+import pytest
 import torch
 
 from conftest import as_double, bptt_gradients, collect_rollouts, learner_gradients, rollout_loss, small_config
@@ -84,9 +85,11 @@ def _reference_steps(model, rollouts, cfg, stop_after=None):
     return norms, orders
 
 
-def test_epochs_and_minibatches_are_steps_on_shuffled_shares_of_whole_rollouts():
-    """update_epochs=3, minibatches=2: six steps, each on two whole rollouts from their stored (c, S)."""
-    cfg = small_config(total_steps=10_000, lr=0.01, envs_per_actor=1, batch_size=4, update_epochs=3, minibatches=2)
+@pytest.mark.parametrize("epochs, minibatches", [(3, 2), (2, 3)])
+def test_epochs_and_minibatches_are_steps_on_shuffled_shares_of_whole_rollouts(epochs, minibatches):
+    """K passes of M steps, each on whole rollouts from their stored (c, S); M = 3 splits 4 rollouts 2, 1, 1."""
+    cfg = small_config(total_steps=10_000, lr=0.01, envs_per_actor=1, batch_size=4, update_epochs=epochs,
+                       minibatches=minibatches)
     spec, worker, rollouts = collect_rollouts(cfg, 4)
     batch, _ = collate(rollouts)
     model = build_agent(cfg, spec)
@@ -94,7 +97,7 @@ def test_epochs_and_minibatches_are_steps_on_shuffled_shares_of_whole_rollouts()
     reference = copy.deepcopy(model)
     stats = ImpalaLearner(model, cfg).update(Experience(batch, batch.done.numel()), steps_done=0)
     norms, orders = _reference_steps(reference, rollouts, cfg)
-    assert len(norms) == 6 and any(order != sorted(order) for order in orders)   # the shuffle is exercised
+    assert len(norms) == epochs * minibatches and any(order != sorted(order) for order in orders)   # shuffled
     assert stats["nonfinite"] == []
     torch.testing.assert_close(stats["grad_norm"], sum(norms) / len(norms), rtol=1e-5, atol=0)
     for (name, p_new), p_ref in zip(model.named_parameters(), reference.parameters()):
