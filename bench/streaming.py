@@ -119,11 +119,11 @@ def _median(values) -> str:
 def _table(results: list[dict], key: str, popgym: bool) -> list[str]:
     """Rows per (task, steps) and agent: medians over seeds; at equal wall time = the fastest run's wall time."""
     if popgym:
-        lines = ["| task | steps | agent | seeds | greedy return | best training mean | training return at equal wall "
-                 "time (s) | steps/s |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+        lines = ["| task | steps | agent | seeds | greedy return | per seed | best training mean | training return at "
+                 "equal wall time (s) | steps/s |", "|---|---:|---|---:|---:|---|---:|---:|---:|"]
     else:
-        lines = ["| delay | steps | agent | seeds | greedy success | training success at equal wall time (s) | steps/s |",
-                 "|---:|---:|---|---:|---:|---:|---:|"]
+        lines = ["| delay | steps | agent | seeds | greedy success | per seed | training success at equal wall time (s) "
+                 "| steps/s |", "|---:|---:|---|---:|---:|---|---:|---:|"]
     groups: dict = {}
     for r in results:
         groups.setdefault((r[key], r["steps"]), {}).setdefault(r["agent"], []).append(r)
@@ -135,8 +135,12 @@ def _table(results: list[dict], key: str, popgym: bool) -> list[str]:
                 continue
             column = "mean_return" if popgym else "success_rate"
             at_wall = _median(success_at_wall_time(r, fastest, column) for r in runs)
-            scores = ([_median(r.get("greedy_return") for r in runs), _median(best_training_mean(r) for r in runs)]
-                      if popgym else [_median(r["greedy_success"] for r in runs)])
+            greedy = "greedy_return" if popgym else "greedy_success"
+            per_seed = ", ".join(f"{r['seed']}: {r[greedy]:.3f}" for r in sorted(runs, key=lambda r: r["seed"])
+                                 if r.get(greedy) is not None)
+            scores = [_median(r.get(greedy) for r in runs), per_seed]
+            if popgym:
+                scores.append(_median(best_training_mean(r) for r in runs))
             lines.append(f"| {task} | {steps:,} | {agent} | {len(runs)} | " + " | ".join(scores)
                          + f" | {at_wall} ({fastest:.0f}) | {statistics.median(r['steps_per_s'] for r in runs):.0f} |")
     return lines
