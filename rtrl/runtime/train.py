@@ -53,3 +53,7 @@ def _warn_about_settings(cfg: TrainConfig) -> None:
     if cfg.normalize_advantages and parse_env_id(cfg.env, cfg.env_options)[2].get("previous_action"):
         logger.warning("normalize_advantages with previous_action=true: on the memory suite this pair collapsed "
                        "the policy's entropy (docs/MEMORY_SUITE.md); consider --normalize-advantages false")
+    if cfg.update_epochs > 1 and cfg.policy_clip == 0:
+        logger.warning("update_epochs=%d without policy_clip: nothing bounds how far the passes move the policy from "
+                       "the actors' (4 passes of 4 minibatches diverged on Hopper, docs/MUJOCO.md); consider "
+                       "--policy-clip 0.2", cfg.update_epochs)

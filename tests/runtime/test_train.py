@@ -160,3 +160,14 @@ def test_standardised_advantages_with_the_previous_action_are_warned_about(tmp_p
               progress=False)
     warned = [r.getMessage() for r in caplog.records if "previous_action" in r.getMessage()]
     assert len(warned) == 1 and "consider --normalize-advantages false" in warned[0]
+
+
+def test_passes_without_a_policy_clip_are_warned_about(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="rtrl.runtime.train"):
+        train(small_config(total_steps=40, update_epochs=2), tmp_path / "risky", progress=False)
+        train(small_config(total_steps=40, update_epochs=2, policy_clip=0.2), tmp_path / "clipped", progress=False)
+        train(small_config(total_steps=40, minibatches=2), tmp_path / "one-pass", progress=False)
+    warned = [r.getMessage() for r in caplog.records if "policy_clip" in r.getMessage()]
+    assert warned == ["update_epochs=2 without policy_clip: nothing bounds how far the passes move the policy from "
+                      "the actors' (4 passes of 4 minibatches diverged on Hopper, docs/MUJOCO.md); consider "
+                      "--policy-clip 0.2"]
