@@ -20,6 +20,8 @@ go to ``gymnasium.make``. Actions: a Box, clipped to its bounds (``wrappers.Clip
 """
 from __future__ import annotations
 
+import logging
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -31,6 +33,24 @@ OPTIONS = None   # observe, checked here; the rest forwarded to gymnasium.make
 OBSERVE = ("all", "position", "velocity")
 # leading qpos coordinates an env leaves out of its observation when exclude_current_positions_from_observation
 LAYOUTS = {"HalfCheetah": 1, "Hopper": 1, "Walker2d": 1, "Ant": 2, "Swimmer": 2}
+log = logging.getLogger(__name__)
+WARNED: set[str] = set()   # MuJoCo's warnings logged so far in this process
+
+
+def route_warnings(mujoco) -> None:
+    """MuJoCo's warnings to this module's logger, each text once per process, unless the user set a handler.
+
+    MuJoCo's own handler prints each one and appends it to MUJOCO_LOG.TXT in the working directory: a file
+    dropped wherever a run is started (HalfCheetah-v5's model warns at every construction)."""
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_warn)
+
+
+def _warn(message: str) -> None:
+    text = message.strip()
+    if text not in WARNED:
+        WARNED.add(text)
+        log.warning("MuJoCo: %s", text)
 
 
 def observation_layout(env: gym.Env, env_id: str) -> dict[str, np.ndarray]:
@@ -74,9 +94,10 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, observe: s
     if observe not in OBSERVE:
         raise ValueError(f"option observe={observe!r} for {env_id!r}; accepted: {', '.join(OBSERVE)}")
     try:
-        import mujoco  # noqa: F401  (gymnasium's MuJoCo envs need it)
+        import mujoco   # gymnasium's MuJoCo envs need it
     except ImportError as error:
         raise MissingPackage("mujoco", "mujoco", error) from None
+    route_warnings(mujoco)
     if name not in gym.registry or "mujoco" not in str(gym.spec(name).entry_point):
         mujoco_ids = sorted(k for k, v in gym.registry.items() if "mujoco" in str(v.entry_point))
         raise ValueError(f"unknown MuJoCo env {name!r} in {env_id!r}; known: {', '.join(mujoco_ids)}")

@@ -116,3 +116,19 @@ def test_a_missing_mujoco_package_says_how_to_install_it(monkeypatch):
     with pytest.raises(MissingPackage, match=r"mujoco: environments need the Python package 'mujoco'.*"
                                              r"pip install \"gymnasium\[mujoco\]\""):
         make_env("mujoco:Hopper-v5")
+
+
+def test_mujoco_warnings_go_to_the_log_once_and_leave_no_file(tmp_path, monkeypatch, caplog):
+    """HalfCheetah-v5's model warns at every construction; MuJoCo's own handler writes MUJOCO_LOG.TXT into the
+    working directory. Routed: one log record per text per process, no file."""
+    import mujoco
+    from rtrl.envs import mujoco as rtrl_mujoco
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rtrl_mujoco, "WARNED", set())
+    with caplog.at_level("WARNING", logger="rtrl.envs.mujoco"):
+        for _ in range(2):
+            make_env("mujoco:HalfCheetah-v5", seed=0).close()
+    assert list(tmp_path.iterdir()) == []
+    assert mujoco.get_mju_user_warning() is rtrl_mujoco._warn
+    warned = [r.getMessage() for r in caplog.records if r.name == "rtrl.envs.mujoco"]
+    assert len(warned) == 1 and "settotalmass" in warned[0]
