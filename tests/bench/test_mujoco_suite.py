@@ -1,0 +1,48 @@
+"""bench/mujoco_suite.py: records are kept per budget and per learner update; the table shows the preset's only."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "mujoco_suite.py"
+
+
+@pytest.fixture
+def suite(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("mujoco_suite", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RECORDS", tmp_path / "records")
+    monkeypatch.setattr(module, "ROOT", tmp_path)   # the plot goes to tmp_path/docs
+    (tmp_path / "docs").mkdir()
+    return module
+
+
+def _record(suite, name, seed, final, steps=300_000, update="preset"):
+    record = {"task": "hopper-v", "env": suite.TASKS["hopper-v"], "core": "rtrl", "seed": seed, "total_steps": steps,
+              "final_return": final, "curve": [[0, 0.0], [steps, final]]}
+    if update == "preset":
+        record["update"] = suite.preset_update()
+    elif update is not None:
+        record["update"] = update
+    suite.RECORDS.mkdir(exist_ok=True)
+    (suite.RECORDS / name).write_text(json.dumps(record))
+
+
+def test_the_table_holds_the_presets_update_at_the_budget_only(suite, tmp_path):
+    from rtrl.runtime.config import PRESETS
+    assert suite.preset_update() == {k: PRESETS["mujoco"][k] for k in suite.UPDATE}
+    _record(suite, "a.json", 0, 800.0)
+    _record(suite, "b.json", 1, 400.0)
+    _record(suite, "old.json", 2, 190.0, update=None)   # a one-pass record from before the update was kept
+    _record(suite, "other.json", 2, 5.0, update={"update_epochs": 2, "minibatches": 1, "policy_clip": 0.0})
+    _record(suite, "longer.json", 2, 3000.0, steps=1_000_000)
+    assert sorted(r["final_return"] for r in suite.load_records()) == [400.0, 800.0, 3000.0]
+    doc = tmp_path / "MUJOCO.md"
+    doc.write_text("before\n<!-- mujoco-table -->\nold table\n<!-- /mujoco-table -->\nafter\n")
+    suite.report(doc, 300_000)
+    text = doc.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old table" not in text
+    assert "| 800, 400 |" in text and "(2 seeds)" in text and "3000" not in text and "190" not in text
+    assert suite.update_label(suite.preset_update()) in text
