@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from rtrl.algos.distributions import ActionDistribution
-import torch
-
 from rtrl.algos.losses import (action_log_probs, baseline_loss, clipped_surrogate_loss, entropy_loss,
                                normalize_advantages, policy_gradient_loss)
 from rtrl.algos.schedule import clip_rewards

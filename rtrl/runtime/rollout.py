@@ -47,6 +47,13 @@ class Rollout:
     def to(self, device: torch.device | str) -> "Rollout":
         return map_tensors(lambda t: t.to(device, non_blocking=True), self)
 
+    def select(self, index: Tensor) -> "Rollout":
+        """The environments ``index`` of this rollout or batch (``collate``'s layout: steps along dim 1,
+        versions and states along dim 0)."""
+        steps = {name: getattr(self, name).index_select(1, index) for name in STEP_FIELDS}
+        return Rollout(**steps, version=self.version.index_select(0, index),
+                       state=map_tensors(lambda t: t.index_select(0, index), self.state))
+
     def write_episodes(self, t: int, episodes: Tensor) -> None:
         """Store step t's episode record, (E, 3) in the columns of ``rtrl.envs.EPISODE_FIELDS``."""
         for name, column in zip(EPISODE_FIELDS, episodes.unbind(-1)):

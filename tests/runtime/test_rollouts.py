@@ -45,6 +45,17 @@ def test_collate_concatenates_steps_and_typed_states_and_counts_episodes_once():
     assert isinstance(moved.state, RecurrentState) and torch.equal(moved.state.c, batch.state.c)
 
 
+def test_select_takes_back_the_rollouts_collate_put_together():
+    cfg = small_config(envs_per_actor=1)
+    _, _, rollouts = collect_rollouts(cfg, 3)
+    batch, _ = collate(rollouts)
+    picked = batch.select(torch.tensor([2, 0]))
+    expected, _ = collate([rollouts[2], rollouts[0]])
+    assert isinstance(picked.state, RecurrentState)
+    for got, want in zip(tensors_of(picked), tensors_of(expected), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)   # episode columns hold NaN
+
+
 def test_shared_rollouts_hold_every_core_state_in_shared_memory():
     spec = EnvSpec((3,), torch.float32, 2)
     lstm = LSTMState(torch.zeros(1, 4), torch.zeros(1, 4))

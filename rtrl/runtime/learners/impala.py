@@ -8,7 +8,6 @@ actors' state is what carries forward.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -18,8 +17,7 @@ from rtrl.algos import impala_loss, linear_decay
 from rtrl.models import Agent
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience
-from rtrl.runtime.rollout import STEP_FIELDS, Rollout
-from rtrl.tree import map_tensors
+from rtrl.runtime.rollout import Rollout
 
 # the loss terms of ``impala_loss``, then the update's own numbers; policy_lag comes with the experience
 LOSS_METRICS = ("total_loss", "pg_loss", "baseline_loss", "entropy_loss")
@@ -78,13 +76,7 @@ class ImpalaLearner:
         if self.minibatches == 1:
             return [(batch, reward)]
         order = torch.randperm(batch.done.shape[1], generator=self.shuffle).to(self.device)
-        parts = []
-        for index in order.tensor_split(self.minibatches):
-            steps = {f: getattr(batch, f).index_select(1, index) for f in STEP_FIELDS}   # time-major: (T+1, E, ...)
-            state = map_tensors(lambda t: t.index_select(0, index), batch.state)        # (E, ...)
-            part = dataclasses.replace(batch, **steps, version=batch.version.index_select(0, index), state=state)
-            parts.append((part, reward.index_select(1, index)))
-        return parts
+        return [(batch.select(index), reward.index_select(1, index)) for index in order.tensor_split(self.minibatches)]
 
     def _step(self, batch: Rollout, reward: Tensor) -> dict:
         """One gradient step on ``batch`` (the core reads its raw rewards; the loss takes ``reward``)."""
