@@ -1,0 +1,73 @@
+"""bench/streaming.py: the report is rewritten from the records alone, and a run with a record is not run again."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "streaming.py"
+
+
+@pytest.fixture
+def bench():
+    spec = importlib.util.spec_from_file_location("streaming_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _result(agent, task, seed, greedy, wall, success, steps=1000):
+    delay = int(task[len("delay"):]) if task.startswith("delay") else None
+    curve = {"step": [steps // 2, steps], "wall_time": [wall / 2, wall], "success_rate": success,
+             "mean_return": [s - 1 for s in success]}
+    return {"agent": agent, "task": task, "delay": delay, "seed": seed, "steps": steps, "episodes": 50,
+            "greedy_success": greedy if delay is not None else None, "greedy_return": greedy if delay is None else None,
+            "wall_time": wall, "steps_per_s": steps / wall, "curve": curve}
+
+
+def _write(records: Path, result: dict) -> None:
+    path = records / result["task"] / f"{result['agent']}-seed{result['seed']}-{result['steps']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+
+
+def test_the_delay_table_gives_medians_every_seed_and_the_score_at_the_fastest_runs_wall_time(bench):
+    results = [_result("stream-rtrl", "delay30", 0, 1.0, 100.0, [0.5, 0.9]),
+               _result("stream-rtrl", "delay30", 2, 0.5, 120.0, [0.6, 0.5]),
+               _result("stream-rtrl", "delay30", 1, 0.9, 110.0, [0.7, 0.95]),
+               _result("impala-rtrl", "delay30", 0, 0.4, 10.0, [0.45, 0.55])]
+    lines = bench._table(results, "delay", popgym=False)
+    rows = {line.split("|")[3].strip(): line for line in lines[2:]}
+    assert list(rows) == ["stream-rtrl", "impala-rtrl"]   # the agents in AGENTS' order
+    assert "| 3 | 0.900 | 0: 1.000, 1: 0.900, 2: 0.500 |" in rows["stream-rtrl"]
+    # the fastest run (impala's, 10 s) sets the wall time: its last row; streaming RTRL had logged nothing by then
+    assert "| – (10) |" in rows["stream-rtrl"] and "| 0.550 (10) |" in rows["impala-rtrl"]
+    assert rows["stream-rtrl"].endswith("| 9 |")   # median of 10, 9.09, 8.33 steps/s
+
+
+def test_the_report_replaces_only_its_own_section_and_runs_nothing_that_has_a_record(bench, tmp_path, monkeypatch):
+    records, doc = tmp_path / "records", tmp_path / "STREAMING.md"
+    _write(records, _result("stream-rtrl", "delay4", 0, 1.0, 8.0, [0.5, 1.0]))
+    _write(records, _result("stream-tbptt", "RepeatPreviousEasy", 0, -0.3, 9.0, [0.6, 0.7]))
+    doc.write_text("# Written by hand\n\n<!-- begin bench/streaming.py -->\nold\n<!-- end bench/streaming.py -->\n"
+                   "\nAfter the section.\n")
+    bench.report(records, doc, "python bench/streaming.py --report-only")
+    text = doc.read_text()
+    assert text.startswith("# Written by hand\n") and text.endswith("\nAfter the section.\n") and "\nold\n" not in text
+    assert "### The delay sweep" in text and "### POPGym" in text
+    assert "| 4 | 1,000 | stream-rtrl | 1 | 1.000 | 0: 1.000 |" in text
+    assert "| RepeatPreviousEasy | 1,000 | stream-tbptt | 1 | -0.300 | 0: -0.300 | -0.300 |" in text
+
+    def no_child(*args):
+        raise AssertionError(f"ran {args} although the record exists")
+    monkeypatch.setattr(bench, "rtrl", no_child)
+    kept = bench.run_one("stream-rtrl", "delay4", 0, 1000, tmp_path / "runs", records, 50)
+    assert kept["greedy_success"] == 1.0
+
+
+def test_bad_arguments_are_refused_by_name(bench, monkeypatch, capsys):
+    for argv, named in ((["--delays", "0"], "bad --delays [0]"), (["--tasks", "Pong"], "unknown --tasks ['Pong']")):
+        monkeypatch.setattr("sys.argv", ["streaming.py", *argv])
+        with pytest.raises(SystemExit) as exited:
+            bench.main()
+        assert exited.value.code == 2 and named in capsys.readouterr().err
