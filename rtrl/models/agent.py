@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from rtrl.algos.distributions import LOG_STD_RANGE, ActionDistribution, Categorical, DiagGaussian, sample_categorical
 from rtrl.models.config import ModelConfig, with_options
@@ -40,7 +41,8 @@ class Agent(nn.Module):
             replace its fields (``Agent(shape, dtype, 4, cell="lru", hidden_size=64)``). Of its options,
             ``feature_norm`` puts a LayerNorm on the stem's features before the core (not in the paper):
             without it, an Atari run drove the features to large, nearly constant values that saturate the
-            core's gates, leaving the policy blind (docs/BENCHMARKS.md); ``obs_norm`` normalises vector
+            core's gates, leaving the policy blind (docs/BENCHMARKS.md); ``output_norm`` puts one without
+            parameters on the core's output before the heads (Stream AC(λ)'s LayerNorm after a hidden layer); ``obs_norm`` normalises vector
             observations by their running mean and std before the stem (``ObservationNormalizer``; the
             learner updates the statistics from each batch); ``reward_norm`` scales the rewards so that
             returns are of order 1 (``RewardScaler``; the learner updates its statistics and scales the loss's
@@ -102,6 +104,8 @@ class Agent(nn.Module):
         return torch.cat((features, reward.unsqueeze(-1).to(features.dtype)), dim=-1)
 
     def _heads(self, y: Tensor, x: Tensor) -> AgentOutput:
+        if self.config.output_norm:
+            y = F.layer_norm(y, y.shape[-1:])
         return AgentOutput(self.policy_params(y), self.baseline(y).squeeze(-1), x)
 
     def policy_params(self, y: Tensor) -> Tensor:

@@ -41,6 +41,23 @@ def test_nature_stem_initialisation_is_orthogonal_with_relu_gain():
         assert not layer.bias.any()
 
 
+def test_output_norm_gives_the_heads_the_cores_output_at_unit_scale():
+    torch.manual_seed(0)
+    obs, reward = torch.randn(3, 2, 6, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    done = torch.zeros(3, 2, dtype=torch.bool)
+    normed = Agent((6,), torch.float32, 4, hidden_size=8, stem="identity", output_norm=True).double()
+    plain = Agent((6,), torch.float32, 4, hidden_size=8, stem="identity").double()
+    plain.load_state_dict(normed.state_dict())   # no parameters of its own: the same network
+    state = normed.initial_state(2)
+    y, _ = plain.core(plain.core_input(obs, reward, done), state, done)
+    out, _ = normed(obs, reward, done, state)
+    mean, var = y.mean(-1, keepdim=True), y.var(-1, unbiased=False, keepdim=True)
+    expected = (y - mean) / torch.sqrt(var + 1e-5)
+    torch.testing.assert_close(out.policy_logits, normed.policy(expected), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.baseline, normed.baseline(expected).squeeze(-1), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(plain(obs, reward, done, state)[0].baseline, out.baseline)
+
+
 def test_feature_norm_normalises_the_core_input_and_is_off_by_default():
     torch.manual_seed(0)
     obs = torch.randn(3, 2, 6) * 50 + 20

@@ -215,8 +215,10 @@ def test_streaming_rtrl_learns_a_short_delay_in_seconds(tmp_path):
     assert summary["success_rate"] > 0.8
 
 
-@pytest.mark.parametrize("cell, chunked", [("elstm", False), ("lru", False), ("elstm", True)])
-def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell, chunked, monkeypatch):
+@pytest.mark.parametrize("cell, chunked, output_norm", [("elstm", False, False), ("lru", False, False),
+                                                        ("elstm", True, False), ("elstm", False, True)])
+def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell, chunked, output_norm,
+                                                                                        monkeypatch):
     """With the sensitivities kept in place and the recurrent gradients folded from S into the traces
     (g_c ⊙ S_t), two streams take exactly the steps the all-autograd path takes (float64), and S stays the
     same tensors from step to step."""
@@ -225,7 +227,7 @@ def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allo
         from rtrl.runtime.learners import stream
         monkeypatch.setattr(stream, "BATCHED_GRAD_ELEMENTS", 1)
     cfg = stream_config(cell=cell, num_envs=3 if chunked else 2, env="memory:delayed_recall?cues=2&delay=1",
-                        stream_lr=0.3)
+                        stream_lr=0.3, output_norm=output_norm)
     spec = EnvSpec.probe(cfg.env, {})
     runs = []
     for fused in (True, False):
