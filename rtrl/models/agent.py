@@ -42,8 +42,9 @@ class Agent(nn.Module):
             ``feature_norm`` puts a LayerNorm on the stem's features before the core (not in the paper):
             without it, an Atari run drove the features to large, nearly constant values that saturate the
             core's gates, leaving the policy blind (docs/BENCHMARKS.md); ``output_norm`` puts one without
-            parameters on the core's output before the heads (Stream AC(λ)'s LayerNorm after a hidden layer); ``obs_norm`` normalises vector
-            observations by their running mean and std before the stem (``ObservationNormalizer``; the
+            parameters on the core's output before the heads (Stream AC(λ)'s LayerNorm after a hidden
+            layer); ``obs_norm`` normalises vector observations by their running mean and std before the
+            stem (``ObservationNormalizer``; the
             learner updates the statistics from each batch); ``reward_norm`` scales the rewards so that
             returns are of order 1 (``RewardScaler``; the learner updates its statistics and scales the loss's
             rewards by it too).
