@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 
@@ -45,6 +46,15 @@ OPTIONAL = {
 
 
 @functools.cache
+
+def load_bench_script(name: str):
+    """bench/NAME.py (a script, not a package module) loaded as a module, for its tests."""
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 def missing_optional(family: str) -> str | None:
     """Why ``family``'s packages cannot be imported here ("needs popgym: pip install 'rtrl[envs]' (No module
     named 'popgym')"), or None when they all import."""

@@ -44,10 +44,9 @@ class Agent(nn.Module):
             core's gates, leaving the policy blind (docs/BENCHMARKS.md); ``output_norm`` puts one without
             parameters on the core's output before the heads (Stream AC(λ)'s LayerNorm after a hidden
             layer); ``obs_norm`` normalises vector observations by their running mean and std before the
-            stem (``ObservationNormalizer``; the
-            learner updates the statistics from each batch); ``reward_norm`` scales the rewards so that
-            returns are of order 1 (``RewardScaler``; the learner updates its statistics and scales the loss's
-            rewards by it too).
+            stem (``ObservationNormalizer``; the learner updates the statistics from each batch);
+            ``reward_norm`` scales the rewards so that returns are of order 1 (``RewardScaler``; the learner
+            updates its statistics and scales the loss's rewards by it too).
         memory_limit: bytes a stacked core's sensitivities may take (None: what the machine has available).
     """
 

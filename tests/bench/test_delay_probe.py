@@ -1,18 +1,12 @@
 """bench/delay_probe.py: the supervised K-step recall probe of docs/MEMORY_SUITE.md."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "delay_probe.py"
+from conftest import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def delay_probe():
-    spec = importlib.util.spec_from_file_location("delay_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("delay_probe")
 
 
 def test_an_lstm_learns_a_one_step_delay_and_the_probe_reports_when(delay_probe):

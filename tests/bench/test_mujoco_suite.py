@@ -1,18 +1,14 @@
 """bench/mujoco_suite.py: records are kept per budget and per learner update; the table shows the preset's only."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "mujoco_suite.py"
+from conftest import load_bench_script
 
 
 @pytest.fixture
 def suite(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("mujoco_suite", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench_script("mujoco_suite")
     monkeypatch.setattr(module, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(module, "ROOT", tmp_path)   # the plot goes to tmp_path/docs
     (tmp_path / "docs").mkdir()

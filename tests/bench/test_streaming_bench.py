@@ -1,19 +1,15 @@
 """bench/streaming.py: the report is rewritten from the records alone, and a run with a record is not run again."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "streaming.py"
+from conftest import load_bench_script
 
 
 @pytest.fixture
 def bench():
-    spec = importlib.util.spec_from_file_location("streaming_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("streaming")
 
 
 def _result(agent, task, seed, greedy, wall, success, steps=1000):
