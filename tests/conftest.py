@@ -45,8 +45,6 @@ OPTIONAL = {
 }
 
 
-@functools.cache
-
 def load_bench_script(name: str):
     """bench/NAME.py (a script, not a package module) loaded as a module, for its tests."""
     path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
@@ -55,6 +53,8 @@ def load_bench_script(name: str):
     spec.loader.exec_module(module)
     return module
 
+
+@functools.cache
 def missing_optional(family: str) -> str | None:
     """Why ``family``'s packages cannot be imported here ("needs popgym: pip install 'rtrl[envs]' (No module
     named 'popgym')"), or None when they all import."""
