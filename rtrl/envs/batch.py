@@ -69,10 +69,16 @@ def action_distribution(space: spaces.Space) -> ActionDistribution:
     raise ValueError(f"action space {space}: rtrl agents act in a Discrete, a MultiDiscrete or a 1-D Box action space")
 
 
-def env_seeds(seed: int, first: int, count: int) -> list[int]:
+def env_seeds(seed: int, first: int, count: int, resumed_at: int = 0) -> list[int]:
     """Seeds of environments ``first .. first+count-1`` of a run seeded ``seed`` (actors number theirs
-    from 0; evaluation from ``EVAL_SEED_OFFSET``, so that it never replays a training stream)."""
-    return [seed * 100_003 + first + i for i in range(count)]
+    from 0; evaluation from ``EVAL_SEED_OFFSET``, so that it never replays a training stream).
+
+    ``resumed_at``: the step a resumed run goes on from. 0 (a fresh run) gives the seeds runs have always had;
+    any other step gives other seeds, drawn from ``(seed, resumed_at, first + i)`` by NumPy's SeedSequence, so a
+    resumed run (or one resumed twice) does not replay the episodes of its first start."""
+    if resumed_at == 0:
+        return [seed * 100_003 + first + i for i in range(count)]
+    return [int(np.random.SeedSequence([seed, resumed_at, first + i]).generate_state(1)[0]) for i in range(count)]
 
 
 EVAL_SEED_OFFSET = 50_000

@@ -41,11 +41,12 @@ class RolloutWorker:
     """One actor's environments, model copy and recurrent state; ``fill(rollout)`` writes one rollout.
 
     ``actor_index`` picks the environments' seeds (``env_seeds``): a replacement for a failed actor
-    takes an index of its own, so that it plays fresh episodes."""
+    takes an index of its own, so that it plays fresh episodes; so does every actor of a resumed run
+    (``cfg.resumed_at_step``)."""
 
     def __init__(self, actor_index: int, cfg: TrainConfig, spec: EnvSpec):
         T, E = cfg.unroll_length, cfg.envs_per_actor
-        seeds = env_seeds(cfg.seed, actor_index * E, E)
+        seeds = env_seeds(cfg.seed, actor_index * E, E, cfg.resumed_at_step)
         self.generator = torch.Generator().manual_seed(seeds[0])
         self.envs = EnvBatch(cfg.env, cfg.env_options, seeds, env_fn=spec.env_fn)
         self.model = build_agent(cfg, spec).eval()

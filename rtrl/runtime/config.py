@@ -130,6 +130,10 @@ class TrainConfig(ModelConfig):
     kappa_value: float = S(2.0, "with learner stream: ObGD's kappa of the critic's step", check=POSITIVE)
     kappa_policy: float = S(3.0, "with learner stream: ObGD's kappa of the actor's step", check=POSITIVE)
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
+    resumed_at_step: int = S(0, "set by the run session, not by users: the step a resumed run goes on from (0: a fresh "
+                             "run). The experience source seeds its environments and action sampling from it, so that "
+                             "a resumed run plays fresh episodes instead of replaying those of step 0 (env_seeds)",
+                             check=NON_NEGATIVE_INT, cli=False)
 
     def check_together(self) -> None:
         """Rules between settings (``rtrl.settings.validate`` calls this after the per-field checks)."""
@@ -219,7 +223,7 @@ class TrainConfig(ModelConfig):
 RUNTIME_SETTINGS = frozenset({"backend", "ray_address", "actor_cpus", "rollouts_in_flight", "max_actor_restarts",
                               "num_actors", "num_buffers", "device", "learner_threads", "log_interval",
                               "checkpoint_interval", "sensitivity_memory_gib", "wandb", "wandb_project",
-                              "wandb_group", "wandb_name"})
+                              "wandb_group", "wandb_name", "resumed_at_step"})
 
 
 def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:

@@ -7,6 +7,7 @@ Ctrl-C and skipped (non-finite) updates in ``rtrl.runtime.session``.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     with RunSession(cfg, out, force, progress) as session:
         model, learner = session.build(spec, learner_factory or kind.make_learner, kind.state_copies(cfg))
         if not session.done:
-            source = session.attach((backend_factory or kind.make_source)(cfg, spec, model))
+            # a resumed run's source seeds its environments from the step it goes on from (env_seeds)
+            source_cfg = dataclasses.replace(cfg, resumed_at_step=session.progress.steps)
+            source = session.attach((backend_factory or kind.make_source)(source_cfg, spec, model))
             while not session.done:
                 experience = source.next()
                 stats = learner.update(experience, session.progress.steps)

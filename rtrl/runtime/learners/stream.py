@@ -78,8 +78,9 @@ class StreamSource:
         B = cfg.num_envs
         self.model, self.actor_restarts = model, 0
         self.device = next(model.parameters()).device
-        self.envs = EnvBatch(cfg.env, cfg.env_options, env_seeds(cfg.seed, 0, B), env_fn=spec.env_fn)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        seeds = env_seeds(cfg.seed, 0, B, cfg.resumed_at_step)   # a resumed run: fresh episodes and actions
+        self.envs = EnvBatch(cfg.env, cfg.env_options, seeds, env_fn=spec.env_fn)
+        self.generator = torch.Generator().manual_seed(seeds[0] if cfg.resumed_at_step else cfg.seed)
         self.obs = torch.as_tensor(self.envs.obs).clone()
         self.reward, self.done = torch.zeros(B), torch.ones(B, dtype=torch.bool)   # the first step starts episodes
         self.state = model.initial_state(B)
