@@ -9,8 +9,9 @@ chance is 0.5). Each agent trains for the same number of environment steps:
     impala-rtrl    rtrl train --preset memory                       (R2AC: rollouts of 10 steps, batch 32)
 
 then is evaluated greedily from a zero state (500 episodes). Every finished run is kept as a small record in
-docs/streaming/ (its result and its thinned training curve with wall time), so the report is rewritten from
-the records on any machine and a stopped sweep goes on where it stopped (a run directory resumes).
+docs/streaming/ (its result, its thinned training curve with wall time, and the settings it learned with), so
+the report is rewritten from the records on any machine and a stopped sweep goes on where it stopped (a run
+directory resumes). A record whose settings differ from what the presets give now is made again.
 
 ``--tasks`` runs the POPGym tasks of the comparison instead (``--tasks popgym`` for all five): the same three
 agents, except that R2AC takes the memory suite's preset (``memory-suite``, the configuration that learns
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import hashlib
 import json
 import statistics
 import subprocess
@@ -77,29 +80,70 @@ def best_training_mean(result: dict) -> float | None:
     return max(values) if values else None
 
 
-def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: Path, episodes: int) -> dict:
-    """One run of ``agent`` on ``task`` (``delayN`` or a POPGym name), resumed if stopped, as a record."""
-    record = records / task / f"{agent}-seed{seed}-{steps}.json"
-    if record.exists():
-        return json.loads(record.read_text())
-    out = runs / task / f"{agent}-seed{seed}-{steps}"
+def train_args(agent: str, task: str, seed: int, steps: int) -> list[str]:
+    """The `rtrl train` arguments (without --out) of one run of ``agent`` on ``task``."""
     delay = int(task[len("delay"):]) if task.startswith("delay") else None
     env = f"memory:delayed_recall?cues=2&delay={delay}" if delay is not None else POPGYM[task]
     flags = AGENTS[agent] if delay is not None else POPGYM_FLAGS.get(agent, AGENTS[agent])
+    return [*flags, "--env", env, "--seed", str(seed), "--total-steps", str(steps)]
+
+
+def learned_settings(args: list[str]) -> dict:
+    """What a run of `rtrl train ARGS` learns with: its resolved settings (preset, flags, defaults), without
+    those that only say where it runs (``RUNTIME_SETTINGS``). A record keeps them: if a preset or a default
+    changes, the record (made with the old ones) is not taken for the new configuration's."""
+    from rtrl.cli import build_parser
+    from rtrl.cli.flags import given
+    from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig, resolve_config
+    parsed = build_parser().parse_args(["train", *args, "--out", "unused"])
+    cfg = resolve_config(parsed.preset, parsed.config, given(parsed, TrainConfig))
+    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k not in RUNTIME_SETTINGS}
+
+
+def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: Path, episodes: int) -> dict:
+    """One run of ``agent`` on ``task`` (``delayN`` or a POPGym name), resumed if stopped, as a record. A record
+    made with other settings (a preset changed since) is not reused: the run is made again beside it (its run
+    directory is named by a digest of the settings) and the new record replaces the old one."""
+    record = records / task / f"{agent}-seed{seed}-{steps}.json"
+    args = train_args(agent, task, seed, steps)
+    settings = learned_settings(args)
+    if record.exists():
+        old = json.loads(record.read_text())
+        if old.get("settings") == settings:
+            return old
+        changed = sorted(k for k in set(settings) | set(old.get("settings", {}))
+                         if settings.get(k) != old.get("settings", {}).get(k))
+        print(f"{record}: made with other settings ({', '.join(changed[:6])}); running it again")
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    legacy = runs / task / f"{agent}-seed{seed}-{steps}"   # taken unless it holds a run of other settings
+    fits = not (legacy / "config.json").exists() or _run_settings(legacy) == settings
+    out = legacy if fits else legacy.with_name(f"{legacy.name}-{digest}")
+    delay = int(task[len("delay"):]) if task.startswith("delay") else None
+    env, flags = args[args.index("--env") + 1], args[:args.index("--env")]
     start = time.monotonic()
-    rtrl("train", *flags, "--env", env, "--seed", str(seed), "--total-steps", str(steps), "--out", str(out),
-         "--no-progress", "--no-plot")
+    rtrl("train", *args, "--out", str(out), "--no-progress", "--no-plot")
     rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123")
     evaluation = json.loads((out / "eval.json").read_text())
     trained = curve(out)
     result = {"agent": agent, "task": task, "delay": delay, "seed": seed, "steps": steps, "env": env,
-              "flags": flags, "episodes": episodes, "greedy_success": evaluation.get("success_rate"),
+              "flags": flags, "settings": settings, "episodes": episodes,
+              "greedy_success": evaluation.get("success_rate"),
               "greedy_return": evaluation.get("mean_return"), "wall_time": trained["wall_time"][-1],
               "steps_per_s": steps / max(trained["wall_time"][-1], 1e-9),
               "session_minutes": (time.monotonic() - start) / 60, "curve": trained}
     record.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(record, json.dumps(result) + "\n")
     return result
+
+
+def _run_settings(run: Path) -> dict | None:
+    """The learned settings of the run in directory ``run`` (its config.json), as ``learned_settings`` gives them."""
+    from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig
+    try:
+        cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    except (OSError, ValueError):
+        return None
+    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k not in RUNTIME_SETTINGS}
 
 
 def success_at_wall_time(result: dict, seconds: float, column: str = "success_rate") -> float | None:

@@ -43,7 +43,8 @@ def test_the_delay_table_gives_medians_every_seed_and_the_score_at_the_fastest_r
 
 def test_the_report_replaces_only_its_own_section_and_runs_nothing_that_has_a_record(bench, tmp_path, monkeypatch):
     records, doc = tmp_path / "records", tmp_path / "STREAMING.md"
-    _write(records, _result("stream-rtrl", "delay4", 0, 1.0, 8.0, [0.5, 1.0]))
+    _write(records, dict(_result("stream-rtrl", "delay4", 0, 1.0, 8.0, [0.5, 1.0]),
+                         settings=bench.learned_settings(bench.train_args("stream-rtrl", "delay4", 0, 1000))))
     _write(records, _result("stream-tbptt", "RepeatPreviousEasy", 0, -0.3, 9.0, [0.6, 0.7]))
     doc.write_text("# Written by hand\n\n<!-- begin bench/streaming.py -->\nold\n<!-- end bench/streaming.py -->\n"
                    "\nAfter the section.\n")
@@ -67,3 +68,35 @@ def test_bad_arguments_are_refused_by_name(bench, monkeypatch, capsys):
         with pytest.raises(SystemExit) as exited:
             bench.main()
         assert exited.value.code == 2 and named in capsys.readouterr().err
+
+
+def test_a_record_of_other_settings_is_made_again_beside_a_run_directory_of_other_settings(bench, tmp_path,
+                                                                                          monkeypatch):
+    """A record (and a run directory) made before a preset changed is not taken for the new preset's: the run is
+    made again, in a directory of its own, and its record replaces the old one with the new settings."""
+    records, runs = tmp_path / "records", tmp_path / "runs"
+    settings = bench.learned_settings(bench.train_args("stream-rtrl", "delay4", 0, 1000))
+    assert settings["learner"] == "stream" and settings["env"] == "memory:delayed_recall?cues=2&delay=4"
+    assert "num_actors" not in settings and "resumed_at_step" not in settings   # where a run executes: not keyed
+    _write(records, dict(_result("stream-rtrl", "delay4", 0, 0.5, 8.0, [0.5, 0.5]),
+                         settings=dict(settings, stream_lr=settings["stream_lr"] / 2)))
+    old_run = runs / "delay4" / "stream-rtrl-seed0-1000"
+    old_run.mkdir(parents=True)
+    (old_run / "config.json").write_text(json.dumps(dict(settings, stream_lr=settings["stream_lr"] / 2)))
+    made = []
+
+    def fake_rtrl(command, *args):
+        if command == "train":
+            out = Path(args[args.index("--out") + 1])
+            made.append(out)
+            out.mkdir(parents=True)
+            (out / "metrics.csv").write_text("step,wall_time,success_rate,mean_return\n1000,5.0,0.9,0.9\n")
+        else:
+            (Path(args[0]) / "eval.json").write_text(json.dumps({"success_rate": 1.0, "mean_return": 1.0}))
+    monkeypatch.setattr(bench, "rtrl", fake_rtrl)
+    result = bench.run_one("stream-rtrl", "delay4", 0, 1000, runs, records, 50)
+    assert len(made) == 1 and made[0] != old_run and made[0].name.startswith(old_run.name + "-")
+    assert result["greedy_success"] == 1.0 and result["settings"] == settings
+    assert json.loads((records / "delay4" / "stream-rtrl-seed0-1000.json").read_text())["settings"] == settings
+    bench.run_one("stream-rtrl", "delay4", 0, 1000, runs, records, 50)   # now the record is the current one
+    assert len(made) == 1
