@@ -8,6 +8,9 @@ chance is 0.5). Each agent trains for the same number of environment steps:
     stream-tbptt   rtrl train --preset stream --learning tbptt      (the same, gradient cut at every step)
     impala-rtrl    rtrl train --preset memory                       (R2AC: rollouts of 10 steps, batch 32)
 
+and, when ``--agents`` names it, stream-rtrl-critic (``--preset stream --critic separate``: the critic a network of
+its own)
+
 then is evaluated greedily from a zero state (500 episodes). Every finished run is kept as a small record in
 docs/streaming/ (its result, its thinned training curve with wall time, and the settings it learned with), so
 the report is rewritten from the records on any machine and a stopped sweep goes on where it stopped (a run
@@ -43,7 +46,10 @@ from rtrl.records.files import write_text_atomically  # noqa: E402
 from rtrl.records.reports import machine_description  # noqa: E402
 
 AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "stream", "--learning", "tbptt"],
-          "impala-rtrl": ["--preset", "memory"]}
+          "impala-rtrl": ["--preset", "memory"],
+          # not run unless asked for (--agents): the critic as a network of its own, as Stream AC(λ) has
+          "stream-rtrl-critic": ["--preset", "stream", "--critic", "separate"]}
+DEFAULT_AGENTS = ("stream-rtrl", "stream-tbptt", "impala-rtrl")
 DELAYS = (2, 4, 8, 16, 32, 64, 128)
 # the POPGym tasks of the comparison (issue: AutoencodeEasy, HigherLowerEasy, ConcentrationEasy,
 # RepeatPreviousEasy, StatelessCartPoleEasy; the last is PositionOnlyCartPole in popgym 1.0.7)
@@ -227,7 +233,7 @@ def report(records: Path, doc: Path, command: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", nargs="+", choices=list(AGENTS), default=list(AGENTS))
+    parser.add_argument("--agents", nargs="+", choices=list(AGENTS), default=list(DEFAULT_AGENTS))
     parser.add_argument("--delays", nargs="+", type=int, default=list(DELAYS))
     parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                         help=f"POPGym tasks instead of the delays: {', '.join(POPGYM)}, or popgym for all five")

@@ -54,6 +54,8 @@ class Agent(nn.Module):
                  memory_limit: int | None = None, **options):
         super().__init__()
         self.config = config = with_options(config, **options)
+        # what it was built from: another network of the same kind (the streaming learner's separate critic)
+        self.obs_shape, self.obs_dtype, self.memory_limit = tuple(obs_shape), obs_dtype, memory_limit
         self.obs_norm = None
         if config.obs_norm:
             if len(obs_shape) != 1 or not torch.empty((), dtype=obs_dtype).is_floating_point():

@@ -129,6 +129,10 @@ class TrainConfig(ModelConfig):
                            check=UNIT_INTERVAL)
     kappa_value: float = S(2.0, "with learner stream: ObGD's kappa of the critic's step", check=POSITIVE)
     kappa_policy: float = S(3.0, "with learner stream: ObGD's kappa of the actor's step", check=POSITIVE)
+    critic: str = S("shared", "with learner stream: shared (the value head on the policy's network: one core) or "
+                    "separate (the critic is a network of its own, of the same architecture, with its own recurrent "
+                    "state and sensitivities, as Stream AC(lambda) has; about twice the step's cost)",
+                    choices=("shared", "separate"))
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
     resumed_at_step: int = S(0, "set by the run session, not by users: the step a resumed run goes on from (0: a fresh "
                              "run). The experience source seeds its environments and action sampling from it, so that "
@@ -157,6 +161,10 @@ class TrainConfig(ModelConfig):
                                "on batches; {learner} updates at every step and has none: leave them at 1, 1 and 0",
                                update_epochs=self.update_epochs, minibatches=self.minibatches,
                                policy_clip=self.policy_clip, learner=self.learner)
+        if self.critic != "shared" and self.learner != "stream":
+            raise SettingError("{critic} is a setting of the streaming learner; {learner} has one network with both "
+                               "heads: leave it at shared, or give --learner stream", critic=self.critic,
+                               learner=self.learner)
         check_device(self.device, present=False)   # its presence: torch_device(), when the run starts
         if self.backend == "ray" and self.num_actors == 0:
             raise SettingError("{backend} needs actors: give {num_actors} >= 1", backend=self.backend,

@@ -39,6 +39,7 @@ class LearnerKind:
 
 LEARNERS: dict[str, LearnerKind] = {
     "impala": LearnerKind(ImpalaLearner, make_backend, lambda cfg: backend_class(cfg).state_copies(cfg)),
-    # the state the source carries, and the new one a step makes before the old one is let go
-    "stream": LearnerKind(StreamLearner, StreamSource, lambda cfg: 2 * cfg.num_envs),
+    # the state the source carries, and the new one a step makes before the old one is let go (twice: a separate
+    # critic's too)
+    "stream": LearnerKind(StreamLearner, StreamSource, lambda cfg: (4 if cfg.critic == "separate" else 2) * cfg.num_envs),
 }

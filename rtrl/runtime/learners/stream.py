@@ -43,8 +43,11 @@ class StreamStep:
     what followed them: r_{t+1}, done_{t+1}."""
 
     def __init__(self, policy_logits: Tensor, value: Tensor, action: Tensor, reward: Tensor, done: Tensor,
-                 core_states: Tensor | None = None, sensitivity: dict[str, Tensor] | None = None):
+                 core_states: Tensor | None = None, sensitivity: dict[str, Tensor] | None = None,
+                 inputs: tuple[Tensor, Tensor, Tensor] | None = None):
         self.policy_logits, self.value, self.action, self.reward, self.done = policy_logits, value, action, reward, done
+        # what the agent read at s_t: o_t, r_t and whether o_t starts an episode (B,...) — a separate critic reads it
+        self.inputs = inputs
         # the fused path (``in_place_core``): the core's state c_t (1,B,N), whose gradient the learner contracts
         # with the sensitivities S_t itself, and S itself (holding S_{t-1} until ``complete_pending``)
         self.core_states, self.sensitivity = core_states, sensitivity
@@ -59,6 +62,21 @@ def in_place_core(model: Agent) -> bool:
     return (getattr(core, "learning", None) == "rtrl" and hasattr(core, "run_in_place")
             and getattr(core, "channels", 1) == 1 and model.feature_norm is None
             and not any(True for _ in model.stem.parameters()))
+
+
+def separate_critic(model: Agent, seed: int) -> Agent:
+    """A network of the model's architecture for the critic alone, initialised from its own seed (the model's
+    observation statistics normalise its input: it keeps none of its own)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        critic = Agent(model.obs_shape, model.obs_dtype, model.action_dist, model.config,
+                       memory_limit=model.memory_limit, obs_norm=False)
+    return critic.to(next(model.parameters()))
+
+
+def critic_parameters(critic: Agent) -> list[Tensor]:
+    """The parameters V depends on: all but the (unused) policy head's."""
+    return [p for name, p in critic.named_parameters() if p.requires_grad and not name.startswith("policy")]
 
 
 def _combine(log_prob_grad, entropy_grad, bonus: float):
@@ -91,7 +109,8 @@ class StreamSource:
         obs = self.obs.to(device)
         if model.obs_norm is not None:
             model.obs_norm.update(obs)
-        inputs = (obs[None], self.reward[None].to(device), self.done[None].to(device), self.state)
+        read = (obs, self.reward.to(device), self.done.to(device))
+        inputs = (*(x[None] for x in read), self.state)
         core_states = None
         if self.fused:   # S_{t-1} -> S_t in place, written once the learner has read S_{t-1}
             out, core_states, state = model.step_in_place(*inputs)
@@ -107,7 +126,7 @@ class StreamSource:
         self.reward = torch.as_tensor(reward, dtype=torch.float32)
         ended = ~np.isnan(episodes[:, 0])
         step = StreamStep(logits, value, action.to(device), self.reward, self.done, core_states,
-                          self.state.sensitivity if self.fused else None)
+                          self.state.sensitivity if self.fused else None, read)
         return Experience(step, len(action), episodes_from(*episodes[ended].T))
 
     def publish(self, model: Agent) -> None:
@@ -117,9 +136,76 @@ class StreamSource:
         self.envs.close()
 
 
+class Gradients:
+    """The per-stream gradients of a network's outputs w.r.t. its parameters ``params``. On the fused path
+    (``in_place_core``) the recurrent parameters' entries are (name, g_c): their gradient g_c ⊙ S_t is folded
+    into the traces from the sensitivities S in place (``StreamLearner._step``), so no gradient goes through the
+    engine; otherwise every entry is autograd's (None: a parameter the output does not reach)."""
+
+    def __init__(self, net: Agent, params: list[Tensor]):
+        self.params, self.fused = params, in_place_core(net)
+        core = net.core
+        self.recurrent = {id(p): name for name, p in (("weight_x", core.weight_x), ("weight_c", core.weight_c),
+                          ("bias", core.bias), ("per_unit", core.per_unit)) if p is not None} if self.fused else {}
+        self.others = [p for p in params if id(p) not in self.recurrent]
+
+    def all_autograd(self) -> "Gradients":
+        """Every gradient by autograd through the engine (the reference the fused path is tested against)."""
+        self.fused, self.recurrent, self.others = False, {}, self.params
+        return self
+
+    def of(self, terms: tuple[Tensor, ...], core_states: Tensor | None) -> list[list]:
+        """Per stream, the gradients of each of ``terms`` (each (B,)) w.r.t. ``params`` (on the fused path,
+        through ``core_states``: c_t (1,B,N), for the recurrent ones)."""
+        k, B, out = len(terms), len(terms[0]), []
+        if self.fused:   # the k·B gradients in batched backward calls (vmap over the grad outputs; 4.7x the loop's
+            # speed at B = 4, 1.2x at B = 1). The engine is not in this graph, so nothing needs a vmap rule. Streams
+            # go in chunks: each batched output holds all of c_t (B,N), so one call for all B would grow as B².
+            losses = torch.stack(terms)                                                  # (k, B)
+            inputs = [core_states] + self.others
+            chunk = max(1, BATCHED_GRAD_ELEMENTS // (k * sum(t.numel() for t in inputs)))
+            for b0 in range(0, B, chunk):
+                streams = range(b0, min(B, b0 + chunk))
+                c = len(streams)
+                basis = torch.zeros(k * c, k, B, dtype=losses.dtype, device=losses.device)
+                for i in range(k):
+                    for j, b in enumerate(streams):
+                        basis[i * c + j, i, b] = 1
+                batched = torch.autograd.grad(losses, inputs, grad_outputs=basis, allow_unused=True,
+                                              retain_graph=streams.stop < B, is_grads_batched=True)
+                for j, b in enumerate(streams):
+                    out.append([self._aligned(batched[0][i * c + j, 0, b],
+                                              [None if g is None else g[i * c + j] for g in batched[1:]])
+                                for i in range(k)])
+            return out
+        for b in range(B):
+            last = b == B - 1
+            out.append([torch.autograd.grad(f[b], self.params, retain_graph=not (last and i == k - 1),
+                                            allow_unused=True) for i, f in enumerate(terms)])
+        return out
+
+    def _aligned(self, coefficient: Tensor, others: tuple) -> list:
+        """The fused path's gradients in ``params`` order: a recurrent parameter's entry is (its name, g_c)."""
+        rest = iter(others)
+        return [(self.recurrent[id(p)], coefficient) if id(p) in self.recurrent else next(rest) for p in self.params]
+
+    def folds(self, coefficients: list[list], traces: list[list[Tensor]]) -> dict:
+        """For ``complete_pending``: per recurrent parameter (by its sensitivity's name), the traces of every
+        stream with their coefficients g_c (B,N), for z_b ← decay · z_b + g_c[b] ⊙ S[b] in the pass over S;
+        ``coefficients[b]``: stream b's gradient entries, ``traces[b]``: its traces, both in ``params`` order."""
+        folds = {}
+        for i, p in enumerate(self.params):
+            name = self.recurrent.get(id(p))
+            if name is not None:
+                folds[name] = [(torch.stack([g[i][1] for g in coefficients]), [z[i] for z in traces])]
+        return folds
+
+
 class StreamLearner:
-    """Stream AC(λ) over the agent's shared network: a critic trace (of ∇V) and an actor trace (of
-    ∇[log π + β sign(δ) H]) per stream and parameter, each stepped by ObGD with its own κ. With ``reward_norm``
+    """Stream AC(λ): a critic trace (of ∇V) and an actor trace (of ∇[log π + β sign(δ) H]) per stream and
+    parameter, each stepped by ObGD with its own κ — over the agent's shared network (``critic`` shared), or
+    with V from a network of its own (``critic`` separate, as Stream AC(λ) has: ``separate_critic``, stepped here
+    on what the actor read, with its own recurrent state and sensitivities). With ``reward_norm``
     the TD error's rewards are divided by the running std of each stream's discounted return, as Stream AC(λ)
     does — not by the model's ``RewardScaler`` that the IMPALA learner uses: on delayed recall that scale
     (the RMS of a return of independent rewards, ~13 there) shrank the rewards so far that one stream did not
@@ -129,66 +215,59 @@ class StreamLearner:
 
     def __init__(self, model: Agent, cfg: TrainConfig):
         self.model, self.cfg = model, cfg
-        self.params = [p for p in model.parameters() if p.requires_grad]
         B = cfg.num_envs
-        self.value_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
+        self.actor = Gradients(model, [p for p in model.parameters() if p.requires_grad])
+        self.params = self.actor.params
+        self.critic = separate_critic(model, cfg.seed) if cfg.critic == "separate" else None
+        self.critic_state = None if self.critic is None else self.critic.initial_state(B)
+        self.value_net = self.actor if self.critic is None else Gradients(self.critic, critic_parameters(self.critic))
+        self.value_params = self.value_net.params
+        self.value_traces = [[torch.zeros_like(p) for p in self.value_params] for _ in range(B)]
         self.policy_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
         self.pending: list | None = None   # per stream: (V_{t-1}, g_V, g_logπ, g_H) of the last step
         self.scale = RunningReturnScale(B, cfg.discounting) if cfg.reward_norm else None
-        # the fused path: the recurrent parameters' gradients are g_c ⊙ S_t, folded into the traces from S itself
-        self.fused = in_place_core(model)
-        core = model.core
-        self.recurrent = {id(p): name for name, p in (("weight_x", core.weight_x), ("weight_c", core.weight_c),
-                          ("bias", core.bias), ("per_unit", core.per_unit)) if p is not None} if self.fused else {}
-        self.others = [p for p in self.params if id(p) not in self.recurrent]
+
+    @property
+    def fused(self) -> bool:
+        return self.actor.fused
 
     def _gradients(self, step: StreamStep) -> list[tuple[float, list, list, list]]:
-        """Per stream: V_t and the gradients of V_t, log π(a_t|s_t) and H(π(·|s_t)) w.r.t. every parameter —
-        on the fused path, for a recurrent parameter, its coefficient g_c = ∂f/∂c_t (N,): the gradient is then
+        """Per stream: V_t and the gradients of V_t, log π(a_t|s_t) and H(π(·|s_t)) — V_t's w.r.t. the value
+        parameters (the model's, or a separate critic's), the others w.r.t. the model's. On a fused path, for a
+        recurrent parameter, the entry is (its name, its coefficient g_c = ∂f/∂c_t (N,)): the gradient is then
         g_c ⊙ S_t, which ``_step`` folds into the traces straight from S (no gradient goes through the engine)."""
         dist = self.model.action_dist   # categorical, multi-categorical or diagonal Gaussian
         log_prob = dist.log_prob(step.policy_logits, step.action)
         entropy = dist.entropy(step.policy_logits)
-        out, B = [], len(step.value)
         self.last_entropy = float(entropy.detach().mean())
-        if self.fused:   # the 3·B gradients in batched backward calls (vmap over the grad outputs; 4.7x the loop's
-            # speed at B = 4, 1.2x at B = 1). The engine is not in this graph, so nothing needs a vmap rule. Streams
-            # go in chunks: each batched output holds all of c_t (B,N), so one call for all B would grow as B².
-            losses = torch.stack((step.value, log_prob, entropy))                       # (3, B)
-            inputs = [step.core_states] + self.others
-            chunk = max(1, BATCHED_GRAD_ELEMENTS // (3 * sum(t.numel() for t in inputs)))
-            for b0 in range(0, B, chunk):
-                streams = range(b0, min(B, b0 + chunk))
-                c = len(streams)
-                basis = torch.zeros(3 * c, 3, B, dtype=losses.dtype, device=losses.device)
-                for i in range(3):
-                    for j, b in enumerate(streams):
-                        basis[i * c + j, i, b] = 1
-                batched = torch.autograd.grad(losses, inputs, grad_outputs=basis, allow_unused=True,
-                                              retain_graph=streams.stop < B, is_grads_batched=True)
-                for j, b in enumerate(streams):
-                    grads = [self._aligned(batched[0][i * c + j, 0, b],
-                                           [None if g is None else g[i * c + j] for g in batched[1:]])
-                             for i in range(3)]
-                    out.append((float(step.value[b].detach()), *grads))
-            return out
-        for b in range(B):
-            last = b == B - 1
-            grads = [torch.autograd.grad(f[b], self.params, retain_graph=not (last and i == 2), allow_unused=True)
-                     for i, f in enumerate((step.value, log_prob, entropy))]
-            out.append((float(step.value[b].detach()), *grads))
-        return out
+        if self.critic is None:
+            value = step.value
+            return [(float(value[b].detach()), *grads)
+                    for b, grads in enumerate(self.actor.of((value, log_prob, entropy), step.core_states))]
+        value, critic_states = self._critic_value(step)
+        values = self.value_net.of((value,), critic_states)
+        actor = self.actor.of((log_prob, entropy), step.core_states)
+        return [(float(value[b].detach()), *values[b], *actor[b]) for b in range(len(value))]
 
-    def _aligned(self, coefficient: Tensor, others: tuple) -> list:
-        """The fused path's gradients in ``params`` order: a recurrent parameter's entry is (its name, g_c)."""
-        rest = iter(others)
-        return [(self.recurrent[id(p)], coefficient) if id(p) in self.recurrent else next(rest) for p in self.params]
+    def _critic_value(self, step: StreamStep) -> tuple[Tensor, Tensor | None]:
+        """V(s_t) (B,) of the separate critic, one step on from its own state on what the actor read (the
+        observation normalised by the model's statistics), and on the fused path its c_t (1,B,N) (S_t pending)."""
+        obs, reward, done = step.inputs
+        if self.model.obs_norm is not None:
+            obs = self.model.obs_norm(obs)
+        inputs = (obs[None], reward[None], done[None], self.critic_state)
+        if self.value_net.fused:
+            out, core_states, self.critic_state = self.critic.step_in_place(*inputs)
+            return out.baseline[0], core_states
+        out, state = self.critic(*inputs)
+        self.critic_state = map_tensors(Tensor.detach, state)
+        return out.baseline[0], None
 
     def update(self, experience: Experience, steps_done: int) -> dict:
         step: StreamStep = experience.data
         cfg, decay = self.cfg, self.cfg.discounting * self.cfg.trace_decay
         grads = self._gradients(step)
-        stats = {"value": float(step.value.detach().mean()), "entropy": self.last_entropy}
+        stats = {"value": float(np.mean([g[0] for g in grads])), "entropy": self.last_entropy}   # the critic's V
         if self.pending is not None:
             values = torch.tensor([g[0] for g in grads], dtype=torch.float64)
             previous = torch.tensor([p[0] for p in self.pending], dtype=torch.float64)
@@ -205,51 +284,54 @@ class StreamLearner:
         return {**stats, "nonfinite": []}
 
     def _follow(self, step: StreamStep) -> None:
-        """What followed step t, δ_t's terms: r_{t+1} (scaled) and done_{t+1}; and, on the fused path, S_t
-        written over S_{t-1} now that the traces have read S_{t-1}."""
-        if step.sensitivity is not None:
-            complete_pending(step.sensitivity)
+        """What followed step t, δ_t's terms: r_{t+1} (scaled) and done_{t+1}; and, on a fused path, S_t
+        written over S_{t-1} now that the traces have read S_{t-1} (a no-op where ``_step`` wrote it)."""
+        for sensitivity in self._sensitivities(step):
+            complete_pending(sensitivity)
         self.done = step.done.cpu()
         self.reward = step.reward.cpu() if self.scale is None else self.scale(step.reward.cpu(), self.done)
+
+    def _sensitivities(self, step: StreamStep) -> list[dict[str, Tensor]]:
+        """The S kept in place: the model's (from the source) and a separate fused critic's."""
+        found = [] if step.sensitivity is None else [step.sensitivity]
+        if self.critic is not None and self.value_net.fused:
+            found.append(self.critic_state.sensitivity)
+        return found
 
     @torch.no_grad()
     def _step(self, delta: Tensor, decay: float, sensitivity: dict[str, Tensor] | None) -> tuple[float, float, float]:
         """Fold the pending gradients into each stream's traces and take its ObGD steps (streams in turn);
         ``sensitivity``: on the fused path, S (still S_{t-1}) for the recurrent parameters' gradients, folded into
-        the traces of every stream in the one pass that writes S_t over it (``complete_pending`` with folds)."""
+        the traces of every stream in the one pass that writes S_t over it (``complete_pending`` with folds; a
+        separate critic's S likewise)."""
         cfg, sizes = self.cfg, []
         # β sign(δ): the entropy term pulls with the TD error
         bonuses = [cfg.entropy_cost * math.copysign(1.0, float(d)) for d in delta]
         policy_grads = [[_combine(lp, h, bonus) for lp, h in zip(pending[2], pending[3])]
                         for pending, bonus in zip(self.pending, bonuses)]
+        value_grads = [pending[1] for pending in self.pending]
+        value_folds = self.value_net.folds(value_grads, self.value_traces) if self.value_net.fused else {}
         if sensitivity is not None:
-            complete_pending(sensitivity, self._recurrent_folds(policy_grads), decay)
-        for b, (_, g_value, _, _) in enumerate(self.pending):
+            folds = self.actor.folds(policy_grads, self.policy_traces)
+            if self.critic is None:   # the shared network's value trace too, in the same pass
+                folds = {name: value_folds[name] + pair for name, pair in folds.items()}
+            complete_pending(sensitivity, folds, decay)
+        if self.critic is not None and self.value_net.fused:
+            complete_pending(self.critic_state.sensitivity, value_folds, decay)
+        for b in range(len(self.pending)):
             d = float(delta[b])
-            self._fold(self.value_traces[b], g_value, decay)
+            self._fold(self.value_traces[b], value_grads[b], decay)
             self._fold(self.policy_traces[b], policy_grads[b], decay)
             norms = trace_l1(self.value_traces[b]), trace_l1(self.policy_traces[b])
             alphas = (obgd_step_size(cfg.stream_lr, cfg.kappa_value, d, norms[0]),
                       obgd_step_size(cfg.stream_lr, cfg.kappa_policy, d, norms[1]))
-            for traces, alpha in ((self.value_traces[b], alphas[0]), (self.policy_traces[b], alphas[1])):
-                torch._foreach_add_(self.params, traces, alpha=alpha * d)
+            for params, traces, alpha in ((self.value_params, self.value_traces[b], alphas[0]),
+                                          (self.params, self.policy_traces[b], alphas[1])):
+                torch._foreach_add_(params, traces, alpha=alpha * d)
             if bool(self.done[b]):   # the episode ended with this transition: its traces end with it
                 torch._foreach_zero_(self.value_traces[b] + self.policy_traces[b])
             sizes.append((*alphas, norms[0] + norms[1]))
         return tuple(float(np.mean(column)) for column in zip(*sizes))
-
-    def _recurrent_folds(self, policy_grads: list[list]) -> dict:
-        """Per recurrent parameter (by its sensitivity's name): the value and policy traces of every stream with
-        their coefficients g_c (B,N), for z_b ← decay · z_b + g_c[b] ⊙ S[b] in the pass over S."""
-        folds, streams = {}, range(len(self.pending))
-        for i, p in enumerate(self.params):
-            name = self.recurrent.get(id(p))
-            if name is not None:
-                folds[name] = [(torch.stack([self.pending[b][1][i][1] for b in streams]),
-                                [self.value_traces[b][i] for b in streams]),
-                               (torch.stack([policy_grads[b][i][1] for b in streams]),
-                                [self.policy_traces[b][i] for b in streams])]
-        return folds
 
     @staticmethod
     def _fold(traces: list[Tensor], grads: list, decay: float) -> None:
@@ -259,13 +341,18 @@ class StreamLearner:
         decay_traces([z for z, _ in plain], [g for _, g in plain], decay)
 
     def state_dict(self) -> dict:
-        """The reward scale's statistics and the traces of the moment (the observation statistics are the
-        model's buffers). ObGD keeps no state of its own: its step size is computed afresh at every step."""
+        """The reward scale's statistics, the traces of the moment and a separate critic's weights (the
+        observation statistics are the model's buffers). ObGD keeps no state of its own: its step size is computed
+        afresh at every step."""
         return {"value_traces": self.value_traces, "policy_traces": self.policy_traces,
-                "reward_scale": None if self.scale is None else self.scale.state_dict()}
+                "reward_scale": None if self.scale is None else self.scale.state_dict(),
+                "critic": None if self.critic is None else self.critic.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        """The reward scale's statistics. The traces are not restored: a resumed run's streams start new
-        episodes (environments cannot be saved), and a trace belongs to the episode it was gathered in."""
+        """The reward scale's statistics and a separate critic's weights. The traces are not restored: a resumed
+        run's streams start new episodes (environments cannot be saved), and a trace belongs to the episode it was
+        gathered in."""
         if self.scale is not None and state.get("reward_scale") is not None:
             self.scale.load_state_dict(state["reward_scale"])
+        if self.critic is not None and state.get("critic") is not None:   # a shared run resumed separate: a new one
+            self.critic.load_state_dict(state["critic"])
