@@ -69,6 +69,9 @@ def action_distribution(space: spaces.Space) -> ActionDistribution:
     raise ValueError(f"action space {space}: rtrl agents act in a Discrete, a MultiDiscrete or a 1-D Box action space")
 
 
+RESUMED_SEED_RANGE = 2**31 - 1   # a resumed run's seeds lie below it: ProcGen takes a signed 32-bit seed
+
+
 def env_seeds(seed: int, first: int, count: int, resumed_at: int = 0) -> list[int]:
     """Seeds of environments ``first .. first+count-1`` of a run seeded ``seed`` (actors number theirs
     from 0; evaluation from ``EVAL_SEED_OFFSET``, so that it never replays a training stream).
@@ -78,7 +81,8 @@ def env_seeds(seed: int, first: int, count: int, resumed_at: int = 0) -> list[in
     resumed run (or one resumed twice) does not replay the episodes of its first start."""
     if resumed_at == 0:
         return [seed * 100_003 + first + i for i in range(count)]
-    return [int(np.random.SeedSequence([seed, resumed_at, first + i]).generate_state(1)[0]) for i in range(count)]
+    return [int(np.random.SeedSequence([seed, resumed_at, first + i]).generate_state(1)[0]) % RESUMED_SEED_RANGE
+            for i in range(count)]
 
 
 EVAL_SEED_OFFSET = 50_000
