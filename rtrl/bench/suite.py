@@ -186,7 +186,8 @@ def plan(cfg: SuiteConfig, train_overrides: dict | None = None) -> list[Job]:
                         env += ("&" if "?" in env else "?") + "previous_action=true"
                     settings = dict(train_overrides or {}, env=env, **label_settings(core), seed=seed,
                                     total_steps=cfg.steps(), num_actors=0, learner_threads=1)
-                    out = Path(cfg.runs) / cfg.tier / name / f"{core}-seed{seed}"
+                    # under the variant, as the records are: an ablation's runs never meet the tier's own
+                    out = Path(cfg.runs) / variant / name / f"{core}-seed{seed}"
                     record = (str(Path(cfg.results) / variant / name / f"{core}-seed{seed}.json")
                               if cfg.results else None)
                     jobs.append(Job(name, core, seed, str(out), settings, record, label_preset(core, cfg.preset)))

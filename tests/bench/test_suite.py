@@ -7,6 +7,8 @@ import sys
 import time
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -56,6 +58,10 @@ def test_plan_covers_the_tier_seed_by_seed():
     three = suite.plan(SuiteConfig(seeds="2,0,1"))
     assert {(j.core, j.seed) for j in three} == {(c, s) for c in ("rtrl-elstm", "tbptt-elstm") for s in (0, 1, 2)}
     assert suite.plan(SuiteConfig(seeds="0"))[0].out == suite.plan(SuiteConfig())[0].out   # shared with the tier
+    # an ablation's runs sit under its variant, as its records do: never in a run directory of the tier's own
+    ablation = suite.plan(SuiteConfig(seeds="0"), {"chrono_max": 0.0})[0]
+    assert Path(ablation.out).parent.parent.name == "quick_chrono_max_0_0" == Path(ablation.record).parent.parent.name
+    assert Path(suite.plan(SuiteConfig())[0].out).parent.parent.name == "quick"   # the tier's own, as before
     with pytest.raises(SettingError, match="bad seeds='0,x'; accepted: comma-separated integers"):
         SuiteConfig(seeds="0,x").validate()
     two = suite.plan(SuiteConfig(tier="full", cores="tbptt-elstm,rtrl-elstm"))
@@ -70,6 +76,13 @@ def test_plan_covers_the_tier_seed_by_seed():
     assert all(j.settings["total_steps"] == 15_000_000 and j.settings["num_actors"] == 0 for j in jobs)
 
 
+def run_dir(runs: Path, task: str, core: str, seed: int = 0) -> Path:
+    """The one run directory of ``core`` on ``task`` under ``runs`` (they sit under the variant's name)."""
+    found = list(runs.glob(f"*/{task}/{core}-seed{seed}"))
+    assert len(found) == 1, found
+    return found[0]
+
+
 @pytest.mark.rliable
 def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeypatch):
     cfg = tiny(tmp_path)
@@ -78,7 +91,7 @@ def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeyp
     monkeypatch.setattr(suite, "train", lambda *a, **k: calls.append(a[1]) or real_train(*a, **k))
     results = suite.run(cfg, TINY_TRAIN, say=lambda *_: None)
     assert len(results) == 4 and len(calls) == 4
-    first = json.loads((tmp_path / "runs/quick/recall-2x30/rtrl-elstm-seed0/result.json").read_text())
+    first = json.loads((run_dir(tmp_path / "runs", "recall-2x30", "rtrl-elstm") / "result.json").read_text())
     assert first["score_name"] == "success_rate" and 0 <= first["score"] <= 1 and first["eval_episodes"] == 4
     assert "rtrl train --preset memory-suite" in first["command"] and "--core=rtrl-elstm" in first["command"]
 
@@ -86,7 +99,7 @@ def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeyp
     assert len(suite.run(cfg, TINY_TRAIN, say=lambda *_: None)) == 4 and calls == []
 
     # a run stopped before its evaluation (no result.json) resumes from its checkpoint: no steps are redone
-    stopped = tmp_path / "runs/quick/sequence-4x3x50/tbptt-elstm-seed0"
+    stopped = run_dir(tmp_path / "runs", "sequence-4x3x50", "tbptt-elstm")
     (stopped / "result.json").unlink()
     next((tmp_path / "results").rglob("sequence-4x3x50/tbptt-elstm-seed0.json")).unlink()   # and its record
     rows_before = (stopped / "metrics.csv").read_text()
@@ -97,22 +110,28 @@ def test_runs_finish_once_resume_when_stopped_and_are_reported(tmp_path, monkeyp
     assert json.loads((stopped / "result.json").read_text())["train_minutes"] == pytest.approx(10, abs=0.02)
     assert (stopped / "metrics.csv").read_text() == rows_before
 
-    # another budget in the same directory is an error, not a finished run
+    # another budget or setting is another variant, with run directories of its own
+    other = tiny(tmp_path, total_steps=128)
+    assert {j.out for j in suite.plan(other, TINY_TRAIN)}.isdisjoint(j.out for j in suite.plan(cfg, TINY_TRAIN))
+    # and a directory that holds a run of other settings all the same is an error, not a finished run
+    parts = suite.variant_parts(cfg, TINY_TRAIN)
+    monkeypatch.setattr(suite, "variant_parts", lambda *args, **kwargs: parts)   # as if the variant were the same
     with pytest.raises(SettingError, match="holds a run of preset 'memory-suite' with settings .*'total_steps': 64"):
-        suite.run(tiny(tmp_path, total_steps=128), TINY_TRAIN, say=lambda *_: None)
+        suite.run(other, TINY_TRAIN, say=lambda *_: None)
     with pytest.raises(SettingError, match="'hidden_size': 4.*not preset='memory-suite' with .*'hidden_size': 5"):
         suite.run(cfg, dict(TINY_TRAIN, hidden_size=5), say=lambda *_: None)
+    monkeypatch.undo()
 
-    text = suite_report.write_report(cfg, "rtrl bench suite ...", "# header kept\n")
+    text = suite_report.write_report(cfg, "rtrl bench suite ...", "# header kept\n", TINY_TRAIN)
     assert "4 of 4 runs finished" in text and "| recall-2x30 | success rate | 0.500 |" in text
-    assert "IQM" in text and (tmp_path / "suite_quick_64_steps_tasks_recall_2x30_sequence_4x3x50_1.png").exists()
+    assert "IQM" in text and len(list(tmp_path.glob("suite_quick_64_steps_tasks_recall_2x30_sequence_4x3x50_*.png")))
     assert suite_report.section_name(SuiteConfig(), {"hidden_size": 4}) == "quick, hidden_size=4"
     assert suite_report.section_name(cfg) == f"quick, 64 steps, tasks {TASKS}"
     assert suite_report.section_name(SuiteConfig(preset="memory")) == "quick, preset memory"
     doc = (tmp_path / "SUITE.md").read_text()
-    marker = f"<!-- begin tier quick, 64 steps, tasks {TASKS} -->"
+    marker = f"<!-- begin tier {suite_report.section_name(cfg, TINY_TRAIN)} -->"
     assert doc.startswith("# header kept") and doc.count(marker) == 1
-    suite_report.write_report(cfg, "again", "")
+    suite_report.write_report(cfg, "again", "", TINY_TRAIN)
     assert (tmp_path / "SUITE.md").read_text().count(marker) == 1
 
 
@@ -190,7 +209,7 @@ def test_cli_rejects_settings_the_suite_sets_and_unknown_tasks(tmp_path, capsys)
 def test_jobs_run_side_by_side_in_their_own_processes(tmp_path):
     results = suite.run(tiny(tmp_path, tasks="recall-2x30", jobs=2), TINY_TRAIN, say=lambda *_: None)
     assert sorted(r["core"] for r in results) == ["rtrl-elstm", "tbptt-elstm"]
-    assert all((tmp_path / f"runs/quick/recall-2x30/{r['core']}-seed0/checkpoint.pt").exists() for r in results)
+    assert all((run_dir(tmp_path / "runs", "recall-2x30", r["core"]) / "checkpoint.pt").exists() for r in results)
 
 
 @pytest.mark.slow
@@ -202,12 +221,14 @@ def test_sigterm_to_the_suite_stops_its_parallel_runs_with_checkpoints(tmp_path)
            "--total-steps", "100000000", "--runs", str(runs), "--results", "", "--doc", "", "--",
            "--hidden-size", "4", "--batch-size", "2", "--envs-per-actor", "2", "--unroll-length", "4",
            "--log-interval", "0.2"]
-    dirs = [runs / f"quick/recall-2x30/{core}-seed0" for core in ("rtrl-elstm", "tbptt-elstm")]
+
+    def logging_runs() -> list[Path]:   # the run directories (under the variant's name) with a metrics row
+        return [d for d in runs.glob("*/recall-2x30/*-seed0")
+                if (d / "metrics.csv").exists() and len((d / "metrics.csv").read_text().splitlines()) > 1]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not all((d / "metrics.csv").exists() and len((d / "metrics.csv").read_text().splitlines()) > 1
-                      for d in dirs):
+        while len(logging_runs()) < 2:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the two runs did not both log within 120 s"
             time.sleep(0.5)
@@ -223,6 +244,8 @@ def test_sigterm_to_the_suite_stops_its_parallel_runs_with_checkpoints(tmp_path)
     while running(pool) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not running(pool), f"pool processes left running: {running(pool)}"
+    dirs = logging_runs()
+    assert sorted(d.name for d in dirs) == ["rtrl-elstm-seed0", "tbptt-elstm-seed0"]
     for run in dirs:
         assert torch.load(run / "checkpoint.pt", weights_only=False)["steps"] > 0
         assert not (run / "result.json").exists()
@@ -284,7 +307,7 @@ def test_records_of_finished_runs_stand_in_for_the_run_directories(tmp_path, mon
     assert [r.relative_to(tmp_path / "results").as_posix() for r in records] == [
         f"{variant}/recall-2x30/{core}-seed0.json" for core in ("rtrl-elstm", "tbptt-elstm")]
     kept = json.loads(records[0].read_text())
-    run = json.loads((tmp_path / "runs/quick/recall-2x30/rtrl-elstm-seed0/result.json").read_text())
+    run = json.loads((run_dir(tmp_path / "runs", "recall-2x30", "rtrl-elstm") / "result.json").read_text())
     assert {k: kept[k] for k in run} == run and kept["curve"]["step"] and "success_rate" in kept["curve"]
     before = suite_report.write_report(cfg, "cmd", "", TINY_TRAIN)
 
