@@ -106,6 +106,16 @@ def learned_settings(args: list[str]) -> dict:
     return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k not in RUNTIME_SETTINGS}
 
 
+def settings_changed(old: dict | None, new: dict) -> list[str]:
+    """The settings in which ``old`` (a record's; None: it has none) differs from ``new``. A setting the record
+    lacks counts as its default: a setting added to rtrl later defaults to what runs did before it existed."""
+    if old is None:
+        return ["(no settings recorded)"]
+    from rtrl.runtime.config import TrainConfig
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    return sorted(k for k in set(old) | set(new) if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k)))
+
+
 def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: Path, episodes: int) -> dict:
     """One run of ``agent`` on ``task`` (``delayN`` or a POPGym name), resumed if stopped, as a record. A record
     made with other settings (a preset changed since) is not reused: the run is made again beside it (its run
@@ -115,14 +125,13 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
     settings = learned_settings(args)
     if record.exists():
         old = json.loads(record.read_text())
-        if old.get("settings") == settings:
+        changed = settings_changed(old.get("settings"), settings)
+        if not changed:
             return old
-        changed = sorted(k for k in set(settings) | set(old.get("settings", {}))
-                         if settings.get(k) != old.get("settings", {}).get(k))
         print(f"{record}: made with other settings ({', '.join(changed[:6])}); running it again")
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     legacy = runs / task / f"{agent}-seed{seed}-{steps}"   # taken unless it holds a run of other settings
-    fits = not (legacy / "config.json").exists() or _run_settings(legacy) == settings
+    fits = not (legacy / "config.json").exists() or not settings_changed(_run_settings(legacy), settings)
     out = legacy if fits else legacy.with_name(f"{legacy.name}-{digest}")
     delay = int(task[len("delay"):]) if task.startswith("delay") else None
     env, flags = args[args.index("--env") + 1], args[:args.index("--env")]
