@@ -2,8 +2,9 @@
 MuJoCo tasks with the velocities masked (and one fully observed reference), with the `mujoco` preset.
 
 One run at a time, each at the lowest priority (nice 19), resumable: a finished run leaves a small JSON
-record in docs/mujoco/ (final return, curve) and is skipped next time; an unfinished run directory is
-resumed by `rtrl train`. `--report` (or the end of the runs) writes docs/MUJOCO.md's table and docs/mujoco.png.
+record in docs/mujoco/BUDGET/ (final return, curve; BUDGET as 300k or 1M) and is skipped next time; an
+unfinished run directory is resumed by `rtrl train`. `--report` (or the end of the runs) writes the budget's
+section of docs/MUJOCO.md (a table between its own markers) and docs/mujoco/BUDGET/mujoco.png.
 
     python bench/mujoco_suite.py                                  # every seed x task x core at --total-steps
     python bench/mujoco_suite.py --tasks hopper-v --seeds 0       # a subset
@@ -48,8 +49,16 @@ def update_label(update: dict) -> str:
     return "e{update_epochs}-m{minibatches}-clip{policy_clip:g}".format(**update)
 
 
-def record_path(task: str, core: str, seed: int) -> Path:
-    return RECORDS / f"{task}-{core}-seed{seed}.json"
+def budget_label(total_steps: int) -> str:
+    """300k, 1M, 2.5M, 12345: the name of a budget's folder of records and its section of the doc."""
+    if total_steps % 100_000 == 0 and total_steps >= 1_000_000:
+        return f"{total_steps / 1_000_000:g}M"
+    return f"{total_steps // 1000}k" if total_steps % 1000 == 0 else str(total_steps)
+
+
+def record_path(task: str, core: str, seed: int, total_steps: int) -> Path:
+    """Records are kept per budget (a run of 1M steps never stands in for, or replaces, one of 300k)."""
+    return RECORDS / budget_label(total_steps) / f"{task}-{core}-seed{seed}.json"
 
 
 def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> None:
@@ -69,15 +78,17 @@ def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> No
               "final_return_is": "mean training return of the last 200 episodes (the run's stats_window)",
               "curve": curve, "minutes_this_session": round((time.monotonic() - start) / 60, 1),
               "command": " ".join(["python"] + cmd[4:]).replace(str(ROOT) + "/", "")}
-    RECORDS.mkdir(parents=True, exist_ok=True)
-    write_atomically(record_path(task, core, seed), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    path = record_path(task, core, seed, total_steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
 
 
-def load_records() -> list[dict]:
-    """The records of the preset's update (older ones, without ``update``, were made with one pass)."""
+def load_records(total_steps: int) -> list[dict]:
+    """The records of the budget and the preset's update (older ones, without ``update``, were made with one
+    pass)."""
     update = preset_update()
-    return [r for r in (json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")))
-            if r.get("update") == update]
+    return [r for r in (json.loads(p.read_text()) for p in sorted((RECORDS / budget_label(total_steps)).glob("*.json")))
+            if r.get("update") == update and r["total_steps"] == total_steps]
 
 
 def mean_ci(values: list[float]) -> str:
@@ -89,7 +100,8 @@ def mean_ci(values: list[float]) -> str:
 
 
 def report(doc: Path, total_steps: int) -> None:
-    records = load_records()
+    """The budget's section of ``doc`` (its own markers: other budgets' sections stay) and its curves."""
+    records, label = load_records(total_steps), budget_label(total_steps)
     rows, panels = [], []
     for task in TASKS:
         series = []
@@ -102,16 +114,24 @@ def report(doc: Path, total_steps: int) -> None:
                                      color=colour, linestyle=("-", "--", ":", "-.")[r["seed"] % 4]))
         if series:
             panels.append(Panel(series, "agent steps", "mean training return", title=TASKS[task]))
+    plot = RECORDS / label / "mujoco.png"
     if panels:
-        plot_panels(panels, ROOT / "docs" / "mujoco.png")
+        plot_panels(panels, plot)
     table = "\n".join(["| task | core | final return: mean ± 95% CI half-width [CI] | per seed |",
                        "|---|---|---|---|", *rows])
     text = doc.read_text() if doc.exists() else ""
-    begin, end = "<!-- mujoco-table -->", "<!-- /mujoco-table -->"
+    begin, end = f"<!-- mujoco-table {label} -->", f"<!-- /mujoco-table {label} -->"
+    link = plot.relative_to(doc.parent) if plot.is_relative_to(doc.parent) else plot
     body = (f"{begin}\nBudget: {total_steps:,} agent steps per run, the `mujoco` preset ({update_label(preset_update())}: "
             f"update epochs, minibatches, surrogate clip), one run at a time at nice 19 on {machine_description()}. "
-            f"CI: Student t over the seeds finished.\n\n{table}\n\n![curves](mujoco.png)\n{end}")
-    text = text[:text.index(begin)] + body + text[text.index(end) + len(end):] if begin in text else text + "\n" + body + "\n"
+            f"CI: Student t over the seeds finished.\n\n{table}\n\n![curves]({link.as_posix()})\n{end}")
+    if begin in text:
+        text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
+    elif "<!-- /mujoco-table " in text:   # a new budget: after the other budgets' sections
+        at = text.index("-->", text.rindex("<!-- /mujoco-table ")) + len("-->")
+        text = text[:at] + "\n\n" + body + text[at:]
+    else:
+        text = text + "\n" + body + "\n"
     write_atomically(doc, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -129,11 +149,9 @@ def main() -> int:
         for seed in args.seeds:
             for task in args.tasks:
                 for core in args.cores:
-                    path = record_path(task, core, seed)
-                    if path.exists():
-                        done = json.loads(path.read_text())
-                        if done["total_steps"] == args.total_steps and done.get("update") == preset_update():
-                            continue
+                    path = record_path(task, core, seed, args.total_steps)
+                    if path.exists() and json.loads(path.read_text()).get("update") == preset_update():
+                        continue
                     run_one(task, core, seed, args.total_steps, Path(args.runs))
                     report(Path(args.doc), args.total_steps)
     report(Path(args.doc), args.total_steps)

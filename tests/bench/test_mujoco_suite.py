@@ -22,8 +22,9 @@ def _record(suite, name, seed, final, steps=300_000, update="preset"):
         record["update"] = suite.preset_update()
     elif update is not None:
         record["update"] = update
-    suite.RECORDS.mkdir(exist_ok=True)
-    (suite.RECORDS / name).write_text(json.dumps(record))
+    folder = suite.RECORDS / suite.budget_label(steps)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(record))
 
 
 def test_the_table_holds_the_presets_update_at_the_budget_only(suite, tmp_path):
@@ -34,11 +35,26 @@ def test_the_table_holds_the_presets_update_at_the_budget_only(suite, tmp_path):
     _record(suite, "old.json", 2, 190.0, update=None)   # a one-pass record from before the update was kept
     _record(suite, "other.json", 2, 5.0, update={"update_epochs": 2, "minibatches": 1, "policy_clip": 0.0})
     _record(suite, "longer.json", 2, 3000.0, steps=1_000_000)
-    assert sorted(r["final_return"] for r in suite.load_records()) == [400.0, 800.0, 3000.0]
+    assert sorted(r["final_return"] for r in suite.load_records(300_000)) == [400.0, 800.0]
+    assert [r["final_return"] for r in suite.load_records(1_000_000)] == [3000.0]
     doc = tmp_path / "MUJOCO.md"
-    doc.write_text("before\n<!-- mujoco-table -->\nold table\n<!-- /mujoco-table -->\nafter\n")
+    doc.write_text("before\n<!-- mujoco-table 300k -->\nold table\n<!-- /mujoco-table 300k -->\nafter\n")
     suite.report(doc, 300_000)
     text = doc.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old table" not in text
     assert "| 800, 400 |" in text and "(2 seeds)" in text and "3000" not in text and "190" not in text
-    assert suite.update_label(suite.preset_update()) in text
+    assert suite.update_label(suite.preset_update()) in text and "![curves](records/300k/mujoco.png)" in text
+    # another budget gets a section of its own, after the first, and leaves the first as it was
+    suite.report(doc, 1_000_000)
+    longer = doc.read_text()
+    assert longer.index("<!-- /mujoco-table 300k -->") < longer.index("<!-- mujoco-table 1M -->")
+    assert longer.endswith("after\n") and text[:text.index("<!-- /mujoco-table 300k -->")] in longer
+    assert "| rtrl | 3000 (1 seed) | 3000 |" in longer and longer.count("| 800, 400 |") == 1
+    assert (tmp_path / "records" / "1M" / "mujoco.png").exists()
+
+
+def test_records_are_kept_per_budget(suite):
+    """A run of another budget never replaces (or stands in for) a record: its file is in the budget's folder."""
+    assert [suite.budget_label(n) for n in (300_000, 1_000_000, 2_500_000, 50_000, 12_345)] == [
+        "300k", "1M", "2.5M", "50k", "12345"]
+    assert suite.record_path("hopper-v", "rtrl", 0, 300_000) != suite.record_path("hopper-v", "rtrl", 0, 1_000_000)
