@@ -43,14 +43,23 @@ def test_the_table_holds_the_presets_update_at_the_budget_only(suite, tmp_path):
     text = doc.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old table" not in text
     assert "| 800, 400 |" in text and "(2 seeds)" in text and "3000" not in text and "190" not in text
+    # the curve's last 20% of steps: one point each ([300k, final]), so the late means are the finals here
+    assert "| 800, 400 | 600 ± " in text and "| 800, 400 |\n" in text
     assert suite.update_label(suite.preset_update()) in text and "![curves](records/300k/mujoco.png)" in text
     # another budget gets a section of its own, after the first, and leaves the first as it was
     suite.report(doc, 1_000_000)
     longer = doc.read_text()
     assert longer.index("<!-- /mujoco-table 300k -->") < longer.index("<!-- mujoco-table 1M -->")
     assert longer.endswith("after\n") and text[:text.index("<!-- /mujoco-table 300k -->")] in longer
-    assert "| rtrl | 3000 (1 seed) | 3000 |" in longer and longer.count("| 800, 400 |") == 1
+    assert "| rtrl | 3000 (1 seed) | 3000 |" in longer and longer.count("| 800, 400 | 600 ± ") == 1
     assert (tmp_path / "records" / "1M" / "mujoco.png").exists()
+
+
+def test_the_late_mean_averages_the_curve_over_the_last_fifth_of_the_steps(suite):
+    record = {"total_steps": 1000, "final_return": 9.0, "curve": [[0, 100.0], [700, 50.0], [800, 10.0], [900, 20.0],
+                                                                   [1000, 30.0]]}
+    assert suite.late_mean(record) == 20.0   # the points at steps 800, 900 and 1000
+    assert suite.late_mean(dict(record, curve=[[0, 1.0]])) == 9.0   # no point that late: the final return
 
 
 def test_records_are_kept_per_budget(suite):
