@@ -26,6 +26,7 @@ import os
 import re
 import shlex
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,7 +287,8 @@ def run(cfg: SuiteConfig, train_overrides: dict | None = None, say=print) -> lis
 
 def _run_parallel(cfg: SuiteConfig, todo: list[Job], deadline: float | None, say) -> None:
     context = multiprocessing.get_context("spawn")   # fresh processes: no torch threads or locks inherited
-    with concurrent.futures.ProcessPoolExecutor(cfg.jobs, mp_context=context, initializer=_ignore_stop_signals) as pool:
+    with concurrent.futures.ProcessPoolExecutor(cfg.jobs, mp_context=context, initializer=_start_pool_process,
+                                                initargs=(os.getpid(),)) as pool:
         pending, queue, jobs = set(), list(todo), {}
         try:
             while queue or pending:
@@ -316,16 +318,38 @@ def _run_parallel(cfg: SuiteConfig, todo: list[Job], deadline: float | None, say
             raise
 
 
-def _ignore_stop_signals() -> None:
+_SUITE_PID: int | None = None            # in a pool process: the suite's process that started it
+_RUN_IN_PROGRESS = threading.Event()     # in a pool process: a run is going on
+ORPHAN_GRACE_SECONDS = 300.0             # at most this long for an orphaned run to write its checkpoint
+
+
+def _start_pool_process(suite_pid: int) -> None:
     """A pool process between runs ignores SIGINT (Ctrl-C reaches every process of a terminal's group): the
     stop is for the runs in progress, and a pool process that died of it would break the pool. SIGTERM
-    keeps its default, so the pool can still end its processes."""
+    keeps its default, so the pool can still end its processes. And it ends with the suite's process: a suite
+    killed outright (SIGKILL, the OOM killer) cannot tell its pool, whose processes would go on training with
+    nobody to collect their results. A thread watches for that: a run in progress is stopped with a checkpoint
+    (SIGINT, as the suite itself does on SIGTERM) and the process ends once it has stopped; an idle one ends at
+    once."""
+    global _SUITE_PID
+    _SUITE_PID = suite_pid
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while os.getppid() == suite_pid:
+            time.sleep(1.0)
+        if _RUN_IN_PROGRESS.is_set():
+            os.kill(os.getpid(), signal.SIGINT)   # _run_job_in_worker's handler: a checkpointed stop, then exit
+            time.sleep(ORPHAN_GRACE_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="rtrl-suite-watch").start()
 
 
 def _run_job_in_worker(preset: str, job: Job, episodes: int) -> dict:
     """:func:`run_job` in a pool process, where the first SIGINT or SIGTERM stops the run with a checkpoint
-    (as Ctrl-C does in a terminal) and later ones are ignored, so they cannot cut the checkpoint short."""
+    (as Ctrl-C does in a terminal) and later ones are ignored, so they cannot cut the checkpoint short. A pool
+    process whose suite has died ends as soon as its run has stopped."""
     stopped = []
 
     def stop(signum, frame):
@@ -334,11 +358,15 @@ def _run_job_in_worker(preset: str, job: Job, episodes: int) -> dict:
             raise KeyboardInterrupt
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    _RUN_IN_PROGRESS.set()
     try:
         return run_job(preset, job, episodes)
     finally:
+        _RUN_IN_PROGRESS.clear()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if _SUITE_PID is not None and os.getppid() != _SUITE_PID:   # orphaned: nobody takes the result
+            os._exit(1)
 
 
 def _report(say, result: dict, job: Job) -> None:
