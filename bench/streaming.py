@@ -86,9 +86,14 @@ def best_training_mean(result: dict) -> float | None:
     return max(values) if values else None
 
 
+def task_delay(task: str) -> int | None:
+    """D of a sweep task ``delayD``; None for a POPGym task."""
+    return int(task[len("delay"):]) if task.startswith("delay") else None
+
+
 def train_args(agent: str, task: str, seed: int, steps: int) -> list[str]:
     """The `rtrl train` arguments (without --out) of one run of ``agent`` on ``task``."""
-    delay = int(task[len("delay"):]) if task.startswith("delay") else None
+    delay = task_delay(task)
     env = f"memory:delayed_recall?cues=2&delay={delay}" if delay is not None else POPGYM[task]
     flags = AGENTS[agent] if delay is not None else POPGYM_FLAGS.get(agent, AGENTS[agent])
     return [*flags, "--env", env, "--seed", str(seed), "--total-steps", str(steps)]
@@ -100,9 +105,14 @@ def learned_settings(args: list[str]) -> dict:
     changes, the record (made with the old ones) is not taken for the new configuration's."""
     from rtrl.cli import build_parser
     from rtrl.cli.flags import given
-    from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig, resolve_config
+    from rtrl.runtime.config import TrainConfig, resolve_config
     parsed = build_parser().parse_args(["train", *args, "--out", "unused"])
-    cfg = resolve_config(parsed.preset, parsed.config, given(parsed, TrainConfig))
+    return _settings_of(resolve_config(parsed.preset, parsed.config, given(parsed, TrainConfig)))
+
+
+def _settings_of(cfg) -> dict:
+    """``cfg``'s settings as JSON values, without those that only say where a run executes (``RUNTIME_SETTINGS``)."""
+    from rtrl.runtime.config import RUNTIME_SETTINGS
     return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k not in RUNTIME_SETTINGS}
 
 
@@ -133,7 +143,7 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
     legacy = runs / task / f"{agent}-seed{seed}-{steps}"   # taken unless it holds a run of other settings
     fits = not (legacy / "config.json").exists() or not settings_changed(_run_settings(legacy), settings)
     out = legacy if fits else legacy.with_name(f"{legacy.name}-{digest}")
-    delay = int(task[len("delay"):]) if task.startswith("delay") else None
+    delay = task_delay(task)
     env, flags = args[args.index("--env") + 1], args[:args.index("--env")]
     start = time.monotonic()
     rtrl("train", *args, "--out", str(out), "--no-progress", "--no-plot")
@@ -153,12 +163,11 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
 
 def _run_settings(run: Path) -> dict | None:
     """The learned settings of the run in directory ``run`` (its config.json), as ``learned_settings`` gives them."""
-    from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig
+    from rtrl.runtime.config import TrainConfig
     try:
-        cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+        return _settings_of(TrainConfig.from_dict(json.loads((run / "config.json").read_text())))
     except (OSError, ValueError):
         return None
-    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k not in RUNTIME_SETTINGS}
 
 
 def success_at_wall_time(result: dict, seconds: float, column: str = "success_rate") -> float | None:
