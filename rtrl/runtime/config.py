@@ -131,7 +131,7 @@ class TrainConfig(ModelConfig):
     kappa_policy: float = S(3.0, "with learner stream: ObGD's kappa of the actor's step", check=POSITIVE)
     critic: str = S("shared", "with learner stream: shared (the value head on the policy's network: one core) or "
                     "separate (the critic is a network of its own, of the same architecture, with its own recurrent "
-                    "state and sensitivities, as Stream AC(lambda) has; about twice the step's cost)",
+                    "state and sensitivities, as Stream AC(lambda) has; measured at ~0.78x the steps/s, docs/STREAMING.md)",
                     choices=("shared", "separate"))
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
     resumed_at_step: int = S(0, "set by the run session, not by users: the step a resumed run goes on from (0: a fresh "
