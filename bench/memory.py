@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rtrl.bench.child import check_child, script_main  # noqa: E402
 from rtrl.records.reports import machine_description  # noqa: E402
 from rtrl.records.plots import plot_runs  # noqa: E402
 from rtrl.runtime.config import PRESETS  # noqa: E402
@@ -48,10 +48,9 @@ def main() -> int:
             if args.total_steps:
                 train_cmd += ["--total-steps", str(args.total_steps)]
             start = time.monotonic()
-            subprocess.run(rtrl_command(*train_cmd), check=True, cwd=ROOT)
+            check_child(rtrl_command(*train_cmd), cwd=ROOT)
             minutes = (time.monotonic() - start) / 60
-            subprocess.run(rtrl_command("eval", str(out), "--episodes", str(args.episodes), "--seed", "123"),
-                           check=True, cwd=ROOT)
+            check_child(rtrl_command("eval", str(out), "--episodes", str(args.episodes), "--seed", "123"), cwd=ROOT)
             evaluation = json.loads((out / "eval.json").read_text())
             results[(core, seed)] = (evaluation["success_rate"], minutes, out)
             print(f"{core} seed {seed}: greedy success {evaluation['success_rate']:.3f} ({minutes:.1f} min)",
@@ -106,4 +105,4 @@ Notes.
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rtrl.bench.child import check_child, script_main  # noqa: E402
 from rtrl.records.files import write_atomically  # noqa: E402
 from rtrl.records.metrics import read_metrics  # noqa: E402
 from rtrl.records.plots import Panel, Series, plot_panels  # noqa: E402
@@ -68,7 +68,7 @@ def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> No
            *CORES[core], "--seed", str(seed), "--total-steps", str(total_steps), "--out", str(out),
            "--no-progress", "--no-plot"]
     start = time.monotonic()
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    check_child(cmd, cwd=ROOT)
     columns = read_metrics(out)
     steps, returns = columns["step"], columns["mean_return"]
     every = max(1, len(steps) // 100)
@@ -169,4 +169,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(script_main(main))

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rtrl.bench.child import check_child, script_main  # noqa: E402
 from rtrl.records.metrics import read_metrics  # noqa: E402
 from rtrl.records.plots import Panel, Series, plot_panels, smooth_series  # noqa: E402
 from rtrl.records.reports import command_line, record_section  # noqa: E402
@@ -56,7 +56,7 @@ def slug(label: str) -> str:
 
 def rtrl(*args: str) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-m", "rtrl", *args], check=True, cwd=ROOT, env=env)
+    check_child([sys.executable, "-m", "rtrl", *args], cwd=ROOT, env=env)
 
 
 def run_recall(args) -> dict:
@@ -206,4 +206,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

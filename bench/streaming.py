@@ -33,7 +33,6 @@ import dataclasses
 import hashlib
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rtrl.bench.child import run_child, script_main  # noqa: E402
 from rtrl.bench.suite_report import PUBLISHED  # noqa: E402
 from rtrl.records.files import write_text_atomically  # noqa: E402
 from rtrl.records.reports import machine_description  # noqa: E402
@@ -66,7 +66,7 @@ class ChildFailed(Exception):
 
 
 def rtrl(*args: str) -> None:
-    code = subprocess.run([sys.executable, "-m", "rtrl", *args], cwd=ROOT).returncode
+    code = run_child([sys.executable, "-m", "rtrl", *args], cwd=ROOT)
     if code:
         raise ChildFailed(code)
 
@@ -290,4 +290,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(main))

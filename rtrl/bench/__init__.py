@@ -26,7 +26,9 @@ def median_time(fn, repeats: int, warmup: int = 1) -> float:
 
 
 def run_rtrl(args: list[str], capture: bool = True) -> str:
-    """Run ``python -m rtrl ...`` in a fresh process (fresh peak-memory counters); return its stdout."""
+    """Run ``python -m rtrl ...`` in a fresh process (fresh peak-memory counters); return its stdout. The
+    process stops (SIGINT: with a checkpoint) if this one is killed."""
+    from rtrl.bench.child import stop_with_parent
     out = subprocess.run([sys.executable, "-m", "rtrl"] + args, check=True, text=True,
-                         stdout=subprocess.PIPE if capture else subprocess.DEVNULL)
+                         stdout=subprocess.PIPE if capture else subprocess.DEVNULL, preexec_fn=stop_with_parent())
     return out.stdout or ""
