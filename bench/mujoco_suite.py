@@ -77,6 +77,7 @@ def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> No
               "steps": int(steps[-1]), "final_return": returns[-1],
               "final_return_is": "mean training return of the last 200 episodes (the run's stats_window)",
               "curve": curve, "minutes_this_session": round((time.monotonic() - start) / 60, 1),
+              "machine": machine_description(load=False), "date": time.strftime("%Y-%m-%d", time.gmtime()),
               "command": " ".join(["python"] + cmd[4:]).replace(str(ROOT) + "/", "")}
     path = record_path(task, core, seed, total_steps)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +90,13 @@ def load_records(total_steps: int) -> list[dict]:
     update = preset_update()
     return [r for r in (json.loads(p.read_text()) for p in sorted((RECORDS / budget_label(total_steps)).glob("*.json")))
             if r.get("update") == update and r["total_steps"] == total_steps]
+
+
+def machines_of(records: list[dict]) -> str:
+    """The machines the records were made on, as the records say (the report's text then changes only when the
+    records do)."""
+    machines = sorted({r.get("machine", "a machine not recorded") for r in records})
+    return "; ".join(machines) if machines else "no machine yet (no records)"
 
 
 def late_mean(record: dict, share: float = 0.2) -> float:
@@ -133,7 +141,8 @@ def report(doc: Path, total_steps: int) -> None:
     begin, end = f"<!-- mujoco-table {label} -->", f"<!-- /mujoco-table {label} -->"
     link = plot.relative_to(doc.parent) if plot.is_relative_to(doc.parent) else plot
     body = (f"{begin}\nBudget: {total_steps:,} agent steps per run, the `mujoco` preset ({update_label(preset_update())}: "
-            f"update epochs, minibatches, surrogate clip), one run at a time at nice 19 on {machine_description()}. "
+            f"update epochs, minibatches, surrogate clip), one run at a time at nice 19 on "
+            f"{machines_of(records)}. "
             f"CI: Student t over the seeds finished.\n\n{table}\n\n![curves]({link.as_posix()})\n{end}")
     if begin in text:
         text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]

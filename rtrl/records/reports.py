@@ -19,8 +19,9 @@ from rtrl.records.files import read_user_text, write_text_atomically
 __all__ = ["machine_description", "command_line", "utc_stamp", "record_section", "write_section"]
 
 
-def machine_description() -> str:
-    """One line naming the machine: CPU model, cores, load, OS, Python, torch and its thread count."""
+def machine_description(load: bool = True) -> str:
+    """One line naming the machine: CPU model, cores, load (unless ``load`` is false: a record's machine, which
+    must not change from one report to the next), OS, Python, torch and its thread count."""
     import torch
 
     cpu = platform.processor() or "unknown CPU"
@@ -31,10 +32,10 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = ", load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} logical cores{load}, {platform.system()} {platform.release()}, "
+    average = ""
+    if load and hasattr(os, "getloadavg"):
+        average = ", load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} logical cores{average}, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch threads")
 

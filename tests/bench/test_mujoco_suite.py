@@ -67,3 +67,19 @@ def test_records_are_kept_per_budget(suite):
     assert [suite.budget_label(n) for n in (300_000, 1_000_000, 2_500_000, 50_000, 12_345)] == [
         "300k", "1M", "2.5M", "50k", "12345"]
     assert suite.record_path("hopper-v", "rtrl", 0, 300_000) != suite.record_path("hopper-v", "rtrl", 0, 1_000_000)
+
+
+def test_the_report_names_the_records_machines_not_the_reporting_one(suite, tmp_path, monkeypatch):
+    """The table's machine line comes from the records, so a report from the same records is the same text
+    (before, the load average of the moment changed it at every --report)."""
+    _record(suite, "a.json", 0, 800.0)
+    path = suite.RECORDS / "300k" / "a.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "machine": "Box A, 2 logical cores"}))
+    _record(suite, "b.json", 1, 400.0)   # no machine: an older record
+    doc = tmp_path / "MUJOCO.md"
+    suite.report(doc, 300_000)
+    first = doc.read_text()
+    assert "on Box A, 2 logical cores; a machine not recorded." in first
+    monkeypatch.setattr(suite, "machine_description", lambda load=True: "Other box, load average 9.99")
+    suite.report(doc, 300_000)
+    assert doc.read_text() == first
