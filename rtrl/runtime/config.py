@@ -38,6 +38,16 @@ WANDB_PROJECT = Check("a W&B project name: at most 128 characters, none of / \\ 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 LEARNERS = ("impala", "stream")   # rtrl.runtime.learners.LEARNERS holds what each one is
+# the settings only one learner reads: given for the other one, with a value it would not otherwise have, they are
+# refused by name (resolve_config) instead of being ignored. impala: rollouts, batches, actors and their backend,
+# RMSprop and the loss's terms; stream: its streams, ObGD, traces and critic (it takes no optimizer and no batch)
+LEARNER_SETTINGS = {
+    "impala": ("unroll_length", "batch_size", "num_actors", "envs_per_actor", "num_buffers", "lr", "rmsprop_alpha",
+               "rmsprop_eps", "grad_norm_clip", "baseline_cost", "reward_clip", "normalize_advantages",
+               "update_epochs", "minibatches", "policy_clip", "backend", "ray_address", "actor_cpus",
+               "rollouts_in_flight", "broadcast_interval", "max_actor_restarts"),
+    "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "critic"),
+}
 
 
 @dataclass
@@ -355,10 +365,26 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
     if "cell" in overrides or "learning" in overrides:   # a flag's core/cell/learning replaces the file's whole
         user_set = {k: v for k, v in user_set.items() if k not in ("cell", "learning")}
     user_set.update(overrides)
+    base = dict(values)   # the defaults and the preset: what an ignored setting would have been
     values.update(user_set)
+    _refuse_other_learners_settings(values.get("learner", TrainConfig.learner), user_set, base)
     if "batch_size" in user_set and "envs_per_actor" not in user_set:
         _adapt_envs_per_actor(values)
     return TrainConfig.from_dict(values).validate()
+
+
+def _refuse_other_learners_settings(learner: str, user_set: dict, base: dict) -> None:
+    """A setting the user gave (flag or file) that only another learner reads, with a value other than the one it
+    would have had, would be silently ignored by ``learner``: refused, naming it. (A settings file copied from a
+    run's config.json holds every setting at its value: those equal to it pass.)"""
+    for other, names in LEARNER_SETTINGS.items():
+        if other == learner or learner not in LEARNER_SETTINGS:
+            continue
+        for name in names:
+            if name in user_set and user_set[name] != base.get(name, getattr(TrainConfig, name)):
+                raise SettingError(f"{{{name}}} is a setting of the {other} learner; {{learner}} does not read it: "
+                                   f"leave it out, or give {{learner:name}} {other}",
+                                   **{name: user_set[name]}, learner=learner)
 
 
 def _adapt_envs_per_actor(values: dict) -> None:

@@ -85,9 +85,12 @@ def test_a_set_envs_per_actor_is_never_changed(tmp_path):
     (["--minibatches", "0"], "minibatches"),
     (["--update-epochs", "0"], "update_epochs"),
     (["--policy-clip", "1.5"], "policy_clip=1.5.*accepted: 0 \\(off\\) or a number in \\(0, 1\\)"),
-    (["--preset", "stream", "--update-epochs", "2"], "update_epochs=2, minibatches=1 and policy_clip=0.0 shape the impala learner"),
+    (["--preset", "stream", "--update-epochs", "2"], "update_epochs=2 is a setting of the impala learner"),
 ])
 def test_bad_epochs_and_minibatches_are_refused_by_name(argv, message):
     with pytest.raises(SettingError, match=message):
         parse_train(argv)
     assert parse_train(["--update-epochs", "4", "--minibatches", "8"]).minibatches == 8
+    # built in code, where no flag says what the user set, the values themselves are checked
+    with pytest.raises(SettingError, match="update_epochs=2, minibatches=1 and policy_clip=0.0 shape the impala"):
+        TrainConfig(learner="stream", update_epochs=2, num_envs=1, total_steps=10).validate()

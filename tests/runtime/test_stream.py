@@ -13,7 +13,7 @@ from rtrl.cli import main
 from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
 from rtrl.envs import EnvSpec
 from rtrl.runtime.checkpoints import load_checkpoint
-from rtrl.runtime.config import build_agent
+from rtrl.runtime.config import PRESETS, TrainConfig, build_agent, resolve_config
 from rtrl.runtime.learners.stream import StreamLearner, StreamStep
 from rtrl.runtime.train import train
 from rtrl.settings import SettingError
@@ -336,6 +336,22 @@ def test_a_separate_critic_is_a_setting_of_the_streaming_learner_only():
         small_config(critic="separate")
     with pytest.raises(SettingError, match="shared"):
         stream_config(critic="both")
+
+
+@pytest.mark.parametrize("learner, flag, value", [("stream", "batch_size", 7), ("stream", "lr", 0.1),
+                                                   ("stream", "backend", "ray"), ("stream", "reward_clip", False),
+                                                   ("impala", "num_envs", 4), ("impala", "stream_lr", 0.5)])
+def test_a_setting_only_the_other_learner_reads_is_refused_by_name(learner, flag, value):
+    """Given with a value it would not otherwise have, a setting the chosen learner does not read would be
+    ignored: refused, naming it and the learner that reads it."""
+    preset = "stream" if learner == "stream" else None
+    with pytest.raises(SettingError, match=f"({flag}|--{flag.replace('_', '-')})=.* is a setting of the "
+                                           f"{'impala' if learner == 'stream' else 'stream'} learner"):
+        resolve_config(preset, overrides={"learner": learner, flag: value})
+    # the value it has anyway (a copied config.json holds every setting) passes, and so does a preset's
+    default = dict(PRESETS.get(preset or "", {})).get(flag, getattr(TrainConfig, flag))
+    assert getattr(resolve_config(preset, overrides={"learner": learner, flag: default}), flag) == default
+    assert resolve_config("stream", overrides={"learner": "impala"}).num_envs == PRESETS["stream"]["num_envs"]
 
 
 def test_a_stream_acts_in_a_continuous_action_space(tmp_path):
