@@ -56,16 +56,25 @@ def budget_label(total_steps: int) -> str:
     return f"{total_steps // 1000}k" if total_steps % 1000 == 0 else str(total_steps)
 
 
-def record_path(task: str, core: str, seed: int, total_steps: int) -> Path:
-    """Records are kept per budget (a run of 1M steps never stands in for, or replaces, one of 300k)."""
-    return RECORDS / budget_label(total_steps) / f"{task}-{core}-seed{seed}.json"
+def section_label(total_steps: int, update: dict | None = None) -> str:
+    """The name of a table's records folder and doc section: the budget (300k, 1M), and for an update other than
+    the preset's (``--update-epochs``, ``--minibatches``, ``--policy-clip``) its label too: 1M-e1-m4-clip0.2."""
+    update = update or preset_update()
+    return budget_label(total_steps) + ("" if update == preset_update() else f"-{update_label(update)}")
 
 
-def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> None:
-    update = preset_update()
+def record_path(task: str, core: str, seed: int, total_steps: int, update: dict | None = None) -> Path:
+    """Records are kept per budget and update (a run of 1M steps never stands in for, or replaces, one of 300k,
+    nor a run of another update for the preset's)."""
+    return RECORDS / section_label(total_steps, update) / f"{task}-{core}-seed{seed}.json"
+
+
+def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path, update: dict | None = None) -> None:
+    update = update or preset_update()
     out = runs / task / f"{core}-seed{seed}-{total_steps}-{update_label(update)}"
+    changed = [f for k, v in update.items() if v != preset_update()[k] for f in (f"--{k.replace('_', '-')}", f"{v:g}")]
     cmd = ["nice", "-n", "19", sys.executable, "-m", "rtrl", "train", "--preset", "mujoco", "--env", TASKS[task],
-           *CORES[core], "--seed", str(seed), "--total-steps", str(total_steps), "--out", str(out),
+           *CORES[core], *changed, "--seed", str(seed), "--total-steps", str(total_steps), "--out", str(out),
            "--no-progress", "--no-plot"]
     start = time.monotonic()
     check_child(cmd, cwd=ROOT)
@@ -79,16 +88,17 @@ def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path) -> No
               "curve": curve, "minutes_this_session": round((time.monotonic() - start) / 60, 1),
               "machine": machine_description(load=False), "date": time.strftime("%Y-%m-%d", time.gmtime()),
               "command": " ".join(["python"] + cmd[4:]).replace(str(ROOT) + "/", "")}
-    path = record_path(task, core, seed, total_steps)
+    path = record_path(task, core, seed, total_steps, update)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
 
 
-def load_records(total_steps: int) -> list[dict]:
-    """The records of the budget and the preset's update (older ones, without ``update``, were made with one
-    pass)."""
-    update = preset_update()
-    return [r for r in (json.loads(p.read_text()) for p in sorted((RECORDS / budget_label(total_steps)).glob("*.json")))
+def load_records(total_steps: int, update: dict | None = None) -> list[dict]:
+    """The records of the budget and the update (the preset's by default; older records, without ``update``, were
+    made with one pass)."""
+    update = update or preset_update()
+    folder = RECORDS / section_label(total_steps, update)
+    return [r for r in (json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))
             if r.get("update") == update and r["total_steps"] == total_steps]
 
 
@@ -115,9 +125,10 @@ def mean_ci(values: list[float]) -> str:
     return f"{mean:.0f} ± {half:.0f} [{mean - half:.0f}, {mean + half:.0f}] ({len(values)} seeds)"
 
 
-def report(doc: Path, total_steps: int) -> None:
-    """The budget's section of ``doc`` (its own markers: other budgets' sections stay) and its curves."""
-    records, label = load_records(total_steps), budget_label(total_steps)
+def report(doc: Path, total_steps: int, update: dict | None = None) -> None:
+    """The section of ``doc`` of the budget and update (its own markers: other sections stay) and its curves."""
+    update = update or preset_update()
+    records, label = load_records(total_steps, update), section_label(total_steps, update)
     rows, panels = [], []
     for task in TASKS:
         series = []
@@ -140,7 +151,8 @@ def report(doc: Path, total_steps: int) -> None:
     text = doc.read_text() if doc.exists() else ""
     begin, end = f"<!-- mujoco-table {label} -->", f"<!-- /mujoco-table {label} -->"
     link = plot.relative_to(doc.parent) if plot.is_relative_to(doc.parent) else plot
-    body = (f"{begin}\nBudget: {total_steps:,} agent steps per run, the `mujoco` preset ({update_label(preset_update())}: "
+    preset = "the `mujoco` preset" + ("" if update == preset_update() else " with its update changed")
+    body = (f"{begin}\nBudget: {total_steps:,} agent steps per run, {preset} ({update_label(update)}: "
             f"update epochs, minibatches, surrogate clip), one run at a time at nice 19 on "
             f"{machines_of(records)}. "
             f"CI: Student t over the seeds finished.\n\n{table}\n\n![curves]({link.as_posix()})\n{end}")
@@ -163,17 +175,22 @@ def main() -> int:
     parser.add_argument("--runs", default=str(ROOT / "runs" / "mujoco"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "MUJOCO.md"))
     parser.add_argument("--report", action="store_true", help="only write the table from the records")
+    preset = preset_update()   # another update: its records, run directories and table are its own
+    parser.add_argument("--update-epochs", type=int, default=preset["update_epochs"], help="default: the preset's")
+    parser.add_argument("--minibatches", type=int, default=preset["minibatches"], help="default: the preset's")
+    parser.add_argument("--policy-clip", type=float, default=preset["policy_clip"], help="default: the preset's")
     args = parser.parse_args()
+    update = {k: type(preset[k])(getattr(args, k)) for k in UPDATE}
     if not args.report:   # seed by seed: every task and core gets a first seed before any gets a third
         for seed in args.seeds:
             for task in args.tasks:
                 for core in args.cores:
-                    path = record_path(task, core, seed, args.total_steps)
-                    if path.exists() and json.loads(path.read_text()).get("update") == preset_update():
+                    path = record_path(task, core, seed, args.total_steps, update)
+                    if path.exists() and json.loads(path.read_text()).get("update") == update:
                         continue
-                    run_one(task, core, seed, args.total_steps, Path(args.runs))
-                    report(Path(args.doc), args.total_steps)
-    report(Path(args.doc), args.total_steps)
+                    run_one(task, core, seed, args.total_steps, Path(args.runs), update)
+                    report(Path(args.doc), args.total_steps, update)
+    report(Path(args.doc), args.total_steps, update)
     return 0
 
 

@@ -83,3 +83,34 @@ def test_the_report_names_the_records_machines_not_the_reporting_one(suite, tmp_
     monkeypatch.setattr(suite, "machine_description", lambda load=True: "Other box, load average 9.99")
     suite.report(doc, 300_000)
     assert doc.read_text() == first
+
+
+def test_another_update_keeps_records_and_a_section_of_its_own(suite, tmp_path, monkeypatch):
+    """`--update-epochs 1` (say) is a variant: its records, run command and table never mix with the preset's."""
+    variant = dict(suite.preset_update(), update_epochs=1)
+    assert suite.section_label(1_000_000, variant) == "1M-e1-m4-clip0.2"
+    assert suite.section_label(1_000_000, suite.preset_update()) == "1M"
+    assert suite.record_path("hopper-v", "rtrl", 0, 1_000_000, variant).parent.name == "1M-e1-m4-clip0.2"
+    _record(suite, "a.json", 0, 800.0, steps=1_000_000)
+    folder = suite.RECORDS / "1M-e1-m4-clip0.2"
+    folder.mkdir()
+    (folder / "b.json").write_text(json.dumps({"task": "hopper-v", "core": "rtrl", "seed": 0, "total_steps": 1_000_000,
+                                               "update": variant, "final_return": 55.0, "curve": [[0, 1.0]]}))
+    assert [r["final_return"] for r in suite.load_records(1_000_000)] == [800.0]
+    assert [r["final_return"] for r in suite.load_records(1_000_000, variant)] == [55.0]
+    doc = tmp_path / "MUJOCO.md"
+    suite.report(doc, 1_000_000)
+    suite.report(doc, 1_000_000, variant)
+    text = doc.read_text()
+    preset_part = text[text.index("<!-- mujoco-table 1M -->"):text.index("<!-- /mujoco-table 1M -->")]
+    variant_part = text[text.index("<!-- mujoco-table 1M-e1-m4-clip0.2 -->"):]
+    assert "| 800 |" in preset_part and "55" not in preset_part
+    assert "| 55 |" in variant_part and "800" not in variant_part and "with its update changed (e1-m4-clip0.2" in variant_part
+    commands = []
+    monkeypatch.setattr(suite, "check_child", lambda cmd, cwd=None: commands.append(cmd) or (_ for _ in ()).throw(
+        RuntimeError("stop after the command")))
+    with pytest.raises(RuntimeError):
+        suite.run_one("hopper-v", "rtrl", 0, 1_000_000, tmp_path / "runs", variant)
+    cmd = commands[0]
+    assert cmd[cmd.index("--update-epochs") + 1] == "1" and "--minibatches" not in cmd
+    assert cmd[cmd.index("--out") + 1].endswith("rtrl-seed0-1000000-e1-m4-clip0.2")
