@@ -76,6 +76,7 @@ class RunningReturnScale:
         return {"returns": self.returns.clone(), "count": self.count, "mean": self.mean, "m2": self.m2}
 
     def load_state_dict(self, state: dict) -> None:
-        if tuple(state["returns"].shape) == tuple(self.returns.shape):
-            self.returns = state["returns"].to(torch.float64).clone()
+        """The statistics only: a resumed run's streams start new episodes (environments cannot be saved), so
+        each stream's return starts again at 0 instead of going on from the episode that was cut short."""
+        self.returns.zero_()
         self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])

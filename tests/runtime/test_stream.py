@@ -186,6 +186,10 @@ def test_td_error_and_reward_scale():
     restored = RunningReturnScale(1, 0.5)
     restored.load_state_dict(scale.state_dict())
     assert restored.state_dict()["m2"] == scale.state_dict()["m2"]
+    # a resumed stream starts a new episode: its return starts at 0, not at the cut episode's 1.875
+    assert float(scale.returns[0]) == 1.875 and float(restored.returns[0]) == 0.0
+    restored(torch.tensor([1.0]), torch.tensor([False]))
+    assert float(restored.returns[0]) == 1.0
 
 
 def test_a_streaming_run_trains_checkpoints_and_resumes(tmp_path):
