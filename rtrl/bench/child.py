@@ -83,11 +83,16 @@ def check_child(cmd: Sequence[str], *, cwd=None, env=None) -> None:
 
 
 def script_main(main) -> int:
-    """A benchmark script's entry point: ``main()``'s exit code, or, when the script was stopped while a child
-    ran, a one-line message and 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+    """A benchmark script's entry point: ``main()``'s exit code; when the script was stopped while a child ran, a
+    one-line message and 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM); when a child failed (its own
+    message is on stderr already: a bad flag, say), one line naming the command and the child's exit code."""
+    script = os.path.basename(sys.argv[0])
     try:
         return main()
     except Stopped as stop:
-        print(f"{os.path.basename(sys.argv[0])}: {stop}; the run's checkpoint is written, run the same command "
-              f"to go on", file=sys.stderr)
+        print(f"{script}: {stop}; the run's checkpoint is written, run the same command to go on", file=sys.stderr)
         return 128 + stop.signum
+    except subprocess.CalledProcessError as failed:
+        print(f"{script}: `{' '.join(map(str, failed.cmd))}` exited with {failed.returncode} (its message is above); "
+              "the records so far are kept", file=sys.stderr)
+        return failed.returncode if 0 < failed.returncode < 256 else 1

@@ -98,6 +98,18 @@ def test_a_script_killed_outright_still_stops_its_child(tmp_path):
     assert first.read_text() == "SIGINT x1"
 
 
+def test_a_failed_child_ends_the_script_with_one_line_not_a_traceback(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from rtrl.bench.child import check_child, script_main
+        sys.exit(script_main(lambda: check_child([sys.executable, "-c", "import sys; sys.exit(2)"]) or 0))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "exited with 2 (its message is above)" in done.stderr
+
+
 def test_exit_codes_pass_through(tmp_path):
     assert run_child([sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
     check_child([sys.executable, "-c", "pass"])
