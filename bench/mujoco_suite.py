@@ -72,7 +72,8 @@ def record_path(task: str, core: str, seed: int, total_steps: int, update: dict 
 def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path, update: dict | None = None) -> None:
     update = update or preset_update()
     out = runs / task / f"{core}-seed{seed}-{total_steps}-{update_label(update)}"
-    changed = [f for k, v in update.items() if v != preset_update()[k] for f in (f"--{k.replace('_', '-')}", f"{v:g}")]
+    preset = preset_update()
+    changed = [f for k, v in update.items() if v != preset[k] for f in (f"--{k.replace('_', '-')}", f"{v:g}")]
     cmd = ["nice", "-n", "19", sys.executable, "-m", "rtrl", "train", "--preset", "mujoco", "--env", TASKS[task],
            *CORES[core], *changed, "--seed", str(seed), "--total-steps", str(total_steps), "--out", str(out),
            "--no-progress", "--no-plot"]

@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rtrl.bench.child import run_child, script_main  # noqa: E402
+from rtrl.bench.child import check_child, script_main  # noqa: E402
 from rtrl.bench.suite_report import PUBLISHED  # noqa: E402
 from rtrl.records.files import write_text_atomically  # noqa: E402
 from rtrl.records.reports import machine_description  # noqa: E402
@@ -61,14 +62,8 @@ POPGYM_FLAGS = {"impala-rtrl": ["--preset", "memory-suite"]}
 CURVE_POINTS = 200
 
 
-class ChildFailed(Exception):
-    """An `rtrl` child failed; its own message is on stderr already."""
-
-
 def rtrl(*args: str) -> None:
-    code = run_child([sys.executable, "-m", "rtrl", *args], cwd=ROOT)
-    if code:
-        raise ChildFailed(code)
+    check_child([sys.executable, "-m", "rtrl", *args], cwd=ROOT)
 
 
 def curve(run: Path) -> dict:
@@ -279,9 +274,9 @@ def main() -> int:
                 for agent in args.agents:
                     try:
                         result = run_one(agent, task, seed, args.steps, Path(args.runs), records, args.episodes)
-                    except ChildFailed as failed:   # the child said why; the records so far are kept
+                    except subprocess.CalledProcessError:   # the child said why; the records so far are kept
                         report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
-                        return failed.args[0]
+                        raise   # script_main names the command and exits with its code
                     score = (f"greedy success {result['greedy_success']:.3f}" if result.get("delay") is not None
                              else f"greedy return {result['greedy_return']:.3f}")
                     print(f"{task} {agent} seed {seed}: {score}, {result['steps_per_s']:.0f} steps/s", flush=True)
