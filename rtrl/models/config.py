@@ -39,6 +39,18 @@ CHRONO = Check("0 (off) or a number > 2 and at most 1e7 (time scales in steps)",
                lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and (v == 0 or 2 < v <= 1e7))
 FORGET_BIAS = Check("a finite number from -100 to 100", lambda v: is_finite_number(v) and -100 <= v <= 100)
 INIT_STD = Check("a positive finite number up to 100", lambda v: is_finite_number(v) and 0 < v <= 100)
+# the model settings read only in some configurations: (who reads them, the settings that decide it, whether they
+# are read with those). Given where they are not read, with a value they would not otherwise have, they are
+# refused by name (``refuse_unread_model_settings``) instead of being ignored
+CONDITIONAL_SETTINGS = {
+    "forget_bias": ("the elstm cell", ("cell",), lambda v: v["cell"] == "elstm"),
+    "init_std": ("the elstm cell", ("cell",), lambda v: v["cell"] == "elstm"),
+    "chrono_max": ("the elstm and lstm cells", ("cell",), lambda v: v["cell"] in ("elstm", "lstm")),
+    "rtu_variant": ("the rtu cell", ("cell",), lambda v: v["cell"] == "rtu"),
+    "multilayer": ("an element-wise stack learning by rtrl (learning rtrl, num_layers > 1)", ("learning", "num_layers"),
+                   lambda v: v["learning"] == "rtrl" and v["num_layers"] > 1),
+    "stem_hidden_size": ("the auto, mlp, resnet and nature stems", ("stem",), lambda v: v["stem"] != "identity"),
+}
 
 
 @dataclass
@@ -117,7 +129,25 @@ def with_options(config: ModelConfig | None = None, **options) -> ModelConfig:
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise SettingError(literal(f"unknown model settings {unknown}; accepted: {', '.join(known)}"))
-    return validate(dataclasses.replace((config or ModelConfig()).model_config(), **options))
+    base = (config or ModelConfig()).model_config()
+    refuse_unread_model_settings({**dataclasses.asdict(base), **options}, options, dataclasses.asdict(base))
+    return validate(dataclasses.replace(base, **options))
+
+
+def refuse_unread_model_settings(values: dict, given: dict, base: dict) -> None:
+    """A setting in ``given`` (the user's: flags, a file, keyword options) that the model ``values`` describe
+    does not read (``CONDITIONAL_SETTINGS``: an eLSTM init for an RTU, ``multilayer`` for one layer...), with a
+    value other than the one it would have had (``base``: the defaults and a preset's), would be silently
+    ignored: refused, naming it, what reads it and the settings that rule it out. (A settings file copied from
+    a run's config.json holds every setting at its value: those equal to it pass.)"""
+    merged = {f.name: values.get(f.name, f.default) for f in dataclasses.fields(ModelConfig)}
+    for name, (readers, deciders, reads) in CONDITIONAL_SETTINGS.items():
+        if name not in given or reads(merged) or given[name] == base.get(name, getattr(ModelConfig, name)):
+            continue
+        ruled_out = ", ".join(f"{{{d}}}" for d in deciders)
+        raise SettingError(f"{{{name}}} is read by {readers} only; with {ruled_out} it would be ignored: leave it "
+                           "out, or change " + " / ".join(f"{{{d}:name}}" for d in deciders),
+                           **{name: given[name]}, **{d: merged[d] for d in deciders})
 
 
 def upgrade_core_alias(values: dict, *, where: str = "") -> dict:

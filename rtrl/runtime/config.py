@@ -17,6 +17,7 @@ from rtrl.envs import EnvSpec
 from rtrl.cells import available_memory
 from rtrl.cells.stacked import format_bytes
 from rtrl.models import Agent, ModelConfig, upgrade_core_alias
+from rtrl.models.config import refuse_unread_model_settings
 from rtrl.runtime.devices import check_device, cpu_count
 from rtrl.runtime.sizes import check_train, check_train_config, model_sizes
 from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED,
@@ -368,6 +369,7 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
     base = dict(values)   # the defaults and the preset: what an ignored setting would have been
     values.update(user_set)
     _refuse_other_learners_settings(values.get("learner", TrainConfig.learner), user_set, base)
+    refuse_unread_model_settings(values, user_set, base)
     if "batch_size" in user_set and "envs_per_actor" not in user_set:
         _adapt_envs_per_actor(values)
     return TrainConfig.from_dict(values).validate()

@@ -1,12 +1,14 @@
 """The run's settings: presets hold the paper's numbers, flags override them, and the help lists every
 setting with its default."""
 import argparse
+import re
 
 import pytest
 
 from rtrl.cli import main
 from rtrl.cli.train import register
 from rtrl.cli.flags import given
+from rtrl.models.config import with_options
 from rtrl.runtime.config import TrainConfig, resolve_config
 from rtrl.settings import SettingError
 
@@ -94,3 +96,51 @@ def test_bad_epochs_and_minibatches_are_refused_by_name(argv, message):
     # built in code, where no flag says what the user set, the values themselves are checked
     with pytest.raises(SettingError, match="update_epochs=2, minibatches=1 and policy_clip=0.0 shape the impala"):
         TrainConfig(learner="stream", update_epochs=2, num_envs=1, total_steps=10).validate()
+
+
+@pytest.mark.parametrize("argv, flag, deciders, fix", [
+    (["--cell", "rtu", "--forget-bias", "5"], "--forget-bias", "--cell='rtu'", ["--cell", "elstm"]),
+    (["--cell", "clru", "--init-std", "0.5"], "--init-std", "--cell='clru'", ["--cell", "elstm"]),
+    (["--cell", "indrnn", "--chrono-max", "100"], "--chrono-max", "--cell='indrnn'", ["--cell", "lstm", "--learning", "tbptt"]),
+    (["--cell", "elstm", "--rtu-variant", "nonlinear"], "--rtu-variant", "--cell='elstm'", ["--cell", "rtu"]),
+    (["--cell", "lstm", "--learning", "tbptt", "--forget-bias", "1"], "--forget-bias", "--cell='lstm'", ["--cell", "elstm", "--learning", "rtrl"]),
+    (["--cell", "ff", "--learning", "tbptt", "--chrono-max", "50"], "--chrono-max", "--cell='ff'", ["--cell", "elstm", "--learning", "rtrl"]),
+    (["--multilayer", "per-layer"], "--multilayer", "--learning='rtrl', --num-layers=1", ["--num-layers", "2"]),
+    (["--num-layers", "2", "--learning", "tbptt", "--multilayer", "per-layer"], "--multilayer",
+     "--learning='tbptt', --num-layers=2", ["--learning", "rtrl"]),
+    (["--stem", "identity", "--stem-hidden-size", "128"], "--stem-hidden-size", "--stem='identity'", ["--stem", "mlp"]),
+])
+def test_a_model_setting_the_model_does_not_read_is_refused_by_name(argv, flag, deciders, fix):
+    """Given with a value it would not otherwise have, a setting the chosen model does not read would be silently
+    ignored (--cell rtu --forget-bias 5 trained with the RTU's own init; --multilayer per-layer one layer):
+    refused, naming the setting and the settings that rule it out. With what reads it, the same flag is taken."""
+    name = flag[2:].replace("-", "_")   # resolve_config names settings; the CLI spells them as flags
+
+    def as_names(text):
+        return re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), text)
+    with pytest.raises(SettingError, match=f"{name}=.* is read by .* only; with {re.escape(as_names(deciders))} it "
+                                           "would be ignored"):
+        parse_train(argv)
+    cfg = parse_train(argv + fix)   # a later flag wins
+    assert getattr(cfg, name) == type(getattr(TrainConfig, name))(argv[argv.index(flag) + 1])
+
+
+def test_model_settings_a_preset_or_a_copied_config_holds_pass():
+    """A preset's eLSTM init stays in place when only --cell changes (memory-suite's chrono_max and init_std with
+    --cell rtu), and a settings file copied from a run (every setting at its value) passes."""
+    cfg = parse_train(["--preset", "memory-suite", "--cell", "rtu"])
+    assert (cfg.cell, cfg.chrono_max, cfg.init_std) == ("rtu", 300.0, 0.5)
+    assert parse_train(["--preset", "atari", "--stem", "identity"]).stem_hidden_size == 256
+    assert resolve_config(None, overrides={"cell": "rtu", "forget_bias": TrainConfig.forget_bias,
+                                           "multilayer": "exact", "stem_hidden_size": 256}).cell == "rtu"
+
+
+def test_model_options_refuse_a_setting_the_model_does_not_read():
+    """The library's ``with_options`` (the API's way to set a model) applies the same rule."""
+    with pytest.raises(SettingError, match="forget_bias=2.0 is read by the elstm cell only; with cell='lru'"):
+        with_options(cell="lru", forget_bias=2.0)
+    with pytest.raises(SettingError, match="multilayer='per-layer' is read by .* only; with learning='rtrl', "
+                                           "num_layers=1"):
+        with_options(multilayer="per-layer")
+    assert with_options(cell="elstm", forget_bias=2.0).forget_bias == 2.0
+    assert with_options(with_options(cell="elstm", forget_bias=2.0), cell="lru").cell == "lru"
