@@ -8,8 +8,9 @@ chance is 0.5). Each agent trains for the same number of environment steps:
     stream-tbptt   rtrl train --preset stream --learning tbptt      (the same, gradient cut at every step)
     impala-rtrl    rtrl train --preset memory                       (R2AC: rollouts of 10 steps, batch 32)
 
-and, when ``--agents`` names it, stream-rtrl-critic (``--preset stream --critic separate``: the critic a network of
-its own)
+and, when ``--agents`` names them, stream-rtrl-critic (``--preset stream --critic separate``: the critic a network of
+its own), stream-rtrl-rtu and stream-tbptt-rtu (``--cell rtu``: the linear RTU, the cell of Farr et al.'s streaming
+agent, for the eLSTM) and stream-rtrl-ent0.05 (``--entropy-cost 0.05``: five times the preset's entropy bonus)
 
 then is evaluated greedily from a zero state (500 episodes). Every finished run is kept as a small record in
 docs/streaming/ (its result, its thinned training curve with wall time, and the settings it learned with), so
@@ -49,7 +50,13 @@ from rtrl.records.reports import machine_description  # noqa: E402
 AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "stream", "--learning", "tbptt"],
           "impala-rtrl": ["--preset", "memory"],
           # not run unless asked for (--agents): the critic as a network of its own, as Stream AC(λ) has
-          "stream-rtrl-critic": ["--preset", "stream", "--critic", "separate"]}
+          "stream-rtrl-critic": ["--preset", "stream", "--critic", "separate"],
+          # not run unless asked for: the streaming learners with the RTU (Farr et al. 2026's cell) for the eLSTM
+          "stream-rtrl-rtu": ["--preset", "stream", "--cell", "rtu"],
+          "stream-tbptt-rtu": ["--preset", "stream", "--cell", "rtu", "--learning", "tbptt"],
+          # not run unless asked for: five times the preset's entropy bonus (the preset's policy went deterministic
+          # within 40k-110k steps at delays 16 and 64 and never learned them; docs/STREAMING.md)
+          "stream-rtrl-ent0.05": ["--preset", "stream", "--entropy-cost", "0.05"]}
 DEFAULT_AGENTS = ("stream-rtrl", "stream-tbptt", "impala-rtrl")
 DELAYS = (2, 4, 8, 16, 32, 64, 128)
 # the POPGym tasks of the comparison (issue: AutoencodeEasy, HigherLowerEasy, ConcentrationEasy,
