@@ -45,10 +45,13 @@ def run(args: argparse.Namespace) -> int:
         overrides["core"] = args.core
     cfg = resolve_config(args.preset, args.config, overrides)
     summary = train(cfg, args.out, force=args.force, progress=not args.no_progress)
-    line = f"steps {summary['steps']}: mean return {summary['mean_return']:.3f}"
-    if not math.isnan(summary["success_rate"]):
-        line += f", success rate {summary['success_rate']:.3f}"
-    print(line + f" over the last {summary['episodes_in_window']} training episodes")
+    if summary["episodes_in_window"]:
+        line = f"steps {summary['steps']}: mean return {summary['mean_return']:.3f}"
+        if not math.isnan(summary["success_rate"]):
+            line += f", success rate {summary['success_rate']:.3f}"
+        print(line + f" over the last {summary['episodes_in_window']} training episodes")
+    else:   # no return to average yet (a short run, or episodes longer than it)
+        print(f"steps {summary['steps']}: no training episode has ended yet")
     if summary["nonfinite_updates"]:
         print(f"{summary['nonfinite_updates']} updates were skipped for a non-finite loss or gradient "
               "(nonfinite_updates in metrics.csv)")

@@ -367,3 +367,18 @@ def test_a_stream_acts_in_a_continuous_action_space(tmp_path):
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert math.isfinite(float(rows[-1]["entropy"])) and float(rows[-1]["step_size_policy"]) > 0
+
+
+def test_a_run_shorter_than_its_first_episode_says_so(tmp_path, capsys):
+    """No episode ended, so there is no mean return: the summary line says that, not 'mean return nan over the
+    last 0 training episodes'; a run with ended episodes prints their mean."""
+    out = tmp_path / "short"
+    assert main(["train", "--learner", "stream", "--env", "memory:delayed_recall?cues=2&delay=64", "--stem",
+                 "identity", "--hidden-size", "4", "--total-steps", "20", "--out", str(out), "--no-progress",
+                 "--no-plot"]) == 0
+    printed = capsys.readouterr().out
+    assert "steps 20: no training episode has ended yet" in printed and "nan" not in printed
+    assert main(["train", "--learner", "stream", "--env", "memory:delayed_recall?cues=2&delay=2", "--stem",
+                 "identity", "--hidden-size", "4", "--total-steps", "20", "--out", str(tmp_path / "long"),
+                 "--no-progress", "--no-plot"]) == 0
+    assert "mean return" in capsys.readouterr().out
