@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             out = Path(args.runs) / f"{model}-L{length}"
             config = CopyTaskConfig(model=model, length=length, hidden_size=args.hidden_size,
-                                    forget_bias=args.forget_bias, lr=DEFAULT_LR[model],
+                                    forget_bias=args.forget_bias if model.startswith("elstm") else 0.0,
+                                    lr=DEFAULT_LR[model],
                                     batch_size=args.batch_size, epochs=10 ** 6, time_budget=budget,
                                     eval_every=5000, seed=args.seed, threads=args.threads, out=str(out))
             print(f"== {model} L={length} budget {budget:g} s", flush=True)

@@ -52,6 +52,14 @@ def test_complex_cells_train_on_the_copy_task(cell, learning):
     ({"cell": "lstm"}, "cell='lstm' is not an element-wise cell, so it cannot learn by learning='rtrl'; accepted: "
      "bptt for it, or an element-wise cell (elstm, indrnn, lru, rtu, clru)"),
     ({"threads": -1}, "bad threads=-1; accepted: 0 or a positive integer, or none"),
+    # settings the model would not read (the eLSTM's forget bias for another cell, per-layer for one layer)
+    ({"cell": "lru", "forget_bias": 3.0}, "forget_bias=3.0 is read by the elstm cell only; with cell='lru' it would "
+     "be ignored: leave it out, or change cell"),
+    ({"cell": "lstm", "learning": "bptt", "forget_bias": 1.0}, "forget_bias=1.0 is read by the elstm cell only; with "
+     "cell='lstm' it would be ignored: leave it out, or change cell"),
+    ({"multilayer": "per-layer"}, "multilayer='per-layer' is read by an element-wise stack learning by rtrl "
+     "(learning rtrl, num_layers > 1) only; with learning='rtrl', num_layers=1 it would be ignored: leave it out, "
+     "or change learning / num_layers"),
 ])
 def test_bad_settings_are_named_with_their_value(changes, message):
     with pytest.raises(SettingError) as error:

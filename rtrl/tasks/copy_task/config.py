@@ -6,12 +6,13 @@ line makes one flag of it (``rtrl copy-task --hidden-size 64``). The config is s
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from rtrl.models import ELEMENTWISE_CELLS, ModelConfig
-from rtrl.models.config import FORGET_BIAS
+from rtrl.models.config import FORGET_BIAS, refuse_unread_model_settings
 from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SettingError,
                            optional, setting, validate)
 
@@ -60,7 +61,8 @@ class CopyTaskConfig:
         "exact", "learning rtrl with num_layers > 1: exact (RTRL through all layers) or per-layer (each layer's "
         "own RTRL; gradients between layers only within the current call)", choices=MULTILAYER)
     forget_bias: float = setting(
-        0.0, "initial eLSTM forget-gate bias (paper: 0); the other cells keep their own init", check=FORGET_BIAS)
+        0.0, "initial eLSTM forget-gate bias (paper: 0); the other cells have their own init (refused for them)",
+        check=FORGET_BIAS)
     lr: float | None = setting(
         None, "Adam learning rate (betas 0.9/0.995, eps 1e-9); none = 3e-3 for the lstm, 1e-2 for the "
         "element-wise cells", check=optional(LEARNING_RATE))
@@ -129,6 +131,10 @@ class CopyTaskConfig:
         if self.multilayer != "exact" and self.learning != "rtrl":
             raise SettingError("{multilayer} applies to learning rtrl only (BPTT backpropagates through "
                                "all layers), not to {learning}", multilayer=self.multilayer, learning=self.learning)
+        # the eLSTM's forget bias for another cell, per-layer for one layer: ignored, so refused (as rtrl train does)
+        refuse_unread_model_settings(dataclasses.asdict(self.model_config()),
+                                     dict(forget_bias=self.forget_bias, multilayer=self.multilayer),
+                                     dict(forget_bias=CopyTaskConfig.forget_bias, multilayer=CopyTaskConfig.multilayer))
 
 
 def check_config(config: CopyTaskConfig) -> CopyTaskConfig:
