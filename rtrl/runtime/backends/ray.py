@@ -206,15 +206,21 @@ def belongs(pid):   # Ray renames its processes (ray::DashboardAgent): their ope
     return False
 
 
-for _ in range(3):
+# sweep until 10 sweeps in a row find nothing (at most 2 minutes): on a loaded machine a Ray process can still be
+# starting, spawned by one killed a moment later, after a fixed number of sweeps has ended
+quiet, give_up = 0, time.monotonic() + 120
+while quiet < 10 and time.monotonic() < give_up:
+    found = False
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         if belongs(pid):
+            found = True
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except OSError:
                 pass
+    quiet = 0 if found else quiet + 1
     time.sleep(1.0)
 """
 
