@@ -47,7 +47,7 @@ LEARNER_SETTINGS = {
                "rmsprop_eps", "grad_norm_clip", "baseline_cost", "reward_clip", "normalize_advantages",
                "update_epochs", "minibatches", "policy_clip", "backend", "ray_address", "actor_cpus",
                "rollouts_in_flight", "broadcast_interval", "max_actor_restarts"),
-    "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "critic"),
+    "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "critic", "entropy_step"),
 }
 
 
@@ -144,6 +144,10 @@ class TrainConfig(ModelConfig):
                     "separate (the critic is a network of its own, of the same architecture, with its own recurrent "
                     "state and sensitivities, as Stream AC(lambda) has; measured at ~0.78x the steps/s, docs/STREAMING.md)",
                     choices=("shared", "separate"))
+    entropy_step: str = S("trace", "with learner stream: how the entropy bonus steps the actor: trace (Stream "
+                          "AC(lambda)'s: entropy_cost * sign(delta) * grad H in the actor's trace, so its push scales "
+                          "with |delta|) or direct (step_size * entropy_cost * grad H at every step, outside the trace: "
+                          "it does not fade when the TD errors do; docs/STREAMING.md)", choices=("trace", "direct"))
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
     resumed_at_step: int = S(0, "set by the run session, not by users: the step a resumed run goes on from (0: a fresh "
                              "run). The experience source seeds its environments and action sampling from it, so that "

@@ -223,11 +223,14 @@ def test_streaming_rtrl_learns_a_short_delay_in_seconds(tmp_path):
     assert summary["success_rate"] > 0.8
 
 
-@pytest.mark.parametrize("cell, chunked, output_norm, critic", [
-    ("elstm", False, False, "shared"), ("lru", False, False, "shared"), ("elstm", True, False, "shared"),
-    ("elstm", False, True, "shared"), ("elstm", False, False, "separate")])
+@pytest.mark.parametrize("cell, chunked, output_norm, critic, entropy_step", [
+    ("elstm", False, False, "shared", "trace"), ("lru", False, False, "shared", "trace"),
+    ("elstm", True, False, "shared", "trace"), ("elstm", False, True, "shared", "trace"),
+    ("elstm", False, False, "separate", "trace"), ("elstm", False, False, "shared", "direct"),
+    ("lru", True, False, "separate", "direct")])
 def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell, chunked, output_norm,
-                                                                                        critic, monkeypatch):
+                                                                                        critic, entropy_step,
+                                                                                        monkeypatch):
     """With the sensitivities kept in place and the recurrent gradients folded from S into the traces
     (g_c ⊙ S_t), two streams take exactly the steps the all-autograd path takes (float64), and S stays the
     same tensors from step to step."""
@@ -236,7 +239,8 @@ def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allo
         from rtrl.runtime.learners import stream
         monkeypatch.setattr(stream, "BATCHED_GRAD_ELEMENTS", 1)
     cfg = stream_config(cell=cell, num_envs=3 if chunked else 2, env="memory:delayed_recall?cues=2&delay=1",
-                        stream_lr=0.3, output_norm=output_norm, critic=critic)
+                        stream_lr=0.3, output_norm=output_norm, critic=critic, entropy_step=entropy_step,
+                        entropy_cost=0.3)
     spec = EnvSpec.probe(cfg.env, {})
     runs = []
     for fused in (True, False):
@@ -382,3 +386,38 @@ def test_a_run_shorter_than_its_first_episode_says_so(tmp_path, capsys):
                  "identity", "--hidden-size", "4", "--total-steps", "20", "--out", str(tmp_path / "long"),
                  "--no-progress", "--no-plot"]) == 0
     assert "mean return" in capsys.readouterr().out
+
+
+def test_a_direct_entropy_step_is_outside_the_trace():
+    """entropy_step direct: the actor's trace holds ∇log π alone (as with no bonus at all), and the parameters take,
+    beside ObGD's α·δ·z, the step α·β·∇H of the pending step, whatever δ is (float64, all autograd)."""
+    from rtrl.runtime.learners.stream import StreamSource
+    runs = []
+    for entropy_step, beta in (("trace", 0.0), ("direct", 0.7)):
+        cfg = stream_config(env="memory:delayed_recall?cues=2&delay=1", stream_lr=0.3, entropy_step=entropy_step,
+                            entropy_cost=beta)
+        spec = EnvSpec.probe(cfg.env, {})
+        torch.manual_seed(0)
+        agent = build_agent(cfg, spec).double()
+        source, learner = StreamSource(cfg, spec, agent), all_autograd(StreamLearner(agent, cfg))
+        source.fused = False
+        learner.update(source.next(), 0)
+        entropy_grad = [None if g is None else g.clone() for g in learner.pending[0][3]]
+        stats = learner.update(source.next(), 1)   # the first step: δ_0 known
+        runs.append((agent, learner, entropy_grad, stats, beta))
+    (plain, plain_learner, _, plain_stats, _), (agent, learner, grad_h, stats, beta) = runs
+    assert stats["step_size_policy"] == pytest.approx(plain_stats["step_size_policy"], rel=1e-12)
+    for mine, theirs in zip(learner.policy_traces[0], plain_learner.policy_traces[0]):
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=0)
+    moved = 0
+    for (name, a), b, g in zip(agent.named_parameters(), plain.parameters(), grad_h):
+        want = torch.zeros_like(b) if g is None else stats["step_size_policy"] * beta * g
+        torch.testing.assert_close(a - b, want, rtol=1e-9, atol=1e-12, msg=name)
+        moved += int(g is not None and bool(g.abs().max() > 0))
+    assert moved >= 2   # the heads and the core's parameters took the entropy step
+
+
+def test_the_entropy_step_is_a_setting_of_the_streaming_learner():
+    with pytest.raises(SettingError, match="entropy_step='direct' is a setting of the stream learner"):
+        resolve_config(None, overrides={"entropy_step": "direct"})
+    assert resolve_config("stream", overrides={"entropy_step": "direct"}).entropy_step == "direct"

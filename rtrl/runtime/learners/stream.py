@@ -202,7 +202,8 @@ class Gradients:
 
 
 class StreamLearner:
-    """Stream AC(λ): a critic trace (of ∇V) and an actor trace (of ∇[log π + β sign(δ) H]) per stream and
+    """Stream AC(λ): a critic trace (of ∇V) and an actor trace (of ∇[log π + β sign(δ) H]; with ``entropy_step``
+    direct, of ∇log π alone, the entropy taking a step α·β·∇H of its own at every step) per stream and
     parameter, each stepped by ObGD with its own κ — over the agent's shared network (``critic`` shared), or
     with V from a network of its own (``critic`` separate, as Stream AC(λ) has: ``separate_critic``, stepped here
     on what the actor read, with its own recurrent state and sensitivities). With ``reward_norm``
@@ -224,6 +225,10 @@ class StreamLearner:
         self.value_params = self.value_net.params
         self.value_traces = [[torch.zeros_like(p) for p in self.value_params] for _ in range(B)]
         self.policy_traces = [[torch.zeros_like(p) for p in self.params] for _ in range(B)]
+        # entropy_step direct: per stream, ∇H of each parameter for this step's entropy step (on the fused path the
+        # recurrent ones are folded from S into these, zeroed first; the others are pointed at the pending ∇H)
+        self.entropy_grads = ([[torch.zeros_like(p) for p in self.params] for _ in range(B)]
+                              if cfg.entropy_step == "direct" else None)
         self.pending: list | None = None   # per stream: (V_{t-1}, g_V, g_logπ, g_H) of the last step
         self.scale = RunningReturnScale(B, cfg.discounting) if cfg.reward_norm else None
 
@@ -305,14 +310,19 @@ class StreamLearner:
         the traces of every stream in the one pass that writes S_t over it (``complete_pending`` with folds; a
         separate critic's S likewise)."""
         cfg, sizes = self.cfg, []
-        # β sign(δ): the entropy term pulls with the TD error
-        bonuses = [cfg.entropy_cost * math.copysign(1.0, float(d)) for d in delta]
+        direct = self.entropy_grads is not None
+        # trace: β sign(δ), the entropy term pulls with the TD error (Stream AC(λ)); direct: not in the trace
+        bonuses = [0.0 if direct else cfg.entropy_cost * math.copysign(1.0, float(d)) for d in delta]
         policy_grads = [[_combine(lp, h, bonus) for lp, h in zip(pending[2], pending[3])]
                         for pending, bonus in zip(self.pending, bonuses)]
         value_grads = [pending[1] for pending in self.pending]
         value_folds = self.value_net.folds(value_grads, self.value_traces) if self.value_net.fused else {}
+        entropy_grads = self._entropy_grads() if direct else None
         if sensitivity is not None:
             folds = self.actor.folds(policy_grads, self.policy_traces)
+            if direct:   # ∇H of the recurrent parameters, g_c ⊙ S, into the zeroed buffers in the same pass
+                entropy_folds = self.actor.folds([pending[3] for pending in self.pending], self.entropy_grads)
+                folds = {name: pair + entropy_folds[name] for name, pair in folds.items()}
             if self.critic is None:   # the shared network's value trace too, in the same pass
                 folds = {name: value_folds[name] + pair for name, pair in folds.items()}
             complete_pending(sensitivity, folds, decay)
@@ -328,10 +338,30 @@ class StreamLearner:
             for params, traces, alpha in ((self.value_params, self.value_traces[b], alphas[0]),
                                           (self.params, self.policy_traces[b], alphas[1])):
                 torch._foreach_add_(params, traces, alpha=alpha * d)
+            if direct:   # the entropy's own step, at the actor's step size, whatever δ is
+                reached = [(p, g) for p, g in zip(self.params, entropy_grads[b]) if g is not None]
+                torch._foreach_add_([p for p, _ in reached], [g for _, g in reached],
+                                    alpha=alphas[1] * cfg.entropy_cost)
             if bool(self.done[b]):   # the episode ended with this transition: its traces end with it
                 torch._foreach_zero_(self.value_traces[b] + self.policy_traces[b])
             sizes.append((*alphas, norms[0] + norms[1]))
         return tuple(float(np.mean(column)) for column in zip(*sizes))
+
+    def _entropy_grads(self) -> list[list]:
+        """Per stream, ∇H of the pending step for each parameter (None: not reached): the pending gradient
+        itself, or, for a recurrent parameter of the fused path, its buffer (zeroed here; the pass over S
+        writes g_c ⊙ S into it with the traces)."""
+        grads = []
+        for pending, buffers in zip(self.pending, self.entropy_grads):
+            row = []
+            for g, buffer in zip(pending[3], buffers):
+                if isinstance(g, tuple):
+                    buffer.zero_()
+                    row.append(buffer)
+                else:
+                    row.append(g)
+            grads.append(row)
+        return grads
 
     @staticmethod
     def _fold(traces: list[Tensor], grads: list, decay: float) -> None:
