@@ -10,7 +10,8 @@ chance is 0.5). Each agent trains for the same number of environment steps:
 
 and, when ``--agents`` names them, stream-rtrl-critic (``--preset stream --critic separate``: the critic a network of
 its own), stream-rtrl-rtu and stream-tbptt-rtu (``--cell rtu``: the linear RTU, the cell of Farr et al.'s streaming
-agent, for the eLSTM) and stream-rtrl-ent0.05, stream-tbptt-ent0.05 (``--entropy-cost 0.05``: five times the preset's entropy bonus)
+agent, for the eLSTM), stream-rtrl-ent0.05, stream-tbptt-ent0.05 (``--entropy-cost 0.05``: five times the preset's entropy bonus) and
+stream-rtrl-direct, stream-tbptt-direct (``--entropy-step direct``: the bonus stepped outside the actor's trace)
 
 then is evaluated greedily from a zero state (500 episodes). Every finished run is kept as a small record in
 docs/streaming/ (its result, its thinned training curve with wall time, and the settings it learned with), so
@@ -57,7 +58,10 @@ AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "s
           # not run unless asked for: five times the preset's entropy bonus (the preset's policy went deterministic
           # within 40k-110k steps at delays 16 and 64 and never learned them; docs/STREAMING.md)
           "stream-rtrl-ent0.05": ["--preset", "stream", "--entropy-cost", "0.05"],
-          "stream-tbptt-ent0.05": ["--preset", "stream", "--entropy-cost", "0.05", "--learning", "tbptt"]}
+          "stream-tbptt-ent0.05": ["--preset", "stream", "--entropy-cost", "0.05", "--learning", "tbptt"],
+          # not run unless asked for: the entropy bonus stepped outside the actor's trace (it does not fade with |δ|)
+          "stream-rtrl-direct": ["--preset", "stream", "--entropy-step", "direct"],
+          "stream-tbptt-direct": ["--preset", "stream", "--entropy-step", "direct", "--learning", "tbptt"]}
 DEFAULT_AGENTS = ("stream-rtrl", "stream-tbptt", "impala-rtrl")
 DELAYS = (2, 4, 8, 16, 32, 64, 128)
 # the POPGym tasks of the comparison (issue: AutoencodeEasy, HigherLowerEasy, ConcentrationEasy,
