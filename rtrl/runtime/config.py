@@ -16,8 +16,7 @@ from rtrl.algos import LossConfig
 from rtrl.envs import EnvSpec
 from rtrl.cells import available_memory
 from rtrl.cells.stacked import format_bytes
-from rtrl.models import Agent, ModelConfig, upgrade_core_alias
-from rtrl.models.config import refuse_unread_model_settings
+from rtrl.models import Agent, ModelConfig, refuse_unread_model_settings, upgrade_core_alias
 from rtrl.runtime.devices import check_device, cpu_count
 from rtrl.runtime.sizes import check_train, check_train_config, model_sizes
 from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED,
@@ -39,9 +38,8 @@ WANDB_PROJECT = Check("a W&B project name: at most 128 characters, none of / \\ 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 LEARNERS = ("impala", "stream")   # rtrl.runtime.learners.LEARNERS holds what each one is
-# the settings only one learner reads: given for the other one, with a value it would not otherwise have, they are
-# refused by name (resolve_config) instead of being ignored. impala: rollouts, batches, actors and their backend,
-# RMSprop and the loss's terms; stream: its streams, ObGD, traces and critic (it takes no optimizer and no batch)
+# the settings only one learner reads (impala: rollouts, batches, actors, RMSprop, the loss; stream: its streams, ObGD,
+# traces, critic): given for the other with a value it would not otherwise have, refused by name (resolve_config)
 LEARNER_SETTINGS = {
     "impala": ("unroll_length", "batch_size", "num_actors", "envs_per_actor", "num_buffers", "lr", "rmsprop_alpha",
                "rmsprop_eps", "grad_norm_clip", "baseline_cost", "reward_clip", "normalize_advantages",
@@ -141,13 +139,11 @@ class TrainConfig(ModelConfig):
     kappa_value: float = S(2.0, "with learner stream: ObGD's kappa of the critic's step", check=POSITIVE)
     kappa_policy: float = S(3.0, "with learner stream: ObGD's kappa of the actor's step", check=POSITIVE)
     critic: str = S("shared", "with learner stream: shared (the value head on the policy's network: one core) or "
-                    "separate (the critic is a network of its own, of the same architecture, with its own recurrent "
-                    "state and sensitivities, as Stream AC(lambda) has; measured at ~0.78x the steps/s, docs/STREAMING.md)",
-                    choices=("shared", "separate"))
-    entropy_step: str = S("trace", "with learner stream: how the entropy bonus steps the actor: trace (Stream "
-                          "AC(lambda)'s: entropy_cost * sign(delta) * grad H in the actor's trace, so its push scales "
-                          "with |delta|) or direct (step_size * entropy_cost * grad H at every step, outside the trace: "
-                          "it does not fade when the TD errors do; docs/STREAMING.md)", choices=("trace", "direct"))
+                    "separate (a network of its own, same architecture, own recurrent state and sensitivities, as "
+                    "Stream AC(lambda) has; ~0.78x the steps/s, docs/STREAMING.md)", choices=("shared", "separate"))
+    entropy_step: str = S("trace", "with learner stream: trace (Stream AC(lambda)'s entropy_cost * sign(delta) * grad H "
+                          "in the actor's trace: its push scales with |delta|) or direct (step_size * entropy_cost * "
+                          "grad H each step, outside the trace; docs/STREAMING.md)", choices=("trace", "direct"))
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
     resumed_at_step: int = S(0, "set by the run session, not by users: the step a resumed run goes on from (0: a fresh "
                              "run). The experience source seeds its environments and action sampling from it, so that "
