@@ -311,10 +311,12 @@ class StreamLearner:
         separate critic's S likewise)."""
         cfg, sizes = self.cfg, []
         direct = self.entropy_grads is not None
-        # trace: β sign(δ), the entropy term pulls with the TD error (Stream AC(λ)); direct: not in the trace
-        bonuses = [0.0 if direct else cfg.entropy_cost * math.copysign(1.0, float(d)) for d in delta]
-        policy_grads = [[_combine(lp, h, bonus) for lp, h in zip(pending[2], pending[3])]
-                        for pending, bonus in zip(self.pending, bonuses)]
+        if direct:   # the actor's trace takes ∇log π alone; the entropy steps on its own below
+            policy_grads = [pending[2] for pending in self.pending]
+        else:   # β sign(δ): the entropy term pulls with the TD error (Stream AC(λ))
+            bonuses = [cfg.entropy_cost * math.copysign(1.0, float(d)) for d in delta]
+            policy_grads = [[_combine(lp, h, bonus) for lp, h in zip(pending[2], pending[3])]
+                            for pending, bonus in zip(self.pending, bonuses)]
         value_grads = [pending[1] for pending in self.pending]
         value_folds = self.value_net.folds(value_grads, self.value_traces) if self.value_net.fused else {}
         entropy_grads = self._entropy_grads() if direct else None
