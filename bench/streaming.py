@@ -8,10 +8,15 @@ chance is 0.5). Each agent trains for the same number of environment steps:
     stream-tbptt   rtrl train --preset stream --learning tbptt      (the same, gradient cut at every step)
     impala-rtrl    rtrl train --preset memory                       (R2AC: rollouts of 10 steps, batch 32)
 
-and, when ``--agents`` names them, stream-rtrl-critic (``--preset stream --critic separate``: the critic a network of
-its own), stream-rtrl-rtu and stream-tbptt-rtu (``--cell rtu``: the linear RTU, the cell of Farr et al.'s streaming
-agent, for the eLSTM), stream-rtrl-ent0.05, stream-tbptt-ent0.05 (``--entropy-cost 0.05``: five times the preset's entropy bonus) and
-stream-rtrl-direct, stream-tbptt-direct (``--entropy-step direct``: the bonus stepped outside the actor's trace)
+and, when ``--agents`` names them:
+
+    stream-rtrl-critic                     --critic separate: the critic a network of its own
+    stream-rtrl-rtu, stream-tbptt-rtu      --cell rtu: the linear RTU (Farr et al.'s streaming cell) for the eLSTM
+    stream-rtrl-ent0.05, ...tbptt-ent0.05  --entropy-cost 0.05: five times the preset's entropy bonus
+    stream-rtrl-direct, ...tbptt-direct    --entropy-step direct: the bonus stepped outside the actor's trace
+    stream-rtrl-rtu-direct                 --cell rtu --entropy-step direct
+    stream-rtrl-direct-chrono, ...tbptt-   --entropy-step direct --chrono-max 256: the eLSTM's forget gates at
+      direct-chrono                        the chrono init, time scales up to 256 steps, for the long delays
 
 then is evaluated greedily from a zero state (500 episodes). Every finished run is kept as a small record in
 docs/streaming/ (its result, its thinned training curve with wall time, and the settings it learned with), so
@@ -55,13 +60,19 @@ AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "s
           # not run unless asked for: the streaming learners with the RTU (Farr et al. 2026's cell) for the eLSTM
           "stream-rtrl-rtu": ["--preset", "stream", "--cell", "rtu"],
           "stream-tbptt-rtu": ["--preset", "stream", "--cell", "rtu", "--learning", "tbptt"],
+          "stream-rtrl-rtu-direct": ["--preset", "stream", "--cell", "rtu", "--entropy-step", "direct"],
           # not run unless asked for: five times the preset's entropy bonus (the preset's policy went deterministic
           # within 40k-110k steps at delays 16 and 64 and never learned them; docs/STREAMING.md)
           "stream-rtrl-ent0.05": ["--preset", "stream", "--entropy-cost", "0.05"],
           "stream-tbptt-ent0.05": ["--preset", "stream", "--entropy-cost", "0.05", "--learning", "tbptt"],
           # not run unless asked for: the entropy bonus stepped outside the actor's trace (it does not fade with |δ|)
           "stream-rtrl-direct": ["--preset", "stream", "--entropy-step", "direct"],
-          "stream-tbptt-direct": ["--preset", "stream", "--entropy-step", "direct", "--learning", "tbptt"]}
+          "stream-tbptt-direct": ["--preset", "stream", "--entropy-step", "direct", "--learning", "tbptt"],
+          # not run unless asked for: the direct step with the eLSTM's forget gates at the chrono init (time scales
+          # spread up to 256 steps) for the preset's forget bias 3 (sigma(3)^64 = 0.04: a cue fades over delay 64)
+          "stream-rtrl-direct-chrono": ["--preset", "stream", "--entropy-step", "direct", "--chrono-max", "256"],
+          "stream-tbptt-direct-chrono": ["--preset", "stream", "--entropy-step", "direct", "--chrono-max", "256",
+                                         "--learning", "tbptt"]}
 DEFAULT_AGENTS = ("stream-rtrl", "stream-tbptt", "impala-rtrl")
 DELAYS = (2, 4, 8, 16, 32, 64, 128)
 # the POPGym tasks of the comparison (issue: AutoencodeEasy, HigherLowerEasy, ConcentrationEasy,
