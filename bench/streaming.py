@@ -10,15 +10,20 @@ chance is 0.5). Each agent trains for the same number of environment steps:
 
 and, when ``--agents`` names them:
 
-    stream-rtrl-critic                     --critic separate: the critic a network of its own
-    stream-rtrl-rtu, stream-tbptt-rtu      --cell rtu: the linear RTU (Farr et al.'s streaming cell) for the eLSTM
-    stream-rtrl-ent0.05, ...tbptt-ent0.05  --entropy-cost 0.05: five times the preset's entropy bonus
-    stream-rtrl-direct, ...tbptt-direct    --entropy-step direct: the bonus stepped outside the actor's trace
-    stream-rtrl-rtu-direct                 --cell rtu --entropy-step direct
-    stream-rtrl-direct-chrono, ...tbptt-   --entropy-step direct --chrono-max 256: the eLSTM's forget gates at
-      direct-chrono                        the chrono init, time scales up to 256 steps, for the long delays
+    stream-rtrl-trace, stream-tbptt-trace  --entropy-step trace: Stream AC(λ)'s entropy term, in the actor's trace
+    stream-rtrl-critic-trace               --critic separate --entropy-step trace: the critic a network of its own
+    stream-rtrl-rtu                        --cell rtu: the linear RTU (Farr et al.'s streaming cell) for the eLSTM
+    stream-rtrl-rtu-trace, ...tbptt-rtu-trace  the same with --entropy-step trace
+    stream-rtrl-ent0.05-trace, ...tbptt-   --entropy-cost 0.05 --entropy-step trace: five times the bonus, in the
+      ent0.05-trace                        trace
+    stream-rtrl-chrono, stream-tbptt-chrono  --chrono-max 256: the eLSTM's forget gates at the chrono init, time
+                                           scales up to 256 steps, for the long delays
 
-then is evaluated greedily from a zero state (500 episodes). Every finished run is kept as a small record in
+(The records of the agents made before the preset's entropy step became direct on 2026-12-07 were renamed with
+it: stream-rtrl then is stream-rtrl-trace now, stream-rtrl-direct then is stream-rtrl now; their settings,
+kept in each record, say which is which.)
+
+Each run is then evaluated greedily from a zero state (500 episodes). Every finished run is kept as a small record in
 docs/streaming/ (its result, its thinned training curve with wall time, and the settings it learned with), so
 the report is rewritten from the records on any machine and a stopped sweep goes on where it stopped (a run
 directory resumes). A record whose settings differ from what the presets give now is made again.
@@ -55,24 +60,25 @@ from rtrl.records.reports import machine_description  # noqa: E402
 
 AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "stream", "--learning", "tbptt"],
           "impala-rtrl": ["--preset", "memory"],
-          # not run unless asked for (--agents): the critic as a network of its own, as Stream AC(λ) has
-          "stream-rtrl-critic": ["--preset", "stream", "--critic", "separate"],
-          # not run unless asked for: the streaming learners with the RTU (Farr et al. 2026's cell) for the eLSTM
+          # the rest run only when --agents names them. Stream AC(λ)'s own entropy term (β·sign(δ)·∇H in the actor's
+          # trace), the preset's until 2026-12-07: its policy went deterministic at delays 16 and 64 (STREAMING.md)
+          "stream-rtrl-trace": ["--preset", "stream", "--entropy-step", "trace"],
+          "stream-tbptt-trace": ["--preset", "stream", "--entropy-step", "trace", "--learning", "tbptt"],
+          # the critic as a network of its own, as Stream AC(λ) has (run with the trace's entropy term)
+          "stream-rtrl-critic-trace": ["--preset", "stream", "--critic", "separate", "--entropy-step", "trace"],
+          # the RTU (Farr et al. 2026's cell) for the eLSTM, with either entropy term
           "stream-rtrl-rtu": ["--preset", "stream", "--cell", "rtu"],
-          "stream-tbptt-rtu": ["--preset", "stream", "--cell", "rtu", "--learning", "tbptt"],
-          "stream-rtrl-rtu-direct": ["--preset", "stream", "--cell", "rtu", "--entropy-step", "direct"],
-          # not run unless asked for: five times the preset's entropy bonus (the preset's policy went deterministic
-          # within 40k-110k steps at delays 16 and 64 and never learned them; docs/STREAMING.md)
-          "stream-rtrl-ent0.05": ["--preset", "stream", "--entropy-cost", "0.05"],
-          "stream-tbptt-ent0.05": ["--preset", "stream", "--entropy-cost", "0.05", "--learning", "tbptt"],
-          # not run unless asked for: the entropy bonus stepped outside the actor's trace (it does not fade with |δ|)
-          "stream-rtrl-direct": ["--preset", "stream", "--entropy-step", "direct"],
-          "stream-tbptt-direct": ["--preset", "stream", "--entropy-step", "direct", "--learning", "tbptt"],
-          # not run unless asked for: the direct step with the eLSTM's forget gates at the chrono init (time scales
-          # spread up to 256 steps) for the preset's forget bias 3 (sigma(3)^64 = 0.04: a cue fades over delay 64)
-          "stream-rtrl-direct-chrono": ["--preset", "stream", "--entropy-step", "direct", "--chrono-max", "256"],
-          "stream-tbptt-direct-chrono": ["--preset", "stream", "--entropy-step", "direct", "--chrono-max", "256",
-                                         "--learning", "tbptt"]}
+          "stream-rtrl-rtu-trace": ["--preset", "stream", "--cell", "rtu", "--entropy-step", "trace"],
+          "stream-tbptt-rtu-trace": ["--preset", "stream", "--cell", "rtu", "--entropy-step", "trace", "--learning",
+                                     "tbptt"],
+          # five times the preset's entropy bonus, in the trace (it held delay 64's entropy up 4x longer, not for good)
+          "stream-rtrl-ent0.05-trace": ["--preset", "stream", "--entropy-cost", "0.05", "--entropy-step", "trace"],
+          "stream-tbptt-ent0.05-trace": ["--preset", "stream", "--entropy-cost", "0.05", "--entropy-step", "trace",
+                                         "--learning", "tbptt"],
+          # the eLSTM's forget gates at the chrono init (time scales spread up to 256 steps) for the preset's forget
+          # bias 3 (σ(3)^64 = 0.04: a cue fades over delay 64)
+          "stream-rtrl-chrono": ["--preset", "stream", "--chrono-max", "256"],
+          "stream-tbptt-chrono": ["--preset", "stream", "--chrono-max", "256", "--learning", "tbptt"]}
 DEFAULT_AGENTS = ("stream-rtrl", "stream-tbptt", "impala-rtrl")
 DELAYS = (2, 4, 8, 16, 32, 64, 128)
 # the POPGym tasks of the comparison (issue: AutoencodeEasy, HigherLowerEasy, ConcentrationEasy,
