@@ -420,4 +420,7 @@ def test_a_direct_entropy_step_is_outside_the_trace():
 def test_the_entropy_step_is_a_setting_of_the_streaming_learner():
     with pytest.raises(SettingError, match="entropy_step='direct' is a setting of the stream learner"):
         resolve_config(None, overrides={"entropy_step": "direct"})
-    assert resolve_config("stream", overrides={"entropy_step": "direct"}).entropy_step == "direct"
+    # the stream preset steps it directly (docs/STREAMING.md: the trace's term let the policy go deterministic
+    # at long delays); Stream AC(λ)'s term stays the default without the preset and a flag away with it
+    assert resolve_config("stream").entropy_step == "direct" and TrainConfig().entropy_step == "trace"
+    assert resolve_config("stream", overrides={"entropy_step": "trace"}).entropy_step == "trace"
