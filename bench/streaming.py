@@ -221,10 +221,9 @@ def _table(results: list[dict], key: str, popgym: bool) -> list[str]:
         groups.setdefault((r[key], r["steps"]), {}).setdefault(r["agent"], []).append(r)
     for (task, steps), by_agent in sorted(groups.items()):
         fastest = min(min(r["wall_time"] for r in runs) for runs in by_agent.values())
-        for agent in AGENTS:
-            runs = by_agent.get(agent)
-            if not runs:
-                continue
+        # AGENTS' order, then agents it does not name (records of a newer or older agent table): none dropped
+        for agent in [a for a in AGENTS if a in by_agent] + sorted(a for a in by_agent if a not in AGENTS):
+            runs = by_agent[agent]
             column = "mean_return" if popgym else "success_rate"
             at_wall = _median(success_at_wall_time(r, fastest, column) for r in runs)
             greedy = "greedy_return" if popgym else "greedy_success"

@@ -41,6 +41,14 @@ def test_the_delay_table_gives_medians_every_seed_and_the_score_at_the_fastest_r
     assert rows["stream-rtrl"].endswith("| 9 |")   # median of 10, 9.09, 8.33 steps/s
 
 
+def test_a_record_of_an_agent_the_table_does_not_name_keeps_its_row_after_the_named_ones(bench):
+    results = [_result("stream-rtrl-someday", "delay8", 0, 0.7, 50.0, [0.5, 0.6]),
+               _result("stream-rtrl", "delay8", 0, 1.0, 40.0, [0.5, 0.9])]
+    lines = bench._table(results, "delay", popgym=False)
+    assert [line.split("|")[3].strip() for line in lines[2:]] == ["stream-rtrl", "stream-rtrl-someday"]
+    assert "| 1 | 0.700 | 0: 0.700 |" in lines[3]
+
+
 def test_the_report_replaces_only_its_own_section_and_runs_nothing_that_has_a_record(bench, tmp_path, monkeypatch):
     records, doc = tmp_path / "records", tmp_path / "STREAMING.md"
     settings = bench.learned_settings(bench.train_args("stream-rtrl", "delay4", 0, 1000))
