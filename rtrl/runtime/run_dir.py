@@ -12,7 +12,9 @@
     run.json          the kind of run the directory holds (``rtrl.records.run_guard``: other commands refuse it)
 
 Running again on the same directory resumes it: same settings, or different ones with ``force``; the
-runtime settings (``config.RUNTIME_SETTINGS``: backend, actors, device, ...) may differ without it. One
+runtime settings (``config.RUNTIME_SETTINGS``: backend, actors, device, ...) may differ without it, and so
+may a larger ``total_steps`` when the learner's steps do not follow the budget (``extends``: the streaming
+learner's; the IMPALA learner's learning rate decays over it). One
 run at a time: a second one is refused with the first one's pid; the lock of a killed run does not
 block (the kernel drops it with the process). A SIGKILL at any moment leaves the last complete
 checkpoint.pt and config.json (both are replaced atomically); the rerun trims metrics.csv after the
@@ -62,18 +64,19 @@ class RunDirectory:
         """``text``; use another run directory (``out``)[, or ``alternative``]."""
         return self.guard.error(text, alternative)
 
-    def open(self, cfg: TrainConfig, force: bool) -> dict | None:
+    def open(self, cfg: TrainConfig, force: bool, extends: bool = False) -> dict | None:
         """Take the directory for a run of ``cfg``: create it, lock it, check what it holds (another kind of
         run is refused: ``rtrl.records.run_guard``). Returns the checkpoint to resume from (None for a fresh
-        run). Writes nothing but the lock file."""
+        run). Writes nothing but the lock file. ``extends``: a larger ``total_steps`` than the run's
+        continues it without ``force``."""
         self.guard.acquire()
         try:
-            return self._resumable_checkpoint(cfg, force)
+            return self._resumable_checkpoint(cfg, force, extends)
         except BaseException:
             self.close()
             raise
 
-    def _resumable_checkpoint(self, cfg: TrainConfig, force: bool) -> dict | None:
+    def _resumable_checkpoint(self, cfg: TrainConfig, force: bool, extends: bool) -> dict | None:
         if self.metrics_path.exists():   # the run trims it when it starts: refuse a file it cannot read now
             try:
                 complete_rows(self.metrics_path)
@@ -94,9 +97,14 @@ class RunDirectory:
             # settings added since take their defaults; an old core name is spelled as cell and learning
             old, new = {**TrainConfig().to_dict(), **upgrade_core_alias(old)}, cfg.to_dict()
             differing = sorted(k for k in (set(old) | set(new)) - RUNTIME_SETTINGS if old.get(k) != new.get(k))
-            if differing:
+            longer = extends and new["total_steps"] > old["total_steps"]   # a longer budget: the same run, continued
+            if set(differing) - ({"total_steps"} if longer else set()):
                 details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
-                raise RunDirectoryError(literal(f"{self.path} holds a run with a different config ({details})") +
+                why = "" if differing != ["total_steps"] else (
+                    "; it continues only to a larger total_steps" if extends else
+                    "; this learner's steps follow total_steps (the IMPALA learner's learning rate decays to 0 over "
+                    "it), so another budget changes the run from its start")
+                raise RunDirectoryError(literal(f"{self.path} holds a run with a different config ({details}){why}") +
                                         "; use the same settings to resume it, another run directory ({out:name}) "
                                         "for a new run, or {force} to resume it with the new settings",
                                         force=True, out=str(self.path))

@@ -85,16 +85,18 @@ class RunSession:
     model and learner (restored), ``attach`` the experience source (config.json, metrics.csv, a first
     checkpoint), ``record`` each update; leaving the block closes the source, writes the last checkpoint
     and releases the directory. A KeyboardInterrupt inside an attached session ends it as a checkpointed
-    stop (``summary()["finished"]`` is False), not as an error."""
+    stop (``summary()["finished"]`` is False), not as an error. ``extends``: the run may resume with a larger
+    ``total_steps`` without ``force`` (its learner's ``LearnerKind.extends``)."""
 
-    def __init__(self, cfg: TrainConfig, out: str | Path, force: bool = False, progress: bool = True):
-        self.cfg, self.force, self.show_progress = cfg, force, progress
+    def __init__(self, cfg: TrainConfig, out: str | Path, force: bool = False, progress: bool = True,
+                 extends: bool = False):
+        self.cfg, self.force, self.show_progress, self.extends = cfg, force, progress, extends
         self.run = RunDirectory(out)
         self.model = self.learner = self.source = self.log = self.bar = None
         self.interrupted, self.save_at_end, self.in_a_row = False, True, 0
 
     def __enter__(self) -> "RunSession":
-        self.checkpoint = self.run.open(self.cfg, self.force)
+        self.checkpoint = self.run.open(self.cfg, self.force, self.extends)
         self.progress = Progress(self.cfg.stats_window, self.checkpoint)
         self.saved_step = self.progress.steps
         return self

@@ -38,7 +38,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     spec = EnvSpec.probe(cfg.env, cfg.env_options, env_fn)  # first: a bad env leaves no directory behind
     _warn_about_settings(cfg)
     kind = LEARNERS[cfg.learner]
-    with RunSession(cfg, out, force, progress) as session:
+    with RunSession(cfg, out, force, progress, extends=kind.extends) as session:
         model, learner = session.build(spec, learner_factory or kind.make_learner, kind.state_copies(cfg))
         if not session.done:
             # a resumed run's source seeds its environments from the step it goes on from (env_seeds)

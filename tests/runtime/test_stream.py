@@ -204,9 +204,15 @@ def test_a_streaming_run_trains_checkpoints_and_resumes(tmp_path):
         rows = list(csv.DictReader(f))
     assert {"td_error", "step_size_value", "step_size_policy", "trace_norm"} <= set(rows[0])
     assert 0 < float(rows[-1]["step_size_value"]) <= 1.0
+    # a larger budget continues the same run without --force (no step size follows it); a smaller one is refused
+    with pytest.raises(SettingError, match=r"\(total_steps: 40 -> 30\); it continues only to a larger total_steps"):
+        train(stream_config(total_steps=30, reward_norm=True, num_envs=2), tmp_path, progress=False)
     more = stream_config(total_steps=60, reward_norm=True, num_envs=2)
-    summary = train(more, tmp_path, progress=False, force=True)
+    summary = train(more, tmp_path, progress=False)
     assert summary["steps"] == 60 and load_checkpoint(tmp_path / "checkpoint.pt")["learner"]["reward_scale"]["count"] == 60
+    assert json.loads((tmp_path / "config.json").read_text())["total_steps"] == 60
+    with pytest.raises(SettingError, match=r"different config \(hidden_size: 5 -> 16, total_steps: 60 -> 80\); use"):
+        train(stream_config(total_steps=80, reward_norm=True, num_envs=2, hidden_size=16), tmp_path, progress=False)
     assert main(["eval", str(tmp_path), "--episodes", "4"]) == 0   # evaluated as any run: greedy, from a zero state
     assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == 4
 

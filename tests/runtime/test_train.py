@@ -55,6 +55,9 @@ def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):
     # a different config in the same directory is an error unless --force
     with pytest.raises(SettingError, match="hidden_size: 8 -> 16"):
         train(small_config(total_steps=200, hidden_size=16), tmp_path, progress=False)
+    # the learning rate decays over total_steps: a longer budget is another run, refused with the reason
+    with pytest.raises(SettingError, match=r"\(total_steps: 200 -> 300\); this learner's steps follow total_steps"):
+        train(small_config(total_steps=300), tmp_path, progress=False)
     summary = train(small_config(total_steps=300), tmp_path, force=True, progress=False)
     assert summary["steps"] == 300
 

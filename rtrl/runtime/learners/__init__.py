@@ -29,17 +29,22 @@ __all__ = ["LearnerKind", "LEARNERS", "ImpalaLearner", "StreamLearner", "StreamS
 
 @dataclass(frozen=True)
 class LearnerKind:
-    """A learner and its experience: ``make_learner(model, cfg)``, ``make_source(cfg, spec, model)``, and
-    ``state_copies(cfg)``: the environment states with RTRL sensitivities the two hold at once."""
+    """A learner and its experience: ``make_learner(model, cfg)``, ``make_source(cfg, spec, model)``,
+    ``state_copies(cfg)``: the environment states with RTRL sensitivities the two hold at once, and
+    ``extends``: whether a run resumed with a larger ``total_steps`` is the same run continued (nothing the
+    learner does follows the budget), so that it needs no ``--force``."""
 
     make_learner: Callable[..., Learner]
     make_source: Callable[..., ExperienceSource]
     state_copies: Callable[[TrainConfig], int]
+    extends: bool = False
 
 
 LEARNERS: dict[str, LearnerKind] = {
+    # its learning rate decays to 0 over total_steps: another budget changes the run from its first update
     "impala": LearnerKind(ImpalaLearner, make_backend, lambda cfg: backend_class(cfg).state_copies(cfg)),
     # the state the source carries, and the new one a step makes before the old one is let go (twice: a separate
     # critic's too)
-    "stream": LearnerKind(StreamLearner, StreamSource, lambda cfg: (4 if cfg.critic == "separate" else 2) * cfg.num_envs),
+    "stream": LearnerKind(StreamLearner, StreamSource, lambda cfg: (4 if cfg.critic == "separate" else 2) * cfg.num_envs,
+                          extends=True),
 }
