@@ -16,8 +16,10 @@ from rtrl.runtime.train import train
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser(
-        "train", help="train an R2AC agent (IMPALA actor-learner with an RTRL core) or a baseline",
-        description="Train R2AC. Settings resolve as: defaults < --preset < --config FILE < flags. "
+        "train", help="train an agent: R2AC (IMPALA actor-learner with an RTRL core), a baseline, or the streaming "
+                     "learner (--learner stream)",
+        description="Train R2AC (--learner impala, the default) or a streaming agent that updates at every step "
+                    "(--learner stream). Settings resolve as: defaults < --preset < --config FILE < flags. "
                     "Running again with the same --out resumes the run from its checkpoint.")
     add_flags(parser, TrainConfig, default_note="; a preset may change it")
     parser.add_argument("--core", choices=list(CORE_ALIASES), default=None,
