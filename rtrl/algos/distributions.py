@@ -92,6 +92,16 @@ class Categorical:
         log_policy = F.log_softmax(params, dim=-1)
         return -(log_policy.exp() * log_policy).sum(-1)
 
+    def log_prob_grad(self, params: Tensor, action: Tensor) -> Tensor:
+        """∂ log π(a)/∂params in closed form: one_hot(a) − π (the streaming learner's heads use it)."""
+        return F.one_hot(action.long(), self.n).to(params.dtype) - torch.softmax(params, dim=-1)
+
+    def entropy_grad(self, params: Tensor) -> Tensor:
+        """∂H/∂params in closed form: −π ⊙ (log π + H)."""
+        log_policy = F.log_softmax(params, dim=-1)
+        policy = log_policy.exp()
+        return -policy * (log_policy - (policy * log_policy).sum(-1, keepdim=True))
+
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         flat = params.reshape(-1, self.n)
         return sample_categorical(flat, generator).reshape(params.shape[:-1])
@@ -125,6 +135,13 @@ class MultiCategorical:
 
     def entropy(self, params: Tensor) -> Tensor:
         return sum(Categorical(p.shape[-1]).entropy(p) for p in self._parts(params))
+
+    def log_prob_grad(self, params: Tensor, action: Tensor) -> Tensor:
+        return torch.cat([Categorical(p.shape[-1]).log_prob_grad(p, a)
+                          for p, a in zip(self._parts(params), action.unbind(-1))], dim=-1)
+
+    def entropy_grad(self, params: Tensor) -> Tensor:
+        return torch.cat([Categorical(p.shape[-1]).entropy_grad(p) for p in self._parts(params)], dim=-1)
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.stack([Categorical(p.shape[-1]).sample(p, generator) for p in self._parts(params)], -1)

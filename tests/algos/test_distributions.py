@@ -124,3 +124,15 @@ def test_a_wrong_parameter_width_is_a_clear_error():
         DiagGaussian(3).log_prob(torch.zeros(2, 5), torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"actions have shape \(2, 2\); expected \(2, 3\)"):
         DiagGaussian(3).log_prob(torch.zeros(2, 6), torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("dist", [Categorical(4), MultiCategorical((3, 2))])
+def test_closed_form_score_and_entropy_gradients_equal_autograd_in_float64(dist):
+    """The streaming learner's closed-form ∂log π(a)/∂params and ∂H/∂params against autograd."""
+    g = torch.Generator().manual_seed(3)
+    params = (3 * torch.randn(5, dist.param_size, generator=g, dtype=torch.float64)).requires_grad_()
+    action = dist.sample(params.detach(), g)
+    score, = torch.autograd.grad(dist.log_prob(params, action).sum(), params)
+    entropy, = torch.autograd.grad(dist.entropy(params).sum(), params)
+    torch.testing.assert_close(dist.log_prob_grad(params.detach(), action), score, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dist.entropy_grad(params.detach()), entropy, rtol=1e-12, atol=1e-12)

@@ -229,22 +229,28 @@ def test_streaming_rtrl_learns_a_short_delay_in_seconds(tmp_path):
     assert summary["success_rate"] > 0.8
 
 
-@pytest.mark.parametrize("cell, chunked, output_norm, critic, entropy_step", [
-    ("elstm", False, False, "shared", "trace"), ("lru", False, False, "shared", "trace"),
-    ("elstm", True, False, "shared", "trace"), ("elstm", False, True, "shared", "trace"),
-    ("elstm", False, False, "separate", "trace"), ("elstm", False, False, "shared", "direct"),
-    ("lru", True, False, "separate", "direct")])
+@pytest.mark.parametrize("cell, chunked, output_norm, critic, entropy_step, heads", [
+    ("elstm", False, False, "shared", "trace", "closed"), ("lru", False, False, "shared", "trace", "closed"),
+    ("elstm", True, False, "shared", "trace", "batched"), ("elstm", False, True, "shared", "trace", "batched"),
+    ("elstm", False, False, "separate", "trace", "closed"), ("elstm", False, False, "shared", "direct", "closed"),
+    ("lru", True, False, "separate", "direct", "batched"), ("elstm", False, False, "shared", "trace", "batched"),
+    ("elstm", False, False, "shared", "trace", "multi"), ("indrnn", False, False, "separate", "direct", "closed")])
 def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell, chunked, output_norm,
-                                                                                        critic, entropy_step,
+                                                                                        critic, entropy_step, heads,
                                                                                         monkeypatch):
     """With the sensitivities kept in place and the recurrent gradients folded from S into the traces
     (g_c ⊙ S_t), two streams take exactly the steps the all-autograd path takes (float64), and S stays the
-    same tensors from step to step."""
+    same tensors from step to step — with the heads' gradients in closed form (``HeadGradients``: the default
+    where it applies; "multi": a MultiDiscrete action) or by batched autograd (an output norm has no closed form)."""
     from rtrl.runtime.learners.stream import StreamSource
     if chunked:   # one stream per batched backward call
-        from rtrl.runtime.learners import stream
-        monkeypatch.setattr(stream, "BATCHED_GRAD_ELEMENTS", 1)
-    cfg = stream_config(cell=cell, num_envs=3 if chunked else 2, env="memory:delayed_recall?cues=2&delay=1",
+        from rtrl.runtime.learners import gradients
+        monkeypatch.setattr(gradients, "BATCHED_GRAD_ELEMENTS", 1)
+    env = "memory:delayed_recall?cues=2&delay=1"
+    if heads == "multi":   # actions of a MultiDiscrete([8, 8]): two categoricals side by side
+        pytest.importorskip("popgym")
+        env = "popgym:BattleshipEasy?multi_discrete=factored"
+    cfg = stream_config(cell=cell, num_envs=3 if chunked else 2, env=env,
                         stream_lr=0.3, output_norm=output_norm, critic=critic, entropy_step=entropy_step,
                         entropy_cost=0.3)
     spec = EnvSpec.probe(cfg.env, {})
@@ -254,6 +260,10 @@ def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allo
         agent = build_agent(cfg, spec).double()
         source, learner = StreamSource(cfg, spec, agent), StreamLearner(agent, cfg)
         assert source.fused and learner.fused and learner.value_net.fused   # a separate critic's too
+        # the closed form is taken wherever it applies (not with an output norm)
+        assert learner.actor.closed_form == learner.value_net.closed_form == (not output_norm)
+        if heads == "batched":
+            learner.actor.closed_form = learner.value_net.closed_form = False
         if not fused:
             source.fused = False
             all_autograd(learner)

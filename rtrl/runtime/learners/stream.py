@@ -31,11 +31,8 @@ from rtrl.envs import EnvBatch, EnvSpec, env_seeds, episodes_from
 from rtrl.models import Agent
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience
+from rtrl.runtime.learners.gradients import Gradients, in_place_core
 from rtrl.tree import map_tensors
-
-
-# at most this many gradient elements per batched backward call of the fused path (64 MB in float32)
-BATCHED_GRAD_ELEMENTS = 1 << 24
 
 
 class StreamStep:
@@ -44,24 +41,14 @@ class StreamStep:
 
     def __init__(self, policy_logits: Tensor, value: Tensor, action: Tensor, reward: Tensor, done: Tensor,
                  core_states: Tensor | None = None, sensitivity: dict[str, Tensor] | None = None,
-                 inputs: tuple[Tensor, Tensor, Tensor] | None = None):
+                 inputs: tuple[Tensor, Tensor, Tensor] | None = None, core_input: Tensor | None = None):
         self.policy_logits, self.value, self.action, self.reward, self.done = policy_logits, value, action, reward, done
         # what the agent read at s_t: o_t, r_t and whether o_t starts an episode (B,...) — a separate critic reads it
         self.inputs = inputs
         # the fused path (``in_place_core``): the core's state c_t (1,B,N), whose gradient the learner contracts
         # with the sensitivities S_t itself, and S itself (holding S_{t-1} until ``complete_pending``)
         self.core_states, self.sensitivity = core_states, sensitivity
-
-
-def in_place_core(model: Agent) -> bool:
-    """Whether the stream can keep its sensitivities in place and the learner take the recurrent gradients from
-    them (g ⊙ S_t, fused into the traces): a single-layer, one-channel element-wise cell trained by RTRL whose
-    inputs come from parameter-free parts (identity stem, no feature norm), so that no gradient has to flow
-    back through the engine. Otherwise every gradient goes through autograd and the engine's backward."""
-    core = model.core
-    return (getattr(core, "learning", None) == "rtrl" and hasattr(core, "run_in_place")
-            and getattr(core, "channels", 1) == 1 and model.feature_norm is None
-            and not any(True for _ in model.stem.parameters()))
+        self.core_input = core_input   # x_t (B,D), what the core read: the closed-form gradients' readout needs it
 
 
 def separate_critic(model: Agent, seed: int) -> Agent:
@@ -126,7 +113,7 @@ class StreamSource:
         self.reward = torch.as_tensor(reward, dtype=torch.float32)
         ended = ~np.isnan(episodes[:, 0])
         step = StreamStep(logits, value, action.to(device), self.reward, self.done, core_states,
-                          self.state.sensitivity if self.fused else None, read)
+                          self.state.sensitivity if self.fused else None, read, out.core_input[0])
         return Experience(step, len(action), episodes_from(*episodes[ended].T))
 
     def publish(self, model: Agent) -> None:
@@ -134,71 +121,6 @@ class StreamSource:
 
     def close(self) -> None:
         self.envs.close()
-
-
-class Gradients:
-    """The per-stream gradients of a network's outputs w.r.t. its parameters ``params``. On the fused path
-    (``in_place_core``) the recurrent parameters' entries are (name, g_c): their gradient g_c ⊙ S_t is folded
-    into the traces from the sensitivities S in place (``StreamLearner._step``), so no gradient goes through the
-    engine; otherwise every entry is autograd's (None: a parameter the output does not reach)."""
-
-    def __init__(self, net: Agent, params: list[Tensor]):
-        self.params, self.fused = params, in_place_core(net)
-        core = net.core
-        self.recurrent = {id(p): name for name, p in (("weight_x", core.weight_x), ("weight_c", core.weight_c),
-                          ("bias", core.bias), ("per_unit", core.per_unit)) if p is not None} if self.fused else {}
-        self.others = [p for p in params if id(p) not in self.recurrent]
-
-    def all_autograd(self) -> "Gradients":
-        """Every gradient by autograd through the engine (the reference the fused path is tested against)."""
-        self.fused, self.recurrent, self.others = False, {}, self.params
-        return self
-
-    def of(self, terms: tuple[Tensor, ...], core_states: Tensor | None) -> list[list]:
-        """Per stream, the gradients of each of ``terms`` (each (B,)) w.r.t. ``params`` (on the fused path,
-        through ``core_states``: c_t (1,B,N), for the recurrent ones)."""
-        k, B, out = len(terms), len(terms[0]), []
-        if self.fused:   # the k·B gradients in batched backward calls (vmap over the grad outputs; 4.7x the loop's
-            # speed at B = 4, 1.2x at B = 1). The engine is not in this graph, so nothing needs a vmap rule. Streams
-            # go in chunks: each batched output holds all of c_t (B,N), so one call for all B would grow as B².
-            losses = torch.stack(terms)                                                  # (k, B)
-            inputs = [core_states] + self.others
-            chunk = max(1, BATCHED_GRAD_ELEMENTS // (k * sum(t.numel() for t in inputs)))
-            for b0 in range(0, B, chunk):
-                streams = range(b0, min(B, b0 + chunk))
-                c = len(streams)
-                basis = torch.zeros(k * c, k, B, dtype=losses.dtype, device=losses.device)
-                for i in range(k):
-                    for j, b in enumerate(streams):
-                        basis[i * c + j, i, b] = 1
-                batched = torch.autograd.grad(losses, inputs, grad_outputs=basis, allow_unused=True,
-                                              retain_graph=streams.stop < B, is_grads_batched=True)
-                for j, b in enumerate(streams):
-                    out.append([self._aligned(batched[0][i * c + j, 0, b],
-                                              [None if g is None else g[i * c + j] for g in batched[1:]])
-                                for i in range(k)])
-            return out
-        for b in range(B):
-            last = b == B - 1
-            out.append([torch.autograd.grad(f[b], self.params, retain_graph=not (last and i == k - 1),
-                                            allow_unused=True) for i, f in enumerate(terms)])
-        return out
-
-    def _aligned(self, coefficient: Tensor, others: tuple) -> list:
-        """The fused path's gradients in ``params`` order: a recurrent parameter's entry is (its name, g_c)."""
-        rest = iter(others)
-        return [(self.recurrent[id(p)], coefficient) if id(p) in self.recurrent else next(rest) for p in self.params]
-
-    def folds(self, coefficients: list[list], traces: list[list[Tensor]]) -> dict:
-        """For ``complete_pending``: per recurrent parameter (by its sensitivity's name), the traces of every
-        stream with their coefficients g_c (B,N), for z_b ← decay · z_b + g_c[b] ⊙ S[b] in the pass over S;
-        ``coefficients[b]``: stream b's gradient entries, ``traces[b]``: its traces, both in ``params`` order."""
-        folds = {}
-        for i, p in enumerate(self.params):
-            name = self.recurrent.get(id(p))
-            if name is not None:
-                folds[name] = [(torch.stack([g[i][1] for g in coefficients]), [z[i] for z in traces])]
-        return folds
 
 
 class StreamLearner:
@@ -241,32 +163,36 @@ class StreamLearner:
         parameters (the model's, or a separate critic's), the others w.r.t. the model's. On a fused path, for a
         recurrent parameter, the entry is (its name, its coefficient g_c = ∂f/∂c_t (N,)): the gradient is then
         g_c ⊙ S_t, which ``_step`` folds into the traces straight from S (no gradient goes through the engine)."""
-        dist = self.model.action_dist   # categorical, multi-categorical or diagonal Gaussian
-        log_prob = dist.log_prob(step.policy_logits, step.action)
-        entropy = dist.entropy(step.policy_logits)
+        dist, logits, action = self.model.action_dist, step.policy_logits, step.action   # any distribution
+        log_prob = dist.log_prob(logits, action)
+        entropy = dist.entropy(logits)
         self.last_entropy = float(entropy.detach().mean())
+        kinds = ("value", "log_prob", "entropy") if self.critic is None else ("log_prob", "entropy")
+        if self.actor.closed_form:
+            actor = self.actor.heads.of(kinds, step.core_input, step.core_states[0], logits.detach(), action)
+        else:
+            actor = self.actor.of((step.value, log_prob, entropy)[-len(kinds):], step.core_states)
         if self.critic is None:
-            value = step.value
-            return [(float(value[b].detach()), *grads)
-                    for b, grads in enumerate(self.actor.of((value, log_prob, entropy), step.core_states))]
-        value, critic_states = self._critic_value(step)
-        values = self.value_net.of((value,), critic_states)
-        actor = self.actor.of((log_prob, entropy), step.core_states)
+            return [(float(step.value[b].detach()), *grads) for b, grads in enumerate(actor)]
+        value, critic_states, x = self._critic_value(step)
+        values = (self.value_net.heads.of(("value",), x, critic_states[0], None, None) if self.value_net.closed_form
+                  else self.value_net.of((value,), critic_states))
         return [(float(value[b].detach()), *values[b], *actor[b]) for b in range(len(value))]
 
-    def _critic_value(self, step: StreamStep) -> tuple[Tensor, Tensor | None]:
+    def _critic_value(self, step: StreamStep) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """V(s_t) (B,) of the separate critic, one step on from its own state on what the actor read (the
-        observation normalised by the model's statistics), and on the fused path its c_t (1,B,N) (S_t pending)."""
+        observation normalised by the model's statistics), and on the fused path its c_t (1,B,N) (S_t pending) and
+        its core's input x_t (B,D)."""
         obs, reward, done = step.inputs
         if self.model.obs_norm is not None:
             obs = self.model.obs_norm(obs)
         inputs = (obs[None], reward[None], done[None], self.critic_state)
         if self.value_net.fused:
             out, core_states, self.critic_state = self.critic.step_in_place(*inputs)
-            return out.baseline[0], core_states
+            return out.baseline[0], core_states, out.core_input[0]
         out, state = self.critic(*inputs)
         self.critic_state = map_tensors(Tensor.detach, state)
-        return out.baseline[0], None
+        return out.baseline[0], None, None
 
     def update(self, experience: Experience, steps_done: int) -> dict:
         step: StreamStep = experience.data
