@@ -36,6 +36,10 @@ the stats window (POPGym's MMER counterpart, as the memory suite reports it).
     python bench/streaming.py --delays 2 4 8 --steps 20000 --seeds 0      # a piece of the sweep
     python bench/streaming.py --tasks popgym --steps 300000 --seeds 0     # the POPGym tasks
     python bench/streaming.py --report-only                              # the report from the records
+    python bench/streaming.py --delays 128 --steps 6000000 --seeds 1 --agents stream-rtrl --extend-from 3000000
+
+The last continues the finished 3M-step run (a copy of its directory) to 6M: a streaming learner's step sizes do
+not follow its budget, so that is the run a 6M budget makes, and each stage of a long run leaves its record.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -152,10 +157,47 @@ def settings_changed(old: dict | None, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k)))
 
 
-def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: Path, episodes: int) -> dict:
+class ExtendError(ValueError):
+    """``--extend-from`` cannot continue a run: the message says which and why."""
+
+
+def run_directory(runs: Path, task: str, agent: str, seed: int, steps: int, settings: dict) -> Path:
+    """Where the run of these ``settings`` lives: ``runs/TASK/AGENT-seedK-STEPS``, unless that directory holds a run
+    of other settings (a preset changed since), then beside it with a digest of the settings."""
+    legacy = runs / task / f"{agent}-seed{seed}-{steps}"
+    if not (legacy / "config.json").exists() or not settings_changed(_run_settings(legacy), settings):
+        return legacy
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return legacy.with_name(f"{legacy.name}-{digest}")
+
+
+def extension_source(agent: str, task: str, seed: int, steps: int, shorter: int, runs: Path, records: Path) -> Path:
+    """The finished run of ``agent`` at ``shorter`` steps that a run of ``steps`` continues (``--extend-from``): a
+    streaming run, whose step sizes do not follow its budget, given more steps is the run the longer budget makes."""
+    settings = learned_settings(train_args(agent, task, seed, shorter))
+    if settings["learner"] != "stream":
+        raise ExtendError(f"--extend-from continues streaming runs; {agent} is R2AC, whose learning rate decays to 0 "
+                          "over its budget: a longer run of it is another run from its first update")
+    if not shorter < steps:
+        raise ExtendError(f"--extend-from {shorter} is not below --steps {steps}")
+    record = records / task / f"{agent}-seed{seed}-{shorter}.json"
+    source = run_directory(runs, task, agent, seed, shorter, settings)
+    if not record.exists() or settings_changed(json.loads(record.read_text()).get("settings"), settings):
+        raise ExtendError(f"no finished run of {agent} on {task}, seed {seed}, at {shorter} steps with today's "
+                          f"settings to continue ({record} is missing or of other settings); run it first, or leave "
+                          "out --extend-from")
+    if not (source / "checkpoint.pt").exists():
+        raise ExtendError(f"{source} holds no checkpoint to continue (the record {record} is there, its run directory "
+                          "is not: made on another machine?); leave out --extend-from to run from step 0")
+    return source
+
+
+def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: Path, episodes: int,
+            extend_from: int | None = None) -> dict:
     """One run of ``agent`` on ``task`` (``delayN`` or a POPGym name), resumed if stopped, as a record. A record
     made with other settings (a preset changed since) is not reused: the run is made again beside it (its run
-    directory is named by a digest of the settings) and the new record replaces the old one."""
+    directory is named by a digest of the settings) and the new record replaces the old one. ``extend_from``: a
+    run not started yet begins as a copy of the finished run at that many steps (``extension_source``), continued."""
     record = records / task / f"{agent}-seed{seed}-{steps}.json"
     args = train_args(agent, task, seed, steps)
     settings = learned_settings(args)
@@ -165,10 +207,11 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
         if not changed:
             return old
         print(f"{record}: made with other settings ({', '.join(changed[:6])}); running it again")
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    legacy = runs / task / f"{agent}-seed{seed}-{steps}"   # taken unless it holds a run of other settings
-    fits = not (legacy / "config.json").exists() or not settings_changed(_run_settings(legacy), settings)
-    out = legacy if fits else legacy.with_name(f"{legacy.name}-{digest}")
+    out = run_directory(runs, task, agent, seed, steps, settings)
+    if extend_from is not None and not out.exists():
+        source = extension_source(agent, task, seed, steps, extend_from, runs, records)
+        shutil.copytree(source, out)
+        print(f"{out}: a copy of {source}, continued to {steps} steps", flush=True)
     delay = task_delay(task)
     env, flags = args[args.index("--env") + 1], args[:args.index("--env")]
     start = time.monotonic()
@@ -287,10 +330,16 @@ def main() -> int:
     parser.add_argument("--records", default=str(ROOT / "docs" / "streaming"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "STREAMING.md"))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--extend-from", type=int, default=None, metavar="STEPS",
+                        help="streaming agents: start each run not started yet from a copy of its finished run at "
+                             "STEPS steps (its record and run directory), continued to --steps")
     args = parser.parse_args()
     bad = [d for d in args.delays if d < 1]
     if bad or args.steps < 1 or args.episodes < 1:
         parser.error(f"bad --delays {bad} / --steps {args.steps} / --episodes {args.episodes}; accepted: positive integers")
+    if args.extend_from is not None and not 0 < args.extend_from < args.steps:
+        parser.error(f"bad --extend-from {args.extend_from}; accepted: a number of steps between 0 and --steps "
+                     f"{args.steps}, both excluded")
     tasks = [f"delay{d}" for d in args.delays]
     if args.tasks is not None:
         tasks = list(POPGYM) if args.tasks == ["popgym"] else args.tasks
@@ -303,10 +352,14 @@ def main() -> int:
             for task in tasks:
                 for agent in args.agents:
                     try:
-                        result = run_one(agent, task, seed, args.steps, Path(args.runs), records, args.episodes)
+                        result = run_one(agent, task, seed, args.steps, Path(args.runs), records, args.episodes,
+                                         args.extend_from)
                     except subprocess.CalledProcessError:   # the child said why; the records so far are kept
                         report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
                         raise   # script_main names the command and exits with its code
+                    except ExtendError as error:
+                        report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
+                        parser.error(str(error))
                     score = (f"greedy success {result['greedy_success']:.3f}" if result.get("delay") is not None
                              else f"greedy return {result['greedy_return']:.3f}")
                     print(f"{task} {agent} seed {seed}: {score}, {result['steps_per_s']:.0f} steps/s", flush=True)

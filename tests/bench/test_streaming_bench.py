@@ -109,3 +109,41 @@ def test_a_record_of_other_settings_is_made_again_beside_a_run_directory_of_othe
     assert json.loads((records / "delay4" / "stream-rtrl-seed0-1000.json").read_text())["settings"] == settings
     bench.run_one("stream-rtrl", "delay4", 0, 1000, runs, records, 50)   # now the record is the current one
     assert len(made) == 1
+
+
+def test_extend_from_continues_a_copy_of_the_finished_shorter_run_and_refuses_what_it_cannot(bench, tmp_path,
+                                                                                            monkeypatch, capsys):
+    """A streaming run given more steps is the same run continued: ``--extend-from`` starts the longer run as a copy
+    of the finished shorter one (kept as it was) and trains it on; R2AC (its learning rate follows its budget), a
+    shorter run with no record or no run directory, and a bad value are refused by name."""
+    records, runs = tmp_path / "records", tmp_path / "runs"
+    settings = bench.learned_settings(bench.train_args("stream-rtrl", "delay4", 0, 1000))
+    _write(records, dict(_result("stream-rtrl", "delay4", 0, 0.5, 8.0, [0.5, 0.5]), settings=settings))
+    short = runs / "delay4" / "stream-rtrl-seed0-1000"
+    short.mkdir(parents=True)
+    (short / "config.json").write_text(json.dumps(settings))
+    (short / "checkpoint.pt").write_bytes(b"the short run's")
+    made = []
+
+    def fake_rtrl(command, *args):
+        if command == "train":
+            out = Path(args[args.index("--out") + 1])
+            made.append((out, (out / "checkpoint.pt").read_bytes(), args[args.index("--total-steps") + 1]))
+            (out / "metrics.csv").write_text("step,wall_time,success_rate,mean_return\n3000,15.0,0.9,0.9\n")
+        else:
+            (Path(args[0]) / "eval.json").write_text(json.dumps({"success_rate": 1.0, "mean_return": 1.0}))
+    monkeypatch.setattr(bench, "rtrl", fake_rtrl)
+    result = bench.run_one("stream-rtrl", "delay4", 0, 3000, runs, records, 50, extend_from=1000)
+    assert made == [(runs / "delay4" / "stream-rtrl-seed0-3000", b"the short run's", "3000")]
+    assert result["steps"] == 3000 and not (short / "metrics.csv").exists()   # the short run is left as it was
+    with pytest.raises(bench.ExtendError, match="impala-rtrl is R2AC, whose learning rate decays"):
+        bench.run_one("impala-rtrl", "delay4", 0, 3000, runs, records, 50, extend_from=1000)
+    with pytest.raises(bench.ExtendError, match="no finished run of stream-rtrl on delay4, seed 1, at 1000 steps"):
+        bench.run_one("stream-rtrl", "delay4", 1, 3000, runs, records, 50, extend_from=1000)
+    (short / "checkpoint.pt").unlink()
+    with pytest.raises(bench.ExtendError, match="holds no checkpoint to continue"):
+        bench.run_one("stream-rtrl", "delay4", 0, 5000, runs, records, 50, extend_from=1000)
+    monkeypatch.setattr("sys.argv", ["streaming.py", "--steps", "1000", "--extend-from", "1000"])
+    with pytest.raises(SystemExit) as exited:
+        bench.main()
+    assert exited.value.code == 2 and "bad --extend-from 1000" in capsys.readouterr().err
