@@ -216,13 +216,18 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
     env, flags = args[args.index("--env") + 1], args[:args.index("--env")]
     start = time.monotonic()
     rtrl("train", *args, "--out", str(out), "--no-progress", "--no-plot")
-    rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123")
+    sampled = {}
+    if delay is not None:   # the sampled policy too: mid-learning it can use the cue where the argmax does not yet
+        rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123", "--sample")
+        sampled = json.loads((out / "eval.json").read_text())
+    rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123")   # eval.json ends as the greedy one's
     evaluation = json.loads((out / "eval.json").read_text())
     trained = curve(out)
     result = {"agent": agent, "task": task, "delay": delay, "seed": seed, "steps": steps, "env": env,
               "flags": flags, "settings": settings, "episodes": episodes,
               "greedy_success": evaluation.get("success_rate"),
-              "greedy_return": evaluation.get("mean_return"), "wall_time": trained["wall_time"][-1],
+              "greedy_return": evaluation.get("mean_return"), "sampled_success": sampled.get("success_rate"),
+              "wall_time": trained["wall_time"][-1],
               "steps_per_s": steps / max(trained["wall_time"][-1], 1e-9),
               "session_minutes": (time.monotonic() - start) / 60, "curve": trained}
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -259,8 +264,8 @@ def _table(results: list[dict], key: str, popgym: bool) -> list[str]:
         lines = ["| task | steps | agent | seeds | greedy return | per seed | best training mean | training return at "
                  "equal wall time (s) | steps/s |", "|---|---:|---|---:|---:|---|---:|---:|---:|"]
     else:
-        lines = ["| delay | steps | agent | seeds | greedy success | per seed | training success at equal wall time (s) "
-                 "| steps/s |", "|---:|---:|---|---:|---:|---|---:|---:|"]
+        lines = ["| delay | steps | agent | seeds | greedy success | per seed | sampled success | training success at "
+                 "equal wall time (s) | steps/s |", "|---:|---:|---|---:|---:|---|---:|---:|---:|"]
     groups: dict = {}
     for r in results:
         groups.setdefault((r[key], r["steps"]), {}).setdefault(r["agent"], []).append(r)
@@ -275,8 +280,8 @@ def _table(results: list[dict], key: str, popgym: bool) -> list[str]:
             per_seed = ", ".join(f"{r['seed']}: {r[greedy]:.3f}" for r in sorted(runs, key=lambda r: r["seed"])
                                  if r.get(greedy) is not None)
             scores = [_median(r.get(greedy) for r in runs), per_seed]
-            if popgym:
-                scores.append(_median(best_training_mean(r) for r in runs))
+            scores.append(_median(best_training_mean(r) for r in runs) if popgym
+                          else _median(r.get("sampled_success") for r in runs))
             lines.append(f"| {task} | {steps:,} | {agent} | {len(runs)} | " + " | ".join(scores)
                          + f" | {at_wall} ({fastest:.0f}) | {statistics.median(r['steps_per_s'] for r in runs):.0f} |")
     return lines
@@ -293,7 +298,8 @@ def report(records: Path, doc: Path, command: str) -> None:
              f"- command: `{command}`", ""]
     if delays:
         lines += ["### The delay sweep", "", f"Greedy success ({'/'.join(str(e) for e in sorted({r['episodes'] for r in delays}))} episodes per "
-                  "run, from a zero state; chance 0.5) at equal environment steps, the training "
+                  "run, from a zero state; chance 0.5) at equal environment steps, the success of the same policy "
+                  "with sampled actions (records since 2026-12-07; – before), the training "
                   "success each agent had reached at the wall time of the fastest run of that delay and budget, and "
                   "the training throughput. Medians over seeds.", ""] + _table(delays, "delay", False)
     if popgym:

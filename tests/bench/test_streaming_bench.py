@@ -35,7 +35,10 @@ def test_the_delay_table_gives_medians_every_seed_and_the_score_at_the_fastest_r
     lines = bench._table(results, "delay", popgym=False)
     rows = {line.split("|")[3].strip(): line for line in lines[2:]}
     assert list(rows) == ["stream-rtrl", "impala-rtrl"]   # the agents in AGENTS' order
-    assert "| 3 | 0.900 | 0: 1.000, 1: 0.900, 2: 0.500 |" in rows["stream-rtrl"]
+    assert "| 3 | 0.900 | 0: 1.000, 1: 0.900, 2: 0.500 | – |" in rows["stream-rtrl"]   # no sampled score recorded
+    results[0]["sampled_success"], results[1]["sampled_success"] = 0.7, 0.6
+    rows = {line.split("|")[3].strip(): line for line in bench._table(results, "delay", popgym=False)[2:]}
+    assert "| 0: 1.000, 1: 0.900, 2: 0.500 | 0.650 |" in rows["stream-rtrl"]   # the median of those recorded
     # the fastest run (impala's, 10 s) sets the wall time: its last row; streaming RTRL had logged nothing by then
     assert "| – (10) |" in rows["stream-rtrl"] and "| 0.550 (10) |" in rows["impala-rtrl"]
     assert rows["stream-rtrl"].endswith("| 9 |")   # median of 10, 9.09, 8.33 steps/s
@@ -131,11 +134,16 @@ def test_extend_from_continues_a_copy_of_the_finished_shorter_run_and_refuses_wh
             made.append((out, (out / "checkpoint.pt").read_bytes(), args[args.index("--total-steps") + 1]))
             (out / "metrics.csv").write_text("step,wall_time,success_rate,mean_return\n3000,15.0,0.9,0.9\n")
         else:
-            (Path(args[0]) / "eval.json").write_text(json.dumps({"success_rate": 1.0, "mean_return": 1.0}))
+            evaluated.append([a for a in args if a == "--sample"])
+            score = 0.75 if "--sample" in args else 1.0
+            (Path(args[0]) / "eval.json").write_text(json.dumps({"success_rate": score, "mean_return": score}))
+    evaluated = []
     monkeypatch.setattr(bench, "rtrl", fake_rtrl)
     result = bench.run_one("stream-rtrl", "delay4", 0, 3000, runs, records, 50, extend_from=1000)
     assert made == [(runs / "delay4" / "stream-rtrl-seed0-3000", b"the short run's", "3000")]
+    assert evaluated == [["--sample"], []]   # sampled, then greedy: eval.json ends as the greedy one's
     assert result["steps"] == 3000 and not (short / "metrics.csv").exists()   # the short run is left as it was
+    assert result["greedy_success"] == 1.0 and result["sampled_success"] == 0.75
     with pytest.raises(bench.ExtendError, match="impala-rtrl is R2AC, whose learning rate decays"):
         bench.run_one("impala-rtrl", "delay4", 0, 3000, runs, records, 50, extend_from=1000)
     with pytest.raises(bench.ExtendError, match="no finished run of stream-rtrl on delay4, seed 1, at 1000 steps"):
