@@ -235,6 +235,31 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
     return result
 
 
+def add_sampled(record: Path, runs: Path, episodes: int) -> str:
+    """Give a delay-sweep record made before runs were also evaluated with sampled actions its ``sampled_success``:
+    its run directory's final policy played ``episodes`` episodes with sampled actions (``rtrl eval --sample``, seed
+    123, as new runs are; the run's eval.json is put back as it was). Returns what was done, for the log."""
+    result = json.loads(record.read_text())
+    if result.get("delay") is None or result.get("sampled_success") is not None:
+        return f"{record}: nothing to add"
+    settings = result.get("settings") or {}
+    names = [result["agent"]] + ([result["renamed_from"]] if result.get("renamed_from") else [])   # a renamed agent's
+    dirs = [run_directory(runs, result["task"], name, result["seed"], result["steps"], settings) for name in names]
+    out = next((d for d in dirs if (d / "checkpoint.pt").exists()), dirs[0])   # run keeps its old name
+    if not (out / "checkpoint.pt").exists() or settings_changed(_run_settings(out), settings):
+        return f"{record}: its run directory {out} is not on this machine; left without a sampled score"
+    greedy = (out / "eval.json").read_bytes() if (out / "eval.json").exists() else None
+    try:
+        rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123", "--sample")
+        sampled = json.loads((out / "eval.json").read_text())
+    finally:
+        if greedy is not None:
+            write_text_atomically(out / "eval.json", greedy.decode())
+    result["sampled_success"] = sampled.get("success_rate")
+    write_text_atomically(record, json.dumps(result) + "\n")
+    return f"{record}: sampled success {result['sampled_success']:.3f}"
+
+
 def _run_settings(run: Path) -> dict | None:
     """The learned settings of the run in directory ``run`` (its config.json), as ``learned_settings`` gives them."""
     from rtrl.runtime.config import TrainConfig
@@ -336,6 +361,9 @@ def main() -> int:
     parser.add_argument("--records", default=str(ROOT / "docs" / "streaming"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "STREAMING.md"))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--add-sampled", action="store_true",
+                        help="run nothing new: give the delay records of --delays, --agents, --seeds and --steps that "
+                             "lack a sampled score one, from their run directories on this machine")
     parser.add_argument("--extend-from", type=int, default=None, metavar="STEPS",
                         help="streaming agents: start each run not started yet from a copy of its finished run at "
                              "STEPS steps (its record and run directory), continued to --steps")
@@ -353,7 +381,14 @@ def main() -> int:
         if unknown:
             parser.error(f"unknown --tasks {unknown}; accepted: {', '.join(POPGYM)}, or popgym for all five")
     records = Path(args.records)
-    if not args.report_only:
+    if args.add_sampled:
+        for seed in args.seeds:
+            for task in tasks:
+                for agent in args.agents:
+                    record = records / task / f"{agent}-seed{seed}-{args.steps}.json"
+                    if record.exists():
+                        print(add_sampled(record, Path(args.runs), args.episodes), flush=True)
+    elif not args.report_only:
         for seed in args.seeds:
             for task in tasks:
                 for agent in args.agents:

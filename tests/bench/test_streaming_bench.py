@@ -155,3 +155,29 @@ def test_extend_from_continues_a_copy_of_the_finished_shorter_run_and_refuses_wh
     with pytest.raises(SystemExit) as exited:
         bench.main()
     assert exited.value.code == 2 and "bad --extend-from 1000" in capsys.readouterr().err
+
+
+def test_add_sampled_scores_an_old_record_from_its_run_directory_and_puts_its_eval_back(bench, tmp_path, monkeypatch):
+    records, runs = tmp_path / "records", tmp_path / "runs"
+    settings = bench.learned_settings(bench.train_args("stream-rtrl", "delay4", 0, 1000))
+    for seed in (0, 1):
+        _write(records, dict(_result("stream-rtrl", "delay4", seed, 0.5, 8.0, [0.5, 0.5]), settings=settings))
+    run = runs / "delay4" / "stream-rtrl-seed0-1000"   # seed 1's run directory is not on this machine
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(settings))
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    (run / "eval.json").write_text('{"success_rate": 0.5}')
+    calls = []
+
+    def fake_rtrl(command, *args):
+        calls.append((command, *args))
+        (Path(args[0]) / "eval.json").write_text(json.dumps({"success_rate": 0.7}))
+    monkeypatch.setattr(bench, "rtrl", fake_rtrl)
+    done = bench.add_sampled(records / "delay4" / "stream-rtrl-seed0-1000.json", runs, 50)
+    assert done.endswith("sampled success 0.700") and calls[0][-1] == "--sample"
+    assert json.loads((records / "delay4" / "stream-rtrl-seed0-1000.json").read_text())["sampled_success"] == 0.7
+    assert (run / "eval.json").read_text() == '{"success_rate": 0.5}'   # the greedy evaluation, as it was
+    assert "not on this machine" in bench.add_sampled(records / "delay4" / "stream-rtrl-seed1-1000.json", runs, 50)
+    assert "sampled_success" not in json.loads((records / "delay4" / "stream-rtrl-seed1-1000.json").read_text())
+    assert "nothing to add" in bench.add_sampled(records / "delay4" / "stream-rtrl-seed0-1000.json", runs, 50)
+    assert len(calls) == 1
