@@ -244,7 +244,8 @@ def add_sampled(record: Path, runs: Path, episodes: int) -> str:
         return f"{record}: nothing to add"
     settings = result.get("settings") or {}
     names = [result["agent"]] + ([result["renamed_from"]] if result.get("renamed_from") else [])   # a renamed agent's
-    dirs = [run_directory(runs, result["task"], name, result["seed"], result["steps"], settings) for name in names]
+    task = result.get("task") or f"delay{result['delay']}"   # the first records named only the delay
+    dirs = [run_directory(runs, task, name, result["seed"], result["steps"], settings) for name in names]
     out = next((d for d in dirs if (d / "checkpoint.pt").exists()), dirs[0])   # run keeps its old name
     if not (out / "checkpoint.pt").exists() or settings_changed(_run_settings(out), settings):
         return f"{record}: its run directory {out} is not on this machine; left without a sampled score"

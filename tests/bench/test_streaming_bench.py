@@ -162,6 +162,9 @@ def test_add_sampled_scores_an_old_record_from_its_run_directory_and_puts_its_ev
     settings = bench.learned_settings(bench.train_args("stream-rtrl", "delay4", 0, 1000))
     for seed in (0, 1):
         _write(records, dict(_result("stream-rtrl", "delay4", seed, 0.5, 8.0, [0.5, 0.5]), settings=settings))
+    first = json.loads((records / "delay4" / "stream-rtrl-seed0-1000.json").read_text())
+    del first["task"]   # the first records named only the delay
+    (records / "delay4" / "stream-rtrl-seed0-1000.json").write_text(json.dumps(first))
     run = runs / "delay4" / "stream-rtrl-seed0-1000"   # seed 1's run directory is not on this machine
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(settings))
