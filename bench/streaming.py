@@ -313,6 +313,34 @@ def _table(results: list[dict], key: str, popgym: bool) -> list[str]:
     return lines
 
 
+def sweep_figures(delays: list[dict], directory: Path) -> list[Path]:
+    """Training success against environment steps, one panel per delay (four to a figure), one line per run of
+    the default agents (colour: agent; line style: seed), each (agent, seed) at its longest recorded budget:
+    ``directory/sweep_K.png``. Returns the figures written."""
+    from rtrl.records.plots import Panel, Series, plot_panels
+    longest: dict = {}
+    for r in delays:
+        key = (r["delay"], r["agent"], r["seed"])
+        if r["agent"] in DEFAULT_AGENTS and (key not in longest or r["steps"] > longest[key]["steps"]):
+            longest[key] = r
+    panels = []
+    for delay in sorted({d for d, _, _ in longest}):
+        series = []
+        for (d, agent, seed), r in sorted(longest.items(), key=lambda kv: (DEFAULT_AGENTS.index(kv[0][1]), kv[0][2])):
+            if d == delay:
+                first = min(s for dd, a, s in longest if dd == d and a == agent)
+                points = [(x, y) for x, y in zip(r["curve"]["step"], r["curve"]["success_rate"]) if y is not None]
+                series.append(Series(agent if seed == first else "_" + agent, [x for x, _ in points],
+                                     [y for _, y in points], color=f"C{DEFAULT_AGENTS.index(agent)}",
+                                     linestyle=("-", "--", ":", "-.")[seed % 4]))
+        panels.append(Panel(series, "environment steps", "training success", f"delay {delay}", ylim=(0.0, 1.05),
+                            legend_loc="lower right"))
+    written = []
+    for k in range(0, len(panels), 4):
+        written.append(plot_panels(panels[k:k + 4], directory / f"sweep_{k // 4 + 1}.png", panel_size=(5.0, 3.6)))
+    return written
+
+
 def report(records: Path, doc: Path, command: str) -> None:
     results = [json.loads(p.read_text()) for p in sorted(records.glob("*/*.json"))]
     if not results:
@@ -328,6 +356,11 @@ def report(records: Path, doc: Path, command: str) -> None:
                   "with sampled actions (records since 2026-12-07; – before), the training "
                   "success each agent had reached at the wall time of the fastest run of that delay and budget, and "
                   "the training throughput. Medians over seeds.", ""] + _table(delays, "delay", False)
+        figures = sweep_figures(delays, doc.parent / "streaming")
+        lines += ["", "Training success over each run (streaming RTRL blue, streaming TBPTT(1) orange, R2AC green; "
+                  "seed 0 solid, 1 dashed, 2 dotted; each at its longest budget; training success is the mean of the "
+                  "last 200 episodes, with sampled actions):", ""]
+        lines += [f"![the delay sweep's training curves, part {i + 1}](streaming/{f.name})" for i, f in enumerate(figures)]
     if popgym:
         lines += ["", "### POPGym", "",
                   "Greedy mean return (from a zero state), the best training mean return over the stats window "

@@ -184,3 +184,24 @@ def test_add_sampled_scores_an_old_record_from_its_run_directory_and_puts_its_ev
     assert "sampled_success" not in json.loads((records / "delay4" / "stream-rtrl-seed1-1000.json").read_text())
     assert "nothing to add" in bench.add_sampled(records / "delay4" / "stream-rtrl-seed0-1000.json", runs, 50)
     assert len(calls) == 1
+
+
+def test_the_sweep_figures_draw_each_delay_at_the_longest_budget_four_panels_to_a_figure(bench, tmp_path,
+                                                                                        monkeypatch):
+    results = [_result(agent, f"delay{d}", seed, 1.0, 10.0, [0.5, 0.9], steps=steps)
+               for d in (2, 4, 8, 16, 32) for agent in ("stream-rtrl", "stream-tbptt") for seed in (0, 1)
+               for steps in (1000, 2000)]
+    drawn = []
+    monkeypatch.setattr("rtrl.records.plots.plot_panels",
+                        lambda panels, path, **kw: drawn.append((panels, path)) or path)
+    written = bench.sweep_figures(results, tmp_path)
+    assert [p.name for p in written] == ["sweep_1.png", "sweep_2.png"]
+    assert [[panel.title for panel in panels] for panels, _ in drawn] == [
+        ["delay 2", "delay 4", "delay 8", "delay 16"], ["delay 32"]]
+    lines = drawn[0][0][0].series
+    assert [(s.label, s.linestyle, s.x[-1]) for s in lines] == [   # one line per (agent, seed), at 2000 steps
+        ("stream-rtrl", "-", 2000), ("_stream-rtrl", "--", 2000), ("stream-tbptt", "-", 2000),
+        ("_stream-tbptt", "--", 2000)]
+    monkeypatch.undo()
+    png = bench.sweep_figures(results[:4], tmp_path / "real")[0]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
