@@ -4,12 +4,14 @@ The answer of ``memory:delayed_recall?cues=2&delay=D`` is given D + 1 steps afte
 (RTRL's exact gradient included) starts from the difference the cue makes to the core's output at the query
 step: the policy's logits, and every gradient that says "remember the cue", scale with it. With the eLSTM's
 coupled gates (c_t = f c_{t-1} + (1 − f) z_t) a unit keeps (1 − f)·f^D of the cue, which is largest at
-f = D / (D + 1); forget bias 3 gives f = σ(3) = 0.953, tuned for delays near 20.
+f = D / (D + 1); forget bias 3 gives f = σ(3) = 0.953, tuned for delays near 20. The linear RTU (the cell of Farr
+et al.'s streaming agent) is measured beside it: its recurrence c_t = λ c_{t-1} + W x_t adds the cue unscaled, and
+its ring init draws |λ| uniformly in [0, 1], so some units keep it for hundreds of steps.
 
 For each init this prints the median over ``--inits`` random initialisations of max_n |y_T(cue 0) − y_T(cue 1)|
 (the preset's core: 32 units, the task's 4 inputs), at each delay. It runs in seconds; it trains nothing.
 
-    python bench/cue_signal.py                      # delays 16 32 64 128, forget bias 3 and 5, chrono 256
+    python bench/cue_signal.py                      # delays 16 32 64 128: forget bias 3 and 5, chrono 256, RTU
     python bench/cue_signal.py --delays 64 128 256 --inits 50
 """
 from __future__ import annotations
@@ -25,10 +27,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from rtrl.bench.child import script_main  # noqa: E402
-from rtrl.cells import ELSTM  # noqa: E402
+from rtrl.cells import ELSTM, RTU  # noqa: E402
 
-INITS = {"forget bias 3 (the stream preset's)": dict(forget_bias=3.0), "forget bias 5": dict(forget_bias=5.0),
-         "chrono, up to 256 steps": dict(chrono_max=256.0)}
+# label: the cell and its keyword arguments (the eLSTM's forget-gate inits, and the linear RTU for comparison)
+INITS = {"forget bias 3 (the stream preset's)": (ELSTM, dict(forget_bias=3.0)),
+         "forget bias 5": (ELSTM, dict(forget_bias=5.0)), "chrono, up to 256 steps": (ELSTM, dict(chrono_max=256.0)),
+         "linear RTU, ring init r in [0, 1] (--cell rtu)": (RTU, {})}
 
 
 def recall_inputs(delay: int) -> torch.Tensor:
@@ -41,10 +45,11 @@ def recall_inputs(delay: int) -> torch.Tensor:
     return x
 
 
-def cue_signal(delay: int, init: dict, seed: int, hidden_size: int = 32) -> float:
-    """max_n |y(cue 0) − y(cue 1)| of a fresh eLSTM (``init``'s keyword arguments, seeded) at the query step."""
+def cue_signal(delay: int, init: dict, seed: int, hidden_size: int = 32, cell_type=ELSTM) -> float:
+    """max_n |y(cue 0) − y(cue 1)| of a fresh cell (an eLSTM unless ``cell_type``; ``init``'s keyword arguments,
+    seeded) at the query step."""
     torch.manual_seed(seed)
-    cell = ELSTM(4, hidden_size, **init)
+    cell = cell_type(4, hidden_size, **init)
     with torch.no_grad():
         y, _ = cell(recall_inputs(delay))
     return (y[-1, 0] - y[-1, 1]).abs().max().item()
@@ -61,8 +66,8 @@ def main() -> int:
         parser.error(f"bad values {bad}: --delays, --inits and --hidden-size take positive integers")
     print("| init | " + " | ".join(f"delay {d}" for d in args.delays) + " |")
     print("|---|" + "---:|" * len(args.delays))
-    for label, init in INITS.items():
-        cells = [statistics.median(cue_signal(d, init, s, args.hidden_size) for s in range(args.inits))
+    for label, (cell_type, init) in INITS.items():
+        cells = [statistics.median(cue_signal(d, init, s, args.hidden_size, cell_type) for s in range(args.inits))
                  for d in args.delays]
         print(f"| {label} | " + " | ".join(f"{v:.1e}" for v in cells) + " |")
     return 0
