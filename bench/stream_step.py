@@ -12,6 +12,7 @@ mode's median ratio to the closed form within a repeat (timings on a shared mach
     python bench/stream_step.py                                   # delay 30, the stream preset, 5 repeats
     python bench/stream_step.py --record                          # also write the table to docs/STREAMING.md
     python bench/stream_step.py --env "popgym:RepeatPreviousEasy" --hidden-size 64
+    python bench/stream_step.py --cell rtu
 """
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def steps_per_second(cfg, spec, mode: str, steps: int, warmup: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="memory:delayed_recall?cues=2&delay=30")
+    parser.add_argument("--cell", default="elstm", help="the core's cell (rtrl train --cell)")
     parser.add_argument("--hidden-size", type=int, default=32)
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2000, help="timed steps per mode and repeat")
@@ -81,7 +83,7 @@ def main() -> int:
         parser.error("bad " + ", ".join(f"--{n.replace('_', '-')}={v}" for n, v in bad) +
                      "; accepted: positive integers (--warmup: 0 or more)")
     torch.set_num_threads(1)
-    cfg = resolve_config("stream", overrides=dict(env=args.env, hidden_size=args.hidden_size,
+    cfg = resolve_config("stream", overrides=dict(env=args.env, cell=args.cell, hidden_size=args.hidden_size,
                                                   num_envs=args.num_envs))
     spec = EnvSpec.probe(cfg.env, cfg.env_options)
     rates = {mode: [] for mode in MODES}
@@ -99,12 +101,13 @@ def main() -> int:
     table = "\n".join(rows)
     print(table)
     if args.record:
-        section = (f"### What a step costs, by how the gradients are taken\n\n- date: {utc_stamp()}\n"
+        section = (f"### What a step costs, by how the gradients are taken ({cfg.cell})\n\n- date: {utc_stamp()}\n"
                    f"- machine: {machine_description()}\n- command: `{command_line()}`\n\n"
-                   f"{cfg.env}, the `stream` preset, N = {cfg.hidden_size}, {cfg.num_envs} stream(s), "
+                   f"{cfg.env}, the `stream` preset, cell {cfg.cell}, N = {cfg.hidden_size}, {cfg.num_envs} stream(s), "
                    f"{args.steps} timed steps per mode and repeat after {args.warmup}, {args.repeats} repeats, "
                    f"modes in turn within each repeat.\n\n{table}\n")
-        write_section(ROOT / "docs" / "STREAMING.md", "bench/stream_step.py", section, "")
+        name = "bench/stream_step.py" + ("" if args.cell == "elstm" else f" --cell {args.cell}")   # one per cell
+        write_section(ROOT / "docs" / "STREAMING.md", name, section, "")
     return 0
 
 

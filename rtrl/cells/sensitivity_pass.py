@@ -111,10 +111,18 @@ def _unit_axis(tensor: Tensor, rank: int) -> Tensor:
 
 
 def _fold(s: Tensor, b: int, folds, decay: float) -> None:
-    """z_b ← decay · z_b + c[b] ⊙ S_0[b] for each fold (c (B,N) on the unit axis, [z_b]), ``s`` = S_0[b]."""
+    """z_b ← decay · z_b + c[b] ⊙ S_0[b] for each fold (c (B,N) on the unit axis, [z_b]), ``s`` = S_0[b]. For a
+    paired cell (z_b half the size of S_0[b]: parameter row n feeds state rows n and N + n) the two channels' terms
+    are summed into row n."""
     shape = (-1, 1) if s.dim() == 3 else (-1,)
     for coef, traces in folds:
-        traces[b].view(s.shape).mul_(decay).addcmul_(coef[b].view(shape), s)
+        z = traces[b]
+        if z.numel() == s.numel():
+            z.view(s.shape).mul_(decay).addcmul_(coef[b].view(shape), s)
+            continue
+        rows, units = s.shape[0], s.shape[1]   # (K, 2N, D) or (E, 2N)
+        term = (coef[b].view(shape) * s).view(rows, 2, units // 2, *s.shape[2:]).sum(1)
+        z.view(term.shape).mul_(decay).add_(term)
 
 
 def _pass_weight_x(s0: Tensor, e0: Tensor | None, grad: Tensor | None, terms: FinalTerms | None,
@@ -156,7 +164,8 @@ def sensitivity_pass(sensitivity: dict[str, Tensor], e0: Tensor | None = None,
 
     ``grads`` hold (K,N,D) for ``weight_x`` (a view of the (K·N,D) gradient is fine), (K,N) / (E,N) else.
     ``folds[name]``: [(c (B,N), [z_b shaped like S_0[b], one per b]), ...] — eligibility traces updated from S_0
-    in the same pass, z_b ← decay · z_b + c[b] ⊙ S_0[b] (a streaming learner's, ``StreamLearner``).
+    in the same pass, z_b ← decay · z_b + c[b] ⊙ S_0[b] (a streaming learner's, ``StreamLearner``); for a paired
+    cell z_b is shaped like its parameter, half of S_0[b], and takes both channels' terms (``_fold``).
     """
     folds = folds or {}
     for name, s0 in sensitivity.items():

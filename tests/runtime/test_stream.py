@@ -234,7 +234,9 @@ def test_streaming_rtrl_learns_a_short_delay_in_seconds(tmp_path):
     ("elstm", True, False, "shared", "trace", "batched"), ("elstm", False, True, "shared", "trace", "batched"),
     ("elstm", False, False, "separate", "trace", "closed"), ("elstm", False, False, "shared", "direct", "closed"),
     ("lru", True, False, "separate", "direct", "batched"), ("elstm", False, False, "shared", "trace", "batched"),
-    ("elstm", False, False, "shared", "trace", "multi"), ("indrnn", False, False, "separate", "direct", "closed")])
+    ("elstm", False, False, "shared", "trace", "multi"), ("indrnn", False, False, "separate", "direct", "closed"),
+    ("rtu", False, False, "shared", "direct", "closed"), ("clru", True, False, "separate", "trace", "closed"),
+    ("rtu", False, False, "shared", "trace", "batched")])
 def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell, chunked, output_norm,
                                                                                         critic, entropy_step, heads,
                                                                                         monkeypatch):

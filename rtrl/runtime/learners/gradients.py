@@ -33,12 +33,12 @@ BATCHED_GRAD_ELEMENTS = 1 << 24
 
 def in_place_core(model: Agent) -> bool:
     """Whether the stream can keep its sensitivities in place and the learner take the recurrent gradients from
-    them (g ⊙ S_t, fused into the traces): a single-layer, one-channel element-wise cell trained by RTRL whose
+    them (g ⊙ S_t, fused into the traces): a single-layer element-wise cell (real or paired) trained by RTRL whose
     inputs come from parameter-free parts (identity stem, no feature norm), so that no gradient has to flow
     back through the engine. Otherwise every gradient goes through autograd and the engine's backward."""
     core = model.core
     return (getattr(core, "learning", None) == "rtrl" and hasattr(core, "run_in_place")
-            and getattr(core, "channels", 1) == 1 and model.feature_norm is None
+            and getattr(core, "channels", 1) in (1, 2) and model.feature_norm is None
             and not any(True for _ in model.stem.parameters()))
 
 
