@@ -168,12 +168,17 @@ class RunSession:
             self._write_row(now)
         if stopping:
             self.save_at_end = False
+            if cfg.learner == "stream":   # its step is ObGD's, not the optimizer's learning rate
+                hint = "Lower the step size ({stream_lr}) or raise ObGD's overshooting bounds ({kappa_value}, {kappa_policy})"
+                values = dict(stream_lr=cfg.stream_lr, kappa_value=cfg.kappa_value, kappa_policy=cfg.kappa_policy)
+            else:
+                hint, values = "Lower the learning rate ({lr})", dict(lr=cfg.lr)
             raise NonFiniteError(
                 "{max_nonfinite:name}=" + literal(
                     f"{cfg.max_nonfinite} updates in a row had a non-finite loss or gradient (the last: {terms} "
                     f"at step {progress.steps}); the run stopped and checkpoint.pt keeps the last good state "
-                    f"(step {self.saved_step}). ") + "Lower the learning rate ({lr}), or look for NaN or infinite "
-                "observations and rewards from the environment", max_nonfinite=cfg.max_nonfinite, lr=cfg.lr)
+                    f"(step {self.saved_step}). ") + hint + ", or look for NaN or infinite observations and "
+                "rewards from the environment", max_nonfinite=cfg.max_nonfinite, **values)
         if now - self.last_checkpoint >= cfg.checkpoint_interval:
             self.save()
             self.last_checkpoint = now

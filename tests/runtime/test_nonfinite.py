@@ -5,6 +5,8 @@ import csv
 import logging
 import math
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -149,3 +151,29 @@ def test_an_absurd_learning_rate_stops_with_a_finite_checkpoint(tmp_path, capsys
     checkpoint = load_checkpoint(run / "checkpoint.pt")
     assert not nonfinite_tensors(checkpoint["model"]) and checkpoint["steps"] < 400
     assert main(["eval", str(run), "--episodes", "2"]) == 0   # the kept checkpoint can be evaluated
+
+
+class NaNRewards(gym.Env):
+    """An env whose every reward is NaN: the streaming learner's TD errors are NaN from its second step."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), float("nan"), False, False, {}
+
+
+def test_a_streaming_run_of_nonfinite_td_errors_stops_naming_the_streams_step_size(tmp_path):
+    """The streaming learner steps by ObGD, not by the optimizer's learning rate: the stop names its settings."""
+    cfg = small_config(learner="stream", env="python:nan", stem="identity", hidden_size=4, num_envs=1,
+                       total_steps=50, max_nonfinite=3, log_interval=1e-9)
+    with pytest.raises(NonFiniteError) as error:
+        train(cfg, tmp_path, progress=False, env_fn=NaNRewards)
+    message = str(error.value)
+    assert "(the last: td_error=nan at step" in message
+    assert "Lower the step size (stream_lr=1.0) or raise ObGD's overshooting bounds (kappa_value=2.0, " \
+           "kappa_policy=3.0)" in message and "lr=0.002" not in message
