@@ -210,7 +210,10 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
     out = run_directory(runs, task, agent, seed, steps, settings)
     if extend_from is not None and not out.exists():
         source = extension_source(agent, task, seed, steps, extend_from, runs, records)
-        shutil.copytree(source, out)
+        partial = out.with_name(out.name + ".partial")   # a copy cut short is never taken for the run
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial)
+        partial.rename(out)
         print(f"{out}: a copy of {source}, continued to {steps} steps", flush=True)
     delay = task_delay(task)
     env, flags = args[args.index("--env") + 1], args[:args.index("--env")]
