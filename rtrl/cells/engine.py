@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from rtrl.cells.sensitivity_pass import _unit_axis, final_terms, sensitivity_pass
-from rtrl.cells.transition import ElementwiseTransition, Trajectory, forward_sweep, swap
+from rtrl.cells.transition import ElementwiseTransition, Trajectory, fold_channels, forward_sweep, swap
 
 METHODS = ("segment", "step")
 FINAL_SENSITIVITY = ("new", "skip", "in_place")
@@ -75,16 +75,6 @@ def backward_recursion(carry: Tensor, immediate_grad: Tensor, pair: Tensor | Non
     if pair is not None:
         e0 += swap(pair[0] * e[0])
     return e, e0
-
-
-def fold_channels(grad: Tensor, channels: int) -> Tensor:
-    """A gradient summed over a paired cell's two channels: (..., 2N, [D]) on the unit axis -> (..., N, [D]).
-
-    The unit axis is dim 1 of (K,2N,D) and (E,2N) (a parameter row n feeds the state rows n and N + n)."""
-    if channels == 1:
-        return grad
-    shape = list(grad.shape)
-    return grad.view(shape[0], channels, shape[1] // channels, *shape[2:]).sum(1)
 
 
 def apply_carry(carry: Tensor, pair: Tensor | None, S: Tensor) -> Tensor:

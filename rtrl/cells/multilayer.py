@@ -31,8 +31,8 @@ import math
 import torch
 from torch import Tensor
 
-from rtrl.cells.engine import apply_carry, fold_channels
-from rtrl.cells.transition import swap
+from rtrl.cells.engine import apply_carry
+from rtrl.cells.transition import fold_channels, swap
 
 # the recurrent tensors of an element-wise cell, in the order the sensitivities are kept
 RECURRENT_NAMES = ("weight_x", "weight_c", "bias", "per_unit")

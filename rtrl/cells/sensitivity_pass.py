@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from rtrl.cells import native
-from rtrl.cells.transition import Trajectory, swap
+from rtrl.cells.transition import Trajectory, fold_channels, swap
 
 # a chunk of S^{W_x} small enough to stay in (L2/L3) cache between the three operations on it
 CHUNK_BYTES = 1 << 20
@@ -120,8 +120,7 @@ def _fold(s: Tensor, b: int, folds, decay: float) -> None:
         if z.numel() == s.numel():
             z.view(s.shape).mul_(decay).addcmul_(coef[b].view(shape), s)
             continue
-        rows, units = s.shape[0], s.shape[1]   # (K, 2N, D) or (E, 2N)
-        term = (coef[b].view(shape) * s).view(rows, 2, units // 2, *s.shape[2:]).sum(1)
+        term = fold_channels(coef[b].view(shape) * s, 2)   # (K, 2N, D) -> (K, N, D), (E, 2N) -> (E, N)
         z.view(term.shape).mul_(decay).add_(term)
 
 

@@ -128,3 +128,13 @@ def forward_sweep(cell: ElementwiseTransition, x: Tensor, c0: Tensor, keep: Tens
 def swap(tensor: Tensor, dim: int = -1) -> Tensor:
     """The partner of every entry of a paired cell's unit axis: halves [a; b] -> [b; a] along ``dim``."""
     return tensor.roll(tensor.shape[dim] // 2, dims=dim)
+
+
+def fold_channels(grad: Tensor, channels: int) -> Tensor:
+    """A gradient summed over a paired cell's two channels: (..., 2N, [D]) on the unit axis -> (..., N, [D]).
+
+    The unit axis is dim 1 of (K,2N,D) and (E,2N) (a parameter row n feeds the state rows n and N + n)."""
+    if channels == 1:
+        return grad
+    shape = list(grad.shape)
+    return grad.view(shape[0], channels, shape[1] // channels, *shape[2:]).sum(1)
