@@ -219,17 +219,15 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
     env, flags = args[args.index("--env") + 1], args[:args.index("--env")]
     start = time.monotonic()
     rtrl("train", *args, "--out", str(out), "--no-progress", "--no-plot")
-    sampled = {}
-    if delay is not None:   # the sampled policy too: mid-learning it can use the cue where the argmax does not yet
-        rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123", "--sample")
-        sampled = json.loads((out / "eval.json").read_text())
+    # the sampled policy too: mid-learning it can use the cue where the argmax does not yet
+    sampled = sampled_success(out, episodes) if delay is not None else None
     rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123")   # eval.json ends as the greedy one's
     evaluation = json.loads((out / "eval.json").read_text())
     trained = curve(out)
     result = {"agent": agent, "task": task, "delay": delay, "seed": seed, "steps": steps, "env": env,
               "flags": flags, "settings": settings, "episodes": episodes,
               "greedy_success": evaluation.get("success_rate"),
-              "greedy_return": evaluation.get("mean_return"), "sampled_success": sampled.get("success_rate"),
+              "greedy_return": evaluation.get("mean_return"), "sampled_success": sampled,
               "wall_time": trained["wall_time"][-1],
               "steps_per_s": steps / max(trained["wall_time"][-1], 1e-9),
               "session_minutes": (time.monotonic() - start) / 60, "curve": trained}
@@ -238,10 +236,22 @@ def run_one(agent: str, task: str, seed: int, steps: int, runs: Path, records: P
     return result
 
 
+def sampled_success(run: Path, episodes: int) -> float | None:
+    """The success rate of the run's final policy over ``episodes`` episodes with sampled actions (``rtrl eval
+    --sample``, seed 123); the run's eval.json is put back as it was."""
+    before = (run / "eval.json").read_bytes() if (run / "eval.json").exists() else None
+    try:
+        rtrl("eval", str(run), "--episodes", str(episodes), "--seed", "123", "--sample")
+        return json.loads((run / "eval.json").read_text()).get("success_rate")
+    finally:
+        if before is not None:
+            write_text_atomically(run / "eval.json", before.decode())
+
+
 def add_sampled(record: Path, runs: Path, episodes: int) -> str:
     """Give a delay-sweep record made before runs were also evaluated with sampled actions its ``sampled_success``:
-    its run directory's final policy played ``episodes`` episodes with sampled actions (``rtrl eval --sample``, seed
-    123, as new runs are; the run's eval.json is put back as it was). Returns what was done, for the log."""
+    its run directory's final policy played ``episodes`` episodes with sampled actions (``sampled_success``, as new
+    runs are). Returns what was done, for the log."""
     result = json.loads(record.read_text())
     if result.get("delay") is None or result.get("sampled_success") is not None:
         return f"{record}: nothing to add"
@@ -252,14 +262,7 @@ def add_sampled(record: Path, runs: Path, episodes: int) -> str:
     out = next((d for d in dirs if (d / "checkpoint.pt").exists()), dirs[0])   # run keeps its old name
     if not (out / "checkpoint.pt").exists() or settings_changed(_run_settings(out), settings):
         return f"{record}: its run directory {out} is not on this machine; left without a sampled score"
-    greedy = (out / "eval.json").read_bytes() if (out / "eval.json").exists() else None
-    try:
-        rtrl("eval", str(out), "--episodes", str(episodes), "--seed", "123", "--sample")
-        sampled = json.loads((out / "eval.json").read_text())
-    finally:
-        if greedy is not None:
-            write_text_atomically(out / "eval.json", greedy.decode())
-    result["sampled_success"] = sampled.get("success_rate")
+    result["sampled_success"] = sampled_success(out, episodes)
     write_text_atomically(record, json.dumps(result) + "\n")
     return f"{record}: sampled success {result['sampled_success']:.3f}"
 
@@ -417,7 +420,7 @@ def main() -> int:
         unknown = [t for t in tasks if t not in POPGYM]
         if unknown:
             parser.error(f"unknown --tasks {unknown}; accepted: {', '.join(POPGYM)}, or popgym for all five")
-    records = Path(args.records)
+    records, command = Path(args.records), "python bench/streaming.py " + " ".join(sys.argv[1:])
     if args.add_sampled:
         for seed in args.seeds:
             for task in tasks:
@@ -433,15 +436,15 @@ def main() -> int:
                         result = run_one(agent, task, seed, args.steps, Path(args.runs), records, args.episodes,
                                          args.extend_from)
                     except subprocess.CalledProcessError:   # the child said why; the records so far are kept
-                        report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
+                        report(records, Path(args.doc), command)
                         raise   # script_main names the command and exits with its code
                     except ExtendError as error:
-                        report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
+                        report(records, Path(args.doc), command)
                         parser.error(str(error))
                     score = (f"greedy success {result['greedy_success']:.3f}" if result.get("delay") is not None
                              else f"greedy return {result['greedy_return']:.3f}")
                     print(f"{task} {agent} seed {seed}: {score}, {result['steps_per_s']:.0f} steps/s", flush=True)
-    report(records, Path(args.doc), "python bench/streaming.py " + " ".join(sys.argv[1:]))
+    report(records, Path(args.doc), command)
     return 0
 
 

@@ -115,7 +115,7 @@ class HeadGradients:
     to their sensitivity's name), w.r.t. ``params`` (in order): ``of(kinds, x, c, logits, action)``."""
 
     def __init__(self, net: Agent, params: list[Tensor], recurrent: dict[int, str]):
-        self.net, self.params, self.recurrent = net, params, recurrent
+        self.net = net
         core, heads = net.core, {"policy": net.policy, "baseline": net.baseline}
         roles = {id(p): ("readout", name) for name, p in core.readout_parameters().items()}
         for head, module in heads.items():
