@@ -5,7 +5,7 @@ installs its signal handlers before torch is imported (``rtrl.cli.early``).
 """
 __version__ = "0.2.0"
 __all__ = ["ELSTM", "IndRNN", "DiagonalLRU", "RTU", "ComplexLRU", "ElementwiseRNN", "RecurrentState", "rtrl_segment",
-           "StackedRNN", "StackedState"]
+           "StackedRNN", "StackedState", "project_parameters"]
 
 
 def __getattr__(name: str):

@@ -247,6 +247,19 @@ class ElementwiseRNN(nn.Module):
         tensors of ``state`` (one read and one write of S: an actor's once-per-rollout replay)."""
         return self._run(x, state, reset, "in_place")[1]
 
+    @torch.no_grad()
+    def project_parameters_(self) -> None:
+        """Bring the parameters back into the set the cell is defined on, in place; a learner calls it after
+        every update (``project_parameters``). Default: nothing (most cells bound themselves by construction)."""
+
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
                 f"learning={self.learning!r}, method={self.method!r}")
+
+
+def project_parameters(module: nn.Module) -> None:
+    """``project_parameters_`` of every cell inside ``module`` (a model, a stack or a cell): what a learner
+    calls after each parameter update, as the IndRNN paper clips its recurrent weights after each step."""
+    for sub in module.modules():
+        if isinstance(sub, ElementwiseRNN):
+            sub.project_parameters_()

@@ -107,17 +107,26 @@ class IndRNN(ElementwiseRNN):
 
     Output y_t = c_t. ``activation`` is "relu" (the original) or "tanh".
     Init: W ~ U(±1/√D), u ~ U(0, 1) (so |u| < 1 keeps the carry contractive at the start), b = 0.
+    ``max_recurrent``: the bound on |u| the learners restore after every update (``project_parameters_``),
+    as the IndRNN paper constrains its recurrent weights; without it one large step (a streaming learner's
+    may move a weight by 1/κ) can put a relu unit's u above 1, and its state then grows geometrically.
+    None: no bound.
     """
 
     num_gates = 1
     ACTIVATIONS = ("relu", "tanh")
 
     def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment",
-                 activation: str = "relu"):
+                 activation: str = "relu", max_recurrent: float | None = 1.0):
         if activation not in self.ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; accepted: {', '.join(self.ACTIVATIONS)}")
+        if max_recurrent is not None and not (isinstance(max_recurrent, (int, float))
+                                              and not isinstance(max_recurrent, bool)
+                                              and math.isfinite(max_recurrent) and max_recurrent > 0):
+            raise ValueError(f"max_recurrent must be a finite number > 0 or None (no bound), got {max_recurrent!r}")
         super().__init__(input_size, hidden_size, learning, method)
         self.activation = activation
+        self.max_recurrent = None if max_recurrent is None else float(max_recurrent)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -125,6 +134,12 @@ class IndRNN(ElementwiseRNN):
         nn.init.uniform_(self.weight_x, -bound, bound)
         nn.init.uniform_(self.weight_c, 0.0, 1.0)
         nn.init.zeros_(self.bias)
+        self.project_parameters_()
+
+    @torch.no_grad()
+    def project_parameters_(self) -> None:
+        if self.max_recurrent is not None:
+            self.weight_c.clamp_(-self.max_recurrent, self.max_recurrent)
 
     def transition(self, pre, c_prev, per_unit=None, out=None):
         if self.activation == "relu":
@@ -139,7 +154,7 @@ class IndRNN(ElementwiseRNN):
         return torch.zeros_like(c_prev), slope.unsqueeze(-2), None
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", activation={self.activation!r}"
+        return super().extra_repr() + f", activation={self.activation!r}, max_recurrent={self.max_recurrent}"
 
 
 class DiagonalLRU(ElementwiseRNN):

@@ -303,12 +303,36 @@ def test_bptt_state_stays_attached():
     (lambda c: rtrl.ELSTM(D, 0), "hidden_size"),
     (lambda c: rtrl.ELSTM(D, N, method="chunk"), "accepted: segment, step"),
     (lambda c: rtrl.IndRNN(D, N, activation="gelu"), "relu, tanh"),
+    (lambda c: rtrl.IndRNN(D, N, max_recurrent=0.0), r"max_recurrent must be .* got 0.0"),
+    (lambda c: rtrl.IndRNN(D, N, max_recurrent=float("inf")), r"or None \(no bound\), got inf"),
     (lambda c: c.initial_state(0), "batch_size"),
 ])
 def test_bad_input_gives_clear_errors(bad, match):
     cell = rtrl.ELSTM(D, N)
     with pytest.raises(ValueError, match=match):
         bad(cell)
+
+
+def test_project_parameters_bounds_the_indrnn_recurrent_weights_in_any_module():
+    """``rtrl.project_parameters`` restores |u| <= max_recurrent in every IndRNN inside a module (a stack's layers
+    here), keeps the weights inside the bound as they are, and leaves the other cells and parameters alone."""
+    module = torch.nn.ModuleList([rtrl.StackedRNN(D, N, 2, cell="indrnn", max_recurrent=0.9),
+                                  rtrl.IndRNN(D, N, max_recurrent=None), rtrl.ELSTM(D, N)])
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.linspace(-2, 2, p.numel()).view_as(p)) if name.endswith("weight_c") else p.mul_(4)
+    before = {name: p.clone() for name, p in module.named_parameters()}
+    rtrl.project_parameters(module)
+    bounded = [name for name in before if name.startswith("0.") and name.endswith("weight_c")]
+    assert len(bounded) == 2
+    for name, p in module.named_parameters():
+        u = before[name]
+        if name in bounded:
+            inside = u.abs() <= 0.9
+            assert u.abs().max() > 0.9 and inside.any() and torch.equal(p, u.clamp(-0.9, 0.9)), name
+        else:
+            assert torch.equal(p, u), name
+    assert rtrl.IndRNN(D, N).max_recurrent == 1.0 and module[1].max_recurrent is None
 
 
 def test_stepping_without_gradients_or_sensitivities():

@@ -134,3 +134,19 @@ def test_the_shuffle_resumes_from_the_learner_state():
     resumed = ImpalaLearner(build_agent(cfg, spec), cfg)
     resumed.load_state_dict(copy.deepcopy(learner.state_dict()))
     assert torch.randperm(4, generator=resumed.shuffle).tolist() == torch.randperm(4, generator=learner.shuffle).tolist()
+
+
+def test_the_learner_restores_the_cells_parameter_bounds_after_each_step():
+    """After its optimizer step the learner projects the cells' parameters back into their set (an IndRNN's
+    |u| <= max_recurrent, ``rtrl.project_parameters``): with a bound below the init's u ~ U(0, 1), every u ends
+    inside it, the ones that were outside on it."""
+    cfg = small_config(cell="indrnn", total_steps=10_000, lr=0.01, envs_per_actor=1, batch_size=4)
+    spec, worker, rollouts = collect_rollouts(cfg, 4)
+    batch, _ = collate(rollouts)
+    model = build_agent(cfg, spec)
+    model.load_state_dict(worker.model.state_dict())
+    model.core.max_recurrent = 0.05
+    assert (model.core.weight_c.abs() > 0.05).any()
+    ImpalaLearner(model, cfg).update(Experience(batch, batch.done.numel()), steps_done=0)
+    u = model.core.weight_c.detach()
+    assert u.abs().max() <= 0.05 and (u.abs() == 0.05).any()

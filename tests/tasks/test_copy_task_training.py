@@ -153,3 +153,18 @@ def test_cli_bad_flags(argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err, err
+
+
+def test_the_copy_tasks_optimizer_step_restores_the_cells_parameter_bounds():
+    """The copy task's step (batched and online training both take it) projects the cells' parameters back into
+    their set afterwards: an IndRNN's |u| <= max_recurrent."""
+    from rtrl.models import with_options
+    from rtrl.tasks.copy_task import CopyModel, make_optimizer, optimizer_step
+    model = CopyModel(with_options(cell="indrnn", learning="rtrl", hidden_size=4))
+    model.core.max_recurrent = 0.05
+    assert (model.core.weight_c.abs() > 0.05).any()
+    logits, _ = model(torch.randint(0, 3, (5, 2)), model.initial_state(2))
+    logits.square().sum().backward()
+    optimizer_step(model, make_optimizer(model, 1e-3), grad_clip=1.0)
+    u = model.core.weight_c.detach()
+    assert u.abs().max() <= 0.05 and (u.abs() == 0.05).any()

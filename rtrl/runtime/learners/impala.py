@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from rtrl.algos import impala_loss, linear_decay
+from rtrl.cells import project_parameters
 from rtrl.models import Agent
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience
@@ -91,6 +92,7 @@ class ImpalaLearner:
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.trained, self.grad_norm_clip))
             if math.isfinite(stats["grad_norm"]):
                 self.optimizer.step()
+                project_parameters(self.model)
             else:
                 nonfinite = ["grad_norm"]
         return {**stats, "nonfinite": nonfinite}

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
+from rtrl.cells import project_parameters
 from rtrl.cells.engine import complete_pending
 from rtrl.envs import EnvBatch, EnvSpec, env_seeds, episodes_from
 from rtrl.models import Agent
@@ -273,6 +274,9 @@ class StreamLearner:
             if bool(self.done[b]):   # the episode ended with this transition: its traces end with it
                 torch._foreach_zero_(self.value_traces[b] + self.policy_traces[b])
             sizes.append((*alphas, norms[0] + norms[1]))
+        for net in (self.model, self.critic):
+            if net is not None:
+                project_parameters(net)
         return tuple(float(np.mean(column)) for column in zip(*sizes))
 
     def _entropy_grads(self) -> list[list]:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rtrl.cells import project_parameters
 from rtrl.models import ModelConfig, make_core
 from rtrl.tasks.copy_task.data import NUM_CLASSES, NUM_INPUT_TOKENS, CopyData
 from rtrl.tasks.copy_task.scoring import loss_mask, score
@@ -72,6 +73,7 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
+    project_parameters(model)
     optimizer.zero_grad(set_to_none=True)
 
 
