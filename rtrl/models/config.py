@@ -19,6 +19,7 @@ The names before this vocabulary (``core = rtrl-elstm | tbptt-elstm | lstm | ff`
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 from rtrl.cells import CELL_TYPES, MULTILAYER
@@ -26,11 +27,17 @@ from rtrl.models.stems import STEMS
 from rtrl.settings import POSITIVE_INT, Check, is_finite_number, SettingError, literal, setting, validate
 
 S = setting
+log = logging.getLogger(__name__)
 ELEMENTWISE_CELLS = tuple(CELL_TYPES)             # elstm, indrnn, lru: any learning, stackable
 CELLS = ELEMENTWISE_CELLS + ("lstm", "ff")
 RTU_VARIANTS = ("linear", "nonlinear")
 LEARNING = ("rtrl", "tbptt", "bptt")
 LOG_STD = ("parameter", "state")
+# cells whose outputs grow with their weights (y = c, or a relu) and, under a learner whose one step may move every
+# weight far (the streaming learner's ObGD: up to 1/κ each), diverged within 5,000 steps at delay 30 (values ~1e6)
+# unless a LayerNorm brought the core's output to unit scale, as Stream AC has after each layer (docs/STREAMING.md).
+# clru's outputs are unbounded too, but its input normalisation kept them in range there (40,000 steps)
+UNBOUNDED_OUTPUT_CELLS = ("indrnn", "lru")
 # the old ``core`` names: (cell, learning)
 CORE_ALIASES = {"rtrl-elstm": ("elstm", "rtrl"), "tbptt-elstm": ("elstm", "tbptt"), "lstm": ("lstm", "tbptt"),
                 "ff": ("ff", "tbptt")}
@@ -75,7 +82,8 @@ class ModelConfig:
                            "core's gates out of saturation on Atari)")
     output_norm: bool = S(False, "LayerNorm without parameters on the core's output before the policy and value "
                           "heads (as Stream AC(lambda) puts one after every hidden layer, Elsayed et al. 2024): "
-                          "the heads see features of unit scale however large the core's state grows")
+                          "the heads see features of unit scale however large the core's state grows; the stream learner turns it on "
+                          "for indrnn and lru unless it is set")
     obs_norm: bool = S(False, "normalise vector observations by their running mean and std (updated by the learner "
                        "from each batch, clipped to ±5 std, saved in checkpoints), as VecNormalize does")
     reward_norm: bool = S(False, "divide the rewards, in the loss and in the core's input, by the root mean square of "
@@ -148,6 +156,17 @@ def refuse_unread_model_settings(values: dict, given: dict, base: dict) -> None:
         raise SettingError(f"{{{name}}} is read by {readers} only; with {ruled_out} it would be ignored: leave it "
                            "out, or change " + " / ".join(f"{{{d}:name}}" for d in deciders),
                            **{name: given[name]}, **{d: merged[d] for d in deciders})
+
+
+def norm_unbounded_outputs(values: dict, given: dict, large_steps: bool) -> None:
+    """``output_norm`` on in ``values``, logged, for a cell of ``UNBOUNDED_OUTPUT_CELLS`` under a learner of
+    ``large_steps`` when the user (``given``: flags, a file) did not set it: the default gives way, as a preset's."""
+    if large_steps and values.get("cell") in UNBOUNDED_OUTPUT_CELLS and "output_norm" not in given \
+            and not values.get("output_norm"):
+        values["output_norm"] = True
+        log.info("output_norm=True chosen: the %s cell's outputs are unbounded, and the streaming learner's steps make "
+                 "them diverge without a LayerNorm (docs/STREAMING.md); give --output-norm false to run without",
+                 values["cell"])
 
 
 def upgrade_core_alias(values: dict, *, where: str = "") -> dict:

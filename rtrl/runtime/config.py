@@ -14,9 +14,8 @@ import torch
 
 from rtrl.algos import LossConfig
 from rtrl.envs import EnvSpec
-from rtrl.cells import available_memory
-from rtrl.cells.stacked import format_bytes
-from rtrl.models import Agent, ModelConfig, refuse_unread_model_settings, upgrade_core_alias
+from rtrl.cells.stacked import available_memory, format_bytes
+from rtrl.models import Agent, ModelConfig, norm_unbounded_outputs, refuse_unread_model_settings, upgrade_core_alias
 from rtrl.runtime.devices import check_device, cpu_count
 from rtrl.runtime.sizes import check_train, check_train_config, model_sizes
 from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED,
@@ -372,6 +371,7 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
     refuse_unread_model_settings(values, user_set, base)
     if "batch_size" in user_set and "envs_per_actor" not in user_set:
         _adapt_envs_per_actor(values)
+    norm_unbounded_outputs(values, user_set, values.get("learner") == "stream")
     return TrainConfig.from_dict(values).validate()
 
 

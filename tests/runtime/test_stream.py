@@ -14,7 +14,7 @@ from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_siz
 from rtrl.envs import EnvSpec
 from rtrl.runtime.checkpoints import load_checkpoint
 from rtrl.runtime.config import PRESETS, TrainConfig, build_agent, resolve_config
-from rtrl.runtime.learners.stream import StreamLearner, StreamStep
+from rtrl.runtime.learners.stream import StreamLearner, StreamSource, StreamStep
 from rtrl.runtime.train import train
 from rtrl.settings import SettingError
 
@@ -236,14 +236,15 @@ def test_streaming_rtrl_learns_a_short_delay_in_seconds(tmp_path):
     ("lru", True, False, "separate", "direct", "batched"), ("elstm", False, False, "shared", "trace", "batched"),
     ("elstm", False, False, "shared", "trace", "multi"), ("indrnn", False, False, "separate", "direct", "closed"),
     ("rtu", False, False, "shared", "direct", "closed"), ("clru", True, False, "separate", "trace", "closed"),
-    ("rtu", False, False, "shared", "trace", "batched")])
+    ("rtu", False, False, "shared", "trace", "batched"), ("lru", False, True, "shared", "direct", "closed"),
+    ("indrnn", False, True, "separate", "trace", "closed"), ("clru", False, True, "shared", "trace", "closed")])
 def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell, chunked, output_norm,
                                                                                         critic, entropy_step, heads,
                                                                                         monkeypatch):
     """With the sensitivities kept in place and the recurrent gradients folded from S into the traces
     (g_c ⊙ S_t), two streams take exactly the steps the all-autograd path takes (float64), and S stays the
     same tensors from step to step — with the heads' gradients in closed form (``HeadGradients``: the default
-    where it applies; "multi": a MultiDiscrete action) or by batched autograd (an output norm has no closed form)."""
+    where it applies, an output norm's LayerNorm included; "multi": a MultiDiscrete action) or by batched autograd."""
     from rtrl.runtime.learners.stream import StreamSource
     if chunked:   # one stream per batched backward call
         from rtrl.runtime.learners import gradients
@@ -262,8 +263,8 @@ def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allo
         agent = build_agent(cfg, spec).double()
         source, learner = StreamSource(cfg, spec, agent), StreamLearner(agent, cfg)
         assert source.fused and learner.fused and learner.value_net.fused   # a separate critic's too
-        # the closed form is taken wherever it applies (not with an output norm)
-        assert learner.actor.closed_form == learner.value_net.closed_form == (not output_norm)
+        # the closed form is taken wherever it applies (with an output norm too)
+        assert learner.actor.closed_form and learner.value_net.closed_form
         if heads == "batched":
             learner.actor.closed_form = learner.value_net.closed_form = False
         if not fused:
@@ -442,3 +443,48 @@ def test_the_entropy_step_is_a_setting_of_the_streaming_learner():
     # at long delays); Stream AC(λ)'s term stays the default without the preset and a flag away with it
     assert resolve_config("stream").entropy_step == "direct" and TrainConfig().entropy_step == "trace"
     assert resolve_config("stream", overrides={"entropy_step": "trace"}).entropy_step == "trace"
+
+
+@pytest.mark.parametrize("critic", ["shared", "separate"])
+def test_the_streaming_learner_restores_the_cells_parameter_bounds_after_each_step(critic):
+    """After every ObGD step the streaming learner projects the cells' parameters back into their set (an IndRNN's
+    |u| <= max_recurrent), in the model and in a separate critic."""
+    cfg = stream_config(cell="indrnn", critic=critic, output_norm=True, stream_lr=0.3)
+    spec = EnvSpec.probe(cfg.env, {})
+    agent = build_agent(cfg, spec)
+    source, learner = StreamSource(cfg, spec, agent), StreamLearner(agent, cfg)
+    cores = [agent.core] + ([learner.critic.core] if critic == "separate" else [])
+    for core in cores:
+        core.max_recurrent = 0.05
+        assert (core.weight_c.abs() > 0.05).any()
+    for t in range(3):
+        learner.update(source.next(), t)
+    for core in cores:
+        u = core.weight_c.detach()
+        assert u.abs().max() <= 0.05 and (u.abs() == 0.05).any()
+
+
+def test_cells_with_unbounded_outputs_get_an_output_norm_under_the_streaming_learner(caplog):
+    """The lru's and indrnn's outputs diverged under the stream preset without a LayerNorm (values ~1e6 within
+    5,000 steps): the streaming learner turns output_norm on for them, logged, unless the user set it; the
+    eLSTM, the RTU and the impala learner keep the default."""
+    import logging
+    with caplog.at_level(logging.INFO, logger="rtrl.models.config"):
+        assert resolve_config("stream", overrides={"cell": "lru"}).output_norm
+    assert "output_norm=True chosen: the lru cell's outputs are unbounded" in caplog.text
+    assert resolve_config("stream", overrides={"cell": "indrnn"}).output_norm
+    assert not resolve_config("stream", overrides={"cell": "lru", "output_norm": False}).output_norm
+    for cell in ("elstm", "rtu"):
+        assert not resolve_config("stream", overrides={"cell": cell}).output_norm
+    assert not resolve_config("memory", overrides={"cell": "lru"}).output_norm
+
+
+@pytest.mark.slow
+def test_an_lru_under_the_stream_preset_keeps_its_values_in_range(tmp_path):
+    """`rtrl train --preset stream --cell lru` for 3,000 steps: the value estimates stay of order 1 (without the
+    output norm the preset now chooses for it they passed 1e3 by then)."""
+    cfg = resolve_config("stream", overrides={"cell": "lru", "total_steps": 3000, "log_interval": 1e-9})
+    train(cfg, tmp_path, progress=False)
+    with open(tmp_path / "metrics.csv") as f:
+        values = [abs(float(row["value"])) for row in csv.DictReader(f) if row["value"]]
+    assert values and max(values) < 20

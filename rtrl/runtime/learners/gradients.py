@@ -14,8 +14,9 @@ w.r.t. its parameters: ``log_prob_grad``, ``entropy_grad``):
     g_c = (∂y/∂c)ᵀ u   (u itself when y = c),   ∂f/∂ρ[m] = u_m ∂y_m/∂ρ[m] for a readout parameter ρ,
     ∂f/∂W = s yᵀ, ∂f/∂b = s for the head f comes from (s = 1 for V); the other head's: not reached (None).
 
-The readout's Jacobians are the cell's own (``readout_derivatives``, which stacked cores already use). It applies
-when nothing else lies between the core and the outputs: no output norm, a categorical or multi-categorical
+The readout's Jacobians are the cell's own (``readout_derivatives``, which stacked cores already use). An output
+norm ŷ = (y − ȳ)/σ between the core and the heads (heads reading ŷ) turns u into (u − mean u − ŷ mean(u ⊙ ŷ))/σ.
+It applies when nothing else lies between the core and the outputs: a categorical or multi-categorical
 policy (a Gaussian's log std is clamped in the head), and no parameter but the core's and the two heads'
 (``HeadGradients.applies``). Tested in float64 against both autograd paths (tests/runtime/test_stream.py).
 """
@@ -124,7 +125,8 @@ class HeadGradients:
         roles.update({key: ("recurrent", name) for key, name in recurrent.items()})
         self.roles = [roles.get(id(p)) for p in params]
         dist = net.action_dist
-        self.applies = (bool(recurrent) and None not in self.roles and not net.config.output_norm
+        self.norm = net.config.output_norm
+        self.applies = (bool(recurrent) and None not in self.roles
                         and hasattr(dist, "log_prob_grad") and hasattr(dist, "entropy_grad")
                         and all(isinstance(m, torch.nn.Linear) for m in heads.values()))
 
@@ -138,12 +140,17 @@ class HeadGradients:
         net, core, B = self.net, self.net.core, len(c)
         y = core.readout(x, c)
         _, dy_dc, direct = core.readout_derivatives(x, c)
+        if self.norm:   # the heads read ŷ = (y − mean y) / σ, σ = sqrt(var y + ε) (F.layer_norm's, biased var)
+            sigma = torch.sqrt(y.var(-1, unbiased=False, keepdim=True) + 1e-5)
+            y = (y - y.mean(-1, keepdim=True)) / sigma
         dist, policy = net.action_dist, [kind for kind in kinds if kind != "value"]
         # s: ∂f/∂(head outputs) of each policy term (B,k,P); u = ∂f/∂y of every term (B,k,N), in kinds' order
         s = torch.stack([dist.log_prob_grad(logits, action) if kind == "log_prob" else dist.entropy_grad(logits)
                          for kind in policy], dim=1) if policy else None
         u = [] if policy == list(kinds) else [net.baseline.weight.expand(B, 1, -1)]
         u = torch.cat(u + ([s @ net.policy.weight] if policy else []), dim=1)
+        if self.norm:   # ∂f/∂y = (u − mean u − ŷ mean(u ⊙ ŷ)) / σ: the LayerNorm's vector-Jacobian product
+            u = (u - u.mean(-1, keepdim=True) - y[:, None] * (u * y[:, None]).mean(-1, keepdim=True)) / sigma[:, None]
         g_c = u if dy_dc is None else torch.bmm(u, dy_dc)                        # (B,k,N)
         readout = {name: u.reshape(*u.shape, *[1] * (d.dim() - 2)) * d[:, None] for name, d in direct.items()}
         heads = {"policy": (s[..., None] * y[:, None, None, :], s) if policy else None,
