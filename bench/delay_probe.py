@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from rtrl.cells import ELSTM, DiagonalLRU, IndRNN
+from rtrl.cells import ELSTM, DiagonalLRU, IndRNN, project_parameters
 from rtrl.records.reports import machine_description, utc_stamp
 
 
@@ -63,6 +63,7 @@ def probe(name: str, delay: int, iterations: int, symbols: int = 4, hidden: int 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        project_parameters(core)   # the IndRNN's |u| <= 1 (since 2026-12-07; its table rows were made before)
         accuracy = (logits.argmax(-1) == target).float().mean().item()
         if reached is None and accuracy >= 0.99:
             reached = it
