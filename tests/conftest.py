@@ -191,7 +191,7 @@ def learner_gradients(agent, batches, cfg: TrainConfig) -> dict:
         rollout_loss(agent.outputs(batch.obs, batch.reward, batch.done, state), batch, cfg).backward()
         with torch.no_grad():
             core_input = agent.core_input(batch.obs[:T], batch.reward[:T], batch.done[:T])
-        state = agent.advance(core_input, state.map(torch.clone), batch.done[:T])
+        state = agent.advance(core_input, map_tensors(torch.clone, state), batch.done[:T])
     return {name: p.grad.clone() for name, p in agent.named_parameters()}
 
 
@@ -203,7 +203,7 @@ def bptt_gradients(agent, batches, cfg: TrainConfig, detach_between_rollouts: bo
     state, total = agent.initial_state(batches[0].obs.shape[1]), 0
     for batch in batches:
         if detach_between_rollouts:
-            state = state.detach()
+            state = map_tensors(torch.Tensor.detach, state)
         out, _ = agent(batch.obs, batch.reward, batch.done, state)
         total = total + rollout_loss(out, batch, cfg)
         _, state = agent(batch.obs[:T], batch.reward[:T], batch.done[:T], state)

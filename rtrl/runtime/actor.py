@@ -101,7 +101,7 @@ class RolloutWorker:
                 self.dones[t] = step.done
         self.last, self.step_state = step, state
         # the full state before the next rollout's step 0, i.e. after step T-1
-        if self.model.core.steps_partial_state:
+        if self.model.steps_partial_state:
             self.state_before = self.model.advance(self.core_inputs, self.state_before, self.dones)
         else:
             self.state_before = state_before_last

@@ -174,12 +174,17 @@ def estimated_checkpoint_size(model: torch.nn.Module) -> int:
 
 def stem_parameter_names(model: Agent, include_fc: bool) -> list[str]:
     """Names of the stem's parameters that ``load_stem`` copies: all but its final ``fc`` layer (and that
-    too with ``include_fc``)."""
-    names = [n for n, _ in model.named_parameters() if n.startswith("stem.")]
+    too with ``include_fc``); a value tower's stem (``value_tower.stem.*``) takes the same copy."""
+    names = [n for n, _ in model.named_parameters() if n.startswith(("stem.", "value_tower.stem."))]
     if include_fc and not any(n.startswith("stem.fc.") for n in names):
         raise SettingError(f"{{load_fc}}: this run's stem ({type(model.stem).__name__}) has no final fc layer",
                            load_fc=include_fc)
-    return [n for n in names if include_fc or not n.startswith("stem.fc.")]
+    return [n for n in names if include_fc or not _source_name(n).startswith("stem.fc.")]
+
+
+def _source_name(name: str) -> str:
+    """The name in the source checkpoint of a stem parameter ``load_stem`` copies (one stem there, maybe two here)."""
+    return name.removeprefix("value_tower.")
 
 
 def load_stem(model: Agent, source: str | Path, include_fc: bool) -> list[str]:
@@ -198,16 +203,16 @@ def load_stem(model: Agent, source: str | Path, include_fc: bool) -> list[str]:
     theirs = checkpoint["model"]
     ours = dict(model.named_parameters())
     names = stem_parameter_names(model, include_fc)
-    missing = [n for n in names if n not in theirs]
+    missing = list(dict.fromkeys(_source_name(n) for n in names if _source_name(n) not in theirs))
     if missing:
         raise ValueError(f"the stem in {str(path)!r} does not match this run's stem: it has no {', '.join(missing)}")
-    mismatched = [f"{n} is {tuple(theirs[n].shape)} there, {tuple(ours[n].shape)} here"
-                  for n in names if theirs[n].shape != ours[n].shape]
+    mismatched = [f"{_source_name(n)} is {tuple(theirs[_source_name(n)].shape)} there, {tuple(ours[n].shape)} here"
+                  for n in names if theirs[_source_name(n)].shape != ours[n].shape]
     if mismatched:
         raise ValueError(f"the stem in {str(path)!r} does not match this run's stem: {'; '.join(mismatched)}")
     with torch.no_grad():
         for n in names:
-            ours[n].copy_(theirs[n])
+            ours[n].copy_(theirs[_source_name(n)])
     return names
 
 

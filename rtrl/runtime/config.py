@@ -17,7 +17,7 @@ from rtrl.envs import EnvSpec
 from rtrl.cells.stacked import available_memory, format_bytes
 from rtrl.models import Agent, ModelConfig, norm_unbounded_outputs, refuse_unread_model_settings, upgrade_core_alias
 from rtrl.runtime.devices import check_device, cpu_count
-from rtrl.runtime.sizes import check_train, check_train_config, model_sizes
+from rtrl.runtime.sizes import check_train, check_train_config, model_sizes, value_tower
 from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED,
                            UNIT_INTERVAL, Check, SettingError, from_dict, is_finite_number, literal, load_settings_file,
                            setting, validate)
@@ -44,7 +44,7 @@ LEARNER_SETTINGS = {
                "rmsprop_eps", "grad_norm_clip", "baseline_cost", "reward_clip", "normalize_advantages",
                "update_epochs", "minibatches", "policy_clip", "backend", "ray_address", "actor_cpus",
                "rollouts_in_flight", "broadcast_interval", "max_actor_restarts"),
-    "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "critic", "entropy_step"),
+    "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "entropy_step"),
 }
 
 
@@ -137,9 +137,10 @@ class TrainConfig(ModelConfig):
                            check=UNIT_INTERVAL)
     kappa_value: float = S(2.0, "with learner stream: ObGD's kappa of the critic's step", check=POSITIVE)
     kappa_policy: float = S(3.0, "with learner stream: ObGD's kappa of the actor's step", check=POSITIVE)
-    critic: str = S("shared", "with learner stream: shared (the value head on the policy's network: one core) or "
-                    "separate (a network of its own, same architecture, own recurrent state and sensitivities, as "
-                    "Stream AC(lambda) has; ~0.78x the steps/s, docs/STREAMING.md)", choices=("shared", "separate"))
+    critic: str = S("shared", "shared (the value head on the policy's network: one stem and core) or separate (the "
+                    "value's own stem and core, same architecture, own recurrent state and sensitivities, as Stream "
+                    "AC(lambda) and CleanRL's PPO have; stream: ~0.78x the steps/s, docs/STREAMING.md)",
+                    choices=("shared", "separate"))
     entropy_step: str = S("trace", "with learner stream: trace (Stream AC(lambda)'s entropy_cost * sign(delta) * grad H "
                           "in the actor's trace: its push scales with |delta|) or direct (step_size * entropy_cost * "
                           "grad H each step, outside the trace; docs/STREAMING.md)", choices=("trace", "direct"))
@@ -171,10 +172,6 @@ class TrainConfig(ModelConfig):
                                "on batches; {learner} updates at every step and has none: leave them at 1, 1 and 0",
                                update_epochs=self.update_epochs, minibatches=self.minibatches,
                                policy_clip=self.policy_clip, learner=self.learner)
-        if self.critic != "shared" and self.learner != "stream":
-            raise SettingError("{critic} is a setting of the streaming learner; {learner} has one network with both "
-                               "heads: leave it at shared, or give --learner stream", critic=self.critic,
-                               learner=self.learner)
         check_device(self.device, present=False)   # its presence: torch_device(), when the run starts
         if self.backend == "ray" and self.num_actors == 0:
             raise SettingError("{backend} needs actors: give {num_actors} >= 1", backend=self.backend,
@@ -249,7 +246,8 @@ def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
     allocates against ``sensitivity_memory_gib`` only (0: none); the run as a whole is checked once at
     its start (``check_sensitivity_memory``)."""
     limit = int(cfg.sensitivity_memory_gib * 2 ** 30) if cfg.sensitivity_memory_gib else 2 ** 62
-    return Agent(spec.obs_shape, spec.obs_dtype, spec.action or spec.num_actions, cfg.model_config(), memory_limit=limit)
+    return Agent(spec.obs_shape, spec.obs_dtype, spec.action or spec.num_actions, cfg.model_config(), memory_limit=limit,
+                 value_tower=value_tower(cfg))
 
 
 def check_sensitivity_memory(cfg: TrainConfig, model: Agent, copies: int) -> None:
@@ -260,7 +258,7 @@ def check_sensitivity_memory(cfg: TrainConfig, model: Agent, copies: int) -> Non
     environments, sensitivities) against the memory available now. Also refuses initial weights that are
     not finite (``check_initial_weights``): the model it is given is the one just built."""
     check_initial_weights(model, cfg)
-    per_env = model.core.sensitivity_bytes(1) if hasattr(model.core, "sensitivity_bytes") else 0
+    per_env = model.sensitivity_bytes(1)
     limit = cfg.sensitivity_memory_gib * 2 ** 30 or available_memory()
     if per_env * copies > limit:
         where = "the limit" if cfg.sensitivity_memory_gib else "the memory available now"

@@ -44,18 +44,24 @@ def parameter_bytes(model) -> int:
 def model_sizes(model) -> dict:
     """What :func:`train_parts` needs of a model (real, or on the meta device): its parameter bytes, one
     environment's recurrent state (without sensitivities) and sensitivity bytes, and the stem's width."""
-    core = model.core
+    tower = getattr(model, "value_tower", None)
     return {"params": parameter_bytes(model), "state": sum(t.numel() * t.element_size() for t in _state_tensors(model)),
-            "sensitivity": core.sensitivity_bytes(1) if hasattr(core, "sensitivity_bytes") else 0,
-            "stem_width": model.stem.output_size}
+            "sensitivity": model.sensitivity_bytes(1),
+            "stem_width": model.stem.output_size + (tower.stem.output_size if tower is not None else 0)}
 
 
 def upper_sizes(cfg) -> dict:
     """Bounds of :func:`model_sizes` from the config's sizes alone (an environment of one observation value)."""
     N, S, L = cfg.hidden_size, cfg.stem_hidden_size, cfg.num_layers
-    width = N + S + 8
-    return {"params": 16 * L * width * width * FLOAT, "state": 4 * N * L * FLOAT,
-            "sensitivity": 16 * N * width * (L * L * N if L > 1 else 1) * FLOAT, "stem_width": S}
+    width, towers = N + S + 8, 2 if value_tower(cfg) else 1
+    return {"params": towers * 16 * L * width * width * FLOAT, "state": towers * 4 * N * L * FLOAT,
+            "sensitivity": towers * 16 * N * width * (L * L * N if L > 1 else 1) * FLOAT, "stem_width": towers * S}
+
+
+def value_tower(cfg) -> bool:
+    """Whether the agent of ``cfg`` has a value tower (``Agent(value_tower=True)``): the impala learner's separate
+    critic (the streaming learner keeps a critic network of its own)."""
+    return getattr(cfg, "critic", "shared") == "separate" and getattr(cfg, "learner", "impala") == "impala"
 
 
 def state_copies(cfg) -> int:
@@ -122,7 +128,7 @@ def check_train_config(cfg) -> None:
     try:
         with torch.device("meta"):
             model = Agent((1, 36, 36) if image else (1,), torch.uint8 if image else torch.float32, 2,
-                          cfg.model_config(), memory_limit=limit)
+                          cfg.model_config(), memory_limit=limit, value_tower=value_tower(cfg))
         sizes = model_sizes(model)
     except SettingError:
         raise

@@ -5,7 +5,8 @@ import copy
 import pytest
 import torch
 
-from conftest import as_double, bptt_gradients, collect_rollouts, learner_gradients, rollout_loss, small_config
+from conftest import (as_double, bptt_gradients, check_rollout_invariants, collect_rollouts, learner_gradients,
+                      rollout_loss, small_config)
 from rtrl.runtime.config import build_agent
 from rtrl.runtime.experience import Experience
 from rtrl.runtime.learners import ImpalaLearner
@@ -39,6 +40,40 @@ def test_learner_rtrl_gradient_equals_full_history_bptt():
     truncated = bptt_gradients(bptt_agent, batches, cfg, detach_between_rollouts=True)
     name = "core.weight_x"
     assert (truncated[name] - full[name]).abs().max() > 1e-4 * full[name].abs().max()
+
+
+@pytest.mark.parametrize("learning", ["rtrl", "tbptt"])
+def test_a_value_tower_keeps_the_gradient_exact_and_the_two_networks_apart(learning):
+    """With ``critic separate`` the impala learner's agent has a value tower (its own stem and core): the learner's
+    gradient from the actors' carried state still equals full-history BPTT for both cores (rtrl) or within-rollout
+    BPTT (tbptt; float64); the value reaches none of the policy network's parameters and the policy none of the
+    tower's; and an actor's replay of a rollout gives the state that stepping it gives."""
+    cfg = small_config(critic="separate", learning=learning)
+    spec, worker, rollouts = collect_rollouts(cfg, 3)
+    assert worker.model.value_tower is not None
+    check_rollout_invariants(worker.model, rollouts, "rtrl-elstm" if learning == "rtrl" else "tbptt-elstm")
+    batches = [as_double(collate([r])[0]) for r in rollouts]
+    agent = build_agent(cfg, spec).double()
+    agent.load_state_dict(worker.model.state_dict())
+    for core in agent.cores:
+        core.weight_c.data.normal_(0, 0.5)  # a recurrence that matters
+    twin = build_agent(small_config(critic="separate", learning="tbptt"), spec).double()
+    twin.load_state_dict(agent.state_dict())
+    got = learner_gradients(agent, batches, cfg)
+    full = bptt_gradients(twin, batches, cfg, detach_between_rollouts=learning == "tbptt")
+    recurrent = [name for name in got if ".core." in f".{name}" and "weight_c" in name]
+    assert sorted(recurrent) == ["core.weight_c", "value_tower.core.weight_c"]
+    for name, grad in got.items():
+        if "stem." in name:  # the stems get the within-rollout gradient only (as in the paper)
+            continue
+        assert (grad - full[name]).abs().max() <= 1e-9 * full[name].abs().max(), name
+    batch = batches[0]
+    out = agent.outputs(batch.obs, batch.reward, batch.done, as_double(rollouts[0].state))
+    policy_net = [p for name, p in agent.named_parameters() if name.split(".")[0] in ("stem", "core", "policy")]
+    tower = list(agent.value_tower.parameters()) + list(agent.baseline.parameters())
+    for of, params in ((out.baseline, policy_net), (out.policy_logits, tower)):   # (the engine gives zeros, not None)
+        grads = torch.autograd.grad(of.sum(), params, retain_graph=True, allow_unused=True)
+        assert all(g is None or not g.any() for g in grads)
 
 
 def test_one_update_is_rmsprop_on_the_clipped_gradient_at_the_decayed_rate():

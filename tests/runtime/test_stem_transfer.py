@@ -32,6 +32,12 @@ def test_load_and_freeze_stem(tmp_path):
     assert all(torch.equal(state[k], v) for k, v in before_fc.items())
     load_stem(model, source / "checkpoint.pt", include_fc=True)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in stem_tensors(src, "stem.fc.").items())
+    # a value tower's stem (critic separate) takes the same copy
+    towered = build_agent(image_config(seed=2, critic="separate"), EnvSpec.probe(cfg.env, cfg.env_options))
+    names = load_stem(towered, source, include_fc=False)
+    assert sum(n.startswith("value_tower.stem.convs.") for n in names) == sum(n.startswith("stem.convs.") for n in names)
+    state = towered.state_dict()
+    assert all(torch.equal(state["value_tower." + k], v) for k, v in stem_tensors(src, "stem.convs.").items())
     # a frozen, loaded stem stays equal to the source through training (and is saved); the rest trains
     out = tmp_path / "frozen"
     code = main(["train", "--out", str(out), "--env", PROCGEN, "--total-steps", "8", "--unroll-length", "2",

@@ -358,9 +358,13 @@ def test_a_separate_critic_trains_alone_and_is_checkpointed_and_resumed(tmp_path
     assert main(["eval", str(tmp_path), "--episodes", "4"]) == 0
 
 
-def test_a_separate_critic_is_a_setting_of_the_streaming_learner_only():
-    with pytest.raises(SettingError, match="critic"):
-        small_config(critic="separate")
+def test_a_separate_critic_is_a_network_of_its_own_under_either_learner():
+    """The streaming learner keeps its critic itself (the model has no value tower); the impala learner's model
+    carries it as a value tower (tests/runtime/test_learner.py). A bad value is refused, naming the accepted."""
+    spec = EnvSpec.probe(MEMORY, {})
+    assert build_agent(stream_config(critic="separate"), spec).value_tower is None
+    assert build_agent(small_config(critic="separate"), spec).value_tower is not None
+    assert build_agent(small_config(), spec).value_tower is None
     with pytest.raises(SettingError, match="shared"):
         stream_config(critic="both")
 

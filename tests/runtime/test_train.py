@@ -77,6 +77,26 @@ def test_passes_of_minibatches_take_their_steps_and_resume_with_the_shuffle(tmp_
     assert all(s["step"] == 40 for s in ckpt["learner"]["optimizer"]["state"].values())
 
 
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_a_separate_critic_trains_resumes_and_evaluates(tmp_path, backend):
+    """``--critic separate`` with the impala learner: the value tower's weights are trained, saved and resumed with
+    the rest (inline and the local actor processes, which step both cores), and ``rtrl eval`` rebuilds the agent."""
+    extra = {} if backend == "inline" else {"num_actors": 1}
+    cfg = small_config(total_steps=200, critic="separate", **extra)
+    summary = train(cfg, tmp_path, backend_factory=InterruptingBackend if backend == "inline" else None,
+                    progress=False)
+    first = load_checkpoint(tmp_path / "checkpoint.pt")
+    tower = {k: v for k, v in first["model"].items() if k.startswith("value_tower.core.")}
+    assert len(tower) == 5 and "baseline.weight" in first["model"]
+    if backend == "inline":   # interrupted after 3 updates: resumed, the tower trained on
+        assert not summary["finished"]
+        summary = train(cfg, tmp_path, progress=False)
+        last = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
+        assert all(not torch.equal(last[k], v) for k, v in tower.items())
+    assert summary["finished"] and summary["steps"] == 200
+    assert main(["eval", str(tmp_path), "--episodes", "2"]) == 0
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--env", "atar:Pong"], "known prefixes"),
     (["--env", "mujoco:Hopper-v5?observe=speed"], "option observe='speed'"),
