@@ -37,7 +37,7 @@ T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}   # two-sided 95% t quantiles by
 RECORDS = ROOT / "docs" / "mujoco"
 # the learner's update of the preset: a record (and its run directory) made with other values is not skipped or
 # resumed for it; the records of the one-pass configuration the table first had are in docs/mujoco/one-pass-300k/
-UPDATE = ("update_epochs", "minibatches", "policy_clip")
+UPDATE = ("update_epochs", "minibatches", "policy_clip", "critic")
 
 
 def preset_update() -> dict:
@@ -46,7 +46,14 @@ def preset_update() -> dict:
 
 
 def update_label(update: dict) -> str:
-    return "e{update_epochs}-m{minibatches}-clip{policy_clip:g}".format(**update)
+    """e4-m4-clip0.2, and -critic-separate with the value's own network (``--critic separate``)."""
+    label = "e{update_epochs}-m{minibatches}-clip{policy_clip:g}".format(**update)
+    return label + ("" if update.get("critic", "shared") == "shared" else f"-critic-{update['critic']}")
+
+
+def record_update(record: dict) -> dict | None:
+    """The update a record was made with (records from before ``critic`` was one of its settings: a shared one)."""
+    return None if record.get("update") is None else {"critic": "shared", **record["update"]}
 
 
 def budget_label(total_steps: int) -> str:
@@ -73,7 +80,8 @@ def run_one(task: str, core: str, seed: int, total_steps: int, runs: Path, updat
     update = update or preset_update()
     out = runs / task / f"{core}-seed{seed}-{total_steps}-{update_label(update)}"
     preset = preset_update()
-    changed = [f for k, v in update.items() if v != preset[k] for f in (f"--{k.replace('_', '-')}", f"{v:g}")]
+    changed = [f for k, v in update.items() if v != preset[k]
+               for f in (f"--{k.replace('_', '-')}", v if isinstance(v, str) else f"{v:g}")]
     cmd = ["nice", "-n", "19", sys.executable, "-m", "rtrl", "train", "--preset", "mujoco", "--env", TASKS[task],
            *CORES[core], *changed, "--seed", str(seed), "--total-steps", str(total_steps), "--out", str(out),
            "--no-progress", "--no-plot"]
@@ -100,7 +108,7 @@ def load_records(total_steps: int, update: dict | None = None) -> list[dict]:
     update = update or preset_update()
     folder = RECORDS / section_label(total_steps, update)
     return [r for r in (json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))
-            if r.get("update") == update and r["total_steps"] == total_steps]
+            if record_update(r) == update and r["total_steps"] == total_steps]
 
 
 def machines_of(records: list[dict]) -> str:
@@ -180,6 +188,8 @@ def main() -> int:
     parser.add_argument("--update-epochs", type=int, default=preset["update_epochs"], help="default: the preset's")
     parser.add_argument("--minibatches", type=int, default=preset["minibatches"], help="default: the preset's")
     parser.add_argument("--policy-clip", type=float, default=preset["policy_clip"], help="default: the preset's")
+    parser.add_argument("--critic", choices=("shared", "separate"), default=preset["critic"],
+                        help="separate: the value's own stem and core (default: the preset's)")
     args = parser.parse_args()
     update = {k: type(preset[k])(getattr(args, k)) for k in UPDATE}
     if not args.report:   # seed by seed: every task and core gets a first seed before any gets a third
@@ -187,7 +197,7 @@ def main() -> int:
             for task in args.tasks:
                 for core in args.cores:
                     path = record_path(task, core, seed, args.total_steps, update)
-                    if path.exists() and json.loads(path.read_text()).get("update") == update:
+                    if path.exists() and record_update(json.loads(path.read_text())) == update:
                         continue
                     run_one(task, core, seed, args.total_steps, Path(args.runs), update)
                     report(Path(args.doc), args.total_steps, update)

@@ -29,7 +29,7 @@ def _record(suite, name, seed, final, steps=300_000, update="preset"):
 
 def test_the_table_holds_the_presets_update_at_the_budget_only(suite, tmp_path):
     from rtrl.runtime.config import PRESETS
-    assert suite.preset_update() == {k: PRESETS["mujoco"][k] for k in suite.UPDATE}
+    assert suite.preset_update() == {**{k: PRESETS["mujoco"][k] for k in suite.UPDATE if k != "critic"}, "critic": "shared"}
     _record(suite, "a.json", 0, 800.0)
     _record(suite, "b.json", 1, 400.0)
     _record(suite, "old.json", 2, 190.0, update=None)   # a one-pass record from before the update was kept
@@ -114,3 +114,23 @@ def test_another_update_keeps_records_and_a_section_of_its_own(suite, tmp_path, 
     cmd = commands[0]
     assert cmd[cmd.index("--update-epochs") + 1] == "1" and "--minibatches" not in cmd
     assert cmd[cmd.index("--out") + 1].endswith("rtrl-seed0-1000000-e1-m4-clip0.2")
+
+
+def test_a_separate_critic_is_a_variant_and_older_records_count_as_shared(suite, monkeypatch):
+    """`--critic separate` is one more setting of the update: its records, directory and command are its own; a
+    record made before ``critic`` was kept (no such key) is a shared critic's and stays in the preset's table."""
+    variant = dict(suite.preset_update(), critic="separate")
+    assert suite.preset_update()["critic"] == "shared"
+    assert suite.section_label(1_000_000, variant) == "1M-e4-m4-clip0.2-critic-separate"
+    older = {k: v for k, v in suite.preset_update().items() if k != "critic"}
+    _record(suite, "old.json", 0, 321.0, steps=1_000_000, update=older)
+    assert [r["final_return"] for r in suite.load_records(1_000_000)] == [321.0]
+    assert suite.load_records(1_000_000, variant) == []
+    commands = []
+    monkeypatch.setattr(suite, "check_child", lambda cmd, cwd=None: commands.append(cmd) or (_ for _ in ()).throw(
+        RuntimeError("stop after the command")))
+    with pytest.raises(RuntimeError):
+        suite.run_one("hopper-v", "rtrl", 0, 1_000_000, suite.ROOT / "runs", variant)
+    cmd = commands[0]
+    assert cmd[cmd.index("--critic") + 1] == "separate" and "--update-epochs" not in cmd
+    assert cmd[cmd.index("--out") + 1].endswith("rtrl-seed0-1000000-e4-m4-clip0.2-critic-separate")
