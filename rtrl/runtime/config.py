@@ -43,7 +43,7 @@ LEARNER_SETTINGS = {
     "impala": ("unroll_length", "batch_size", "num_actors", "envs_per_actor", "num_buffers", "lr", "rmsprop_alpha",
                "rmsprop_eps", "grad_norm_clip", "baseline_cost", "reward_clip", "normalize_advantages",
                "update_epochs", "minibatches", "policy_clip", "backend", "ray_address", "actor_cpus",
-               "rollouts_in_flight", "broadcast_interval", "max_actor_restarts"),
+               "rollouts_in_flight", "broadcast_interval"),
     "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "entropy_step"),
 }
 
@@ -117,7 +117,8 @@ class TrainConfig(ModelConfig):
     broadcast_interval: int = S(1, "send the learner's weights to the actors after every K-th update",
                                 check=POSITIVE_INT)
     max_actor_restarts: int = S(3, "replace an actor that dies or fails (fresh environments) up to K times in a row "
-                                "per actor slot; the next failure ends the run with its traceback (0: the first)",
+                                "per actor slot (learner stream: its environments, every stream's episode cut); the "
+                                "next failure ends the run with its traceback (0: the first)",
                                 check=NON_NEGATIVE_INT)
     # --- Weights & Biases (issue 27; rtrl.records.wandb_log: the run id in wandb.json, resumed with the run) ---
     wandb: bool = S(False, "also log metrics.csv's rows and this config to Weights & Biases, one W&B run per run "

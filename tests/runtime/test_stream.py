@@ -492,3 +492,37 @@ def test_an_lru_under_the_stream_preset_keeps_its_values_in_range(tmp_path):
     with open(tmp_path / "metrics.csv") as f:
         values = [abs(float(row["value"])) for row in csv.DictReader(f) if row["value"]]
     assert values and max(values) < 20
+
+
+def test_streams_whose_environments_raise_get_fresh_ones_and_the_run_goes_on(tmp_path):
+    """As a backend replaces a failed actor: the environments are replaced (a new seed stream), every stream's
+    episode is cut there — no TD step on the step without an outcome, its traces zeroed — the restart is counted
+    in the metrics and the checkpoint, and one failure past ``max_actor_restarts`` in a row ends the run with a
+    checkpoint and the environment's error."""
+    from conftest import FailsOnceEnv, register_test_envs
+    from rtrl.runtime.backends import ActorError
+    register_test_envs()
+    FailsOnceEnv.failed = False
+    cfg = stream_config(env="gym:RtrlFailsOnce-v0", num_envs=2, total_steps=60)
+    spec = EnvSpec.probe(cfg.env, {})
+    agent = build_agent(cfg, spec)
+    source, learner = StreamSource(cfg, spec, agent), StreamLearner(agent, cfg)
+    cuts = []
+    for t in range(25):
+        experience = source.next()
+        learner.update(experience, t)
+        if experience.data.cut:
+            cuts.append(t)
+            assert learner.pending is None and bool(experience.data.done.all())
+            assert all(not z.any() for z in [*learner.value_traces[0], *learner.policy_traces[1]])
+        else:
+            assert learner.pending is not None
+    assert cuts == [19] and source.actor_restarts == 1   # the first environment's 20th step
+    FailsOnceEnv.failed = False
+    summary = train(cfg, tmp_path / "once", progress=False)
+    assert summary["finished"] and load_checkpoint(tmp_path / "once" / "checkpoint.pt")["actor_restarts"] == 1
+    with open(tmp_path / "once" / "metrics.csv") as f:
+        assert list(csv.DictReader(f))[-1]["actor_restarts"] == "1"
+    with pytest.raises(ActorError, match=r"failed 3 times in a row, more than max_actor_restarts=2 .* always raises$"):
+        train(stream_config(env="gym:RtrlAlwaysRaises-v0", max_actor_restarts=2), tmp_path / "always", progress=False)
+    assert load_checkpoint(tmp_path / "always" / "checkpoint.pt")["steps"] == 2   # the two cut steps it acted

@@ -19,7 +19,9 @@ Truncated episodes are treated as ended, as the IMPALA learner does.
 """
 from __future__ import annotations
 
+import logging
 import math
+import traceback
 
 import numpy as np
 import torch
@@ -28,12 +30,15 @@ from torch import Tensor
 from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
 from rtrl.cells import project_parameters
 from rtrl.cells.engine import complete_pending
-from rtrl.envs import EnvBatch, EnvSpec, env_seeds, episodes_from
+from rtrl.envs import EPISODE_FIELDS, EnvBatch, EnvSpec, env_seeds, episodes_from
 from rtrl.models import Agent
+from rtrl.runtime.backends.errors import ActorFailures
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience
 from rtrl.runtime.learners.gradients import Gradients, in_place_core
 from rtrl.tree import map_tensors
+
+log = logging.getLogger(__name__)
 
 
 class StreamStep:
@@ -42,7 +47,8 @@ class StreamStep:
 
     def __init__(self, policy_logits: Tensor, value: Tensor, action: Tensor, reward: Tensor, done: Tensor,
                  core_states: Tensor | None = None, sensitivity: dict[str, Tensor] | None = None,
-                 inputs: tuple[Tensor, Tensor, Tensor] | None = None, core_input: Tensor | None = None):
+                 inputs: tuple[Tensor, Tensor, Tensor] | None = None, core_input: Tensor | None = None,
+                 cut: bool = False):
         self.policy_logits, self.value, self.action, self.reward, self.done = policy_logits, value, action, reward, done
         # what the agent read at s_t: o_t, r_t and whether o_t starts an episode (B,...) — a separate critic reads it
         self.inputs = inputs
@@ -50,6 +56,8 @@ class StreamStep:
         # with the sensitivities S_t itself, and S itself (holding S_{t-1} until ``complete_pending``)
         self.core_states, self.sensitivity = core_states, sensitivity
         self.core_input = core_input   # x_t (B,D), what the core read: the closed-form gradients' readout needs it
+        # the environments failed at this step and were replaced: no r_{t+1}, every stream's episode cut here
+        self.cut = cut
 
 
 def separate_critic(model: Agent, seed: int) -> Agent:
@@ -78,11 +86,14 @@ def _combine(log_prob_grad, entropy_grad, bonus: float):
 
 class StreamSource:
     """``num_envs`` environments stepped one step per ``next()`` with the learner's own model (``publish``
-    has nothing to send). Observations' statistics (``obs_norm``) are updated with each step before it is used."""
+    has nothing to send). Observations' statistics (``obs_norm``) are updated with each step before it is used.
+    Environments that raise are replaced by fresh ones, as a backend replaces a failed actor, up to
+    ``max_actor_restarts`` times in a row: every stream starts a new episode, and the step is marked ``cut``."""
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
         B = cfg.num_envs
-        self.model, self.actor_restarts = model, 0
+        self.cfg, self.spec, self.model, self.actor_restarts = cfg, spec, model, 0
+        self.failures = ActorFailures(1, cfg.max_actor_restarts)
         self.device = next(model.parameters()).device
         seeds = env_seeds(cfg.seed, 0, B, cfg.resumed_at_step)   # a resumed run: fresh episodes and actions
         self.envs = EnvBatch(cfg.env, cfg.env_options, seeds, env_fn=spec.env_fn)
@@ -109,13 +120,37 @@ class StreamSource:
         self.state = state if self.fused else map_tensors(Tensor.detach, state)
         logits, value = out.policy_logits[0], out.baseline[0]
         action = model.action_dist.sample(logits.detach().cpu().float(), self.generator)
-        obs, reward, done, episodes = self.envs.step(action.numpy())
+        try:
+            obs, reward, done, episodes = self.envs.step(action.numpy())
+            self.failures.delivered(0)
+            cut = False
+        except Exception:
+            obs, reward, done, episodes = self._replace_envs(traceback.format_exc())
+            cut = True
         self.obs, self.done = torch.as_tensor(obs).clone(), torch.as_tensor(done)
         self.reward = torch.as_tensor(reward, dtype=torch.float32)
         ended = ~np.isnan(episodes[:, 0])
         step = StreamStep(logits, value, action.to(device), self.reward, self.done, core_states,
-                          self.state.sensitivity if self.fused else None, read, out.core_input[0])
+                          self.state.sensitivity if self.fused else None, read, out.core_input[0], cut)
         return Experience(step, len(action), episodes_from(*episodes[ended].T))
+
+    def _replace_envs(self, report: str):
+        """Fresh environments on a new seed stream after a failure (``ActorError`` past ``max_actor_restarts``):
+        what a step of them gives — their first observations, no reward, every stream at an episode start."""
+        stream = self.failures.failed(0, report)
+        self.actor_restarts = self.failures.restarts
+        log.warning("the environments raised (%s); replaced by fresh ones (%d in a row, max_actor_restarts=%d): every "
+                    "stream starts a new episode", report.rstrip().splitlines()[-1], self.failures.in_a_row[0],
+                    self.failures.max_restarts)
+        try:
+            self.envs.close()
+        except Exception:   # a broken environment may fail to close too; its replacement is what matters
+            pass
+        cfg, B = self.cfg, self.cfg.num_envs
+        self.envs = EnvBatch(cfg.env, cfg.env_options, env_seeds(cfg.seed, stream, B, cfg.resumed_at_step),
+                             env_fn=self.spec.env_fn)
+        return (self.envs.obs, np.zeros(B, np.float32), np.ones(B, bool),
+                np.full((B, len(EPISODE_FIELDS)), np.nan, np.float32))
 
     def publish(self, model: Agent) -> None:
         """Nothing to send: the source acts with the learner's model itself."""
@@ -220,6 +255,10 @@ class StreamLearner:
         written over S_{t-1} now that the traces have read S_{t-1} (a no-op where ``_step`` wrote it)."""
         for sensitivity in self._sensitivities(step):
             complete_pending(sensitivity)
+        if step.cut:   # no outcome of this step to learn from, and every stream's episode was cut: traces end
+            self.pending = None
+            for traces in self.value_traces + self.policy_traces:
+                torch._foreach_zero_(traces)
         self.done = step.done.cpu()
         self.reward = step.reward.cpu() if self.scale is None else self.scale(step.reward.cpu(), self.done)
 
