@@ -29,6 +29,7 @@ class LossConfig:
     reward_clip: bool = True      # clip rewards to [-1, 1]
     normalize_advantages: bool = False   # standardise the V-trace advantages over the batch (not in IMPALA)
     policy_clip: float = 0.0      # ε > 0: PPO's clipped surrogate against μ with V-trace's advantages (APPO)
+    vtrace_lambda: float = 1.0    # λ on V-trace's trace coefficients c_s (IMPALA's Remark 2; 1: plain V-trace)
 
 
 def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward: Tensor, done: Tensor,
@@ -55,7 +56,7 @@ def impala_loss(policy_logits: Tensor, baseline: Tensor, action: Tensor, reward:
     target_log_probs = action_log_probs(logits, actions, dist)
     behaviour_log_probs = action_log_probs(behaviour_logits[:-1], actions, dist)
     returns = vtrace(behaviour_log_probs, target_log_probs.detach(), discounts, rewards.to(values.dtype),
-                     values.detach(), bootstrap.detach())
+                     values.detach(), bootstrap.detach(), lambda_=cfg.vtrace_lambda)
     if cfg.policy_clip > 0:   # APPO: the advantage without V-trace's ρ_s, which the surrogate's ratio takes over
         next_vs = torch.cat([returns.vs[1:], bootstrap.detach()[None]])
         advantages = rewards.to(values.dtype) + discounts * next_vs - values.detach()

@@ -42,8 +42,8 @@ LEARNERS = ("impala", "stream")   # rtrl.runtime.learners.LEARNERS holds what ea
 LEARNER_SETTINGS = {
     "impala": ("unroll_length", "batch_size", "num_actors", "envs_per_actor", "num_buffers", "lr", "rmsprop_alpha",
                "rmsprop_eps", "grad_norm_clip", "baseline_cost", "reward_clip", "normalize_advantages",
-               "update_epochs", "minibatches", "policy_clip", "backend", "ray_address", "actor_cpus",
-               "rollouts_in_flight", "broadcast_interval"),
+               "update_epochs", "minibatches", "policy_clip", "vtrace_lambda", "backend", "ray_address",
+               "actor_cpus", "rollouts_in_flight", "broadcast_interval"),
     "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "entropy_step"),
 }
 
@@ -84,6 +84,8 @@ class TrainConfig(ModelConfig):
                            "how far update_epochs and minibatches move the policy on one batch; 0: IMPALA's "
                            "policy gradient", check=Check("0 (off) or a number in (0, 1)",
                                                            lambda v: is_finite_number(v) and 0 <= v < 1))
+    vtrace_lambda: float = S(1.0, "with learner impala: V-trace's lambda on every trace coefficient (IMPALA's Remark 2; "
+                             "below 1: less variance, more bias, as GAE's lambda, 0.95 in PPO)", check=UNIT_INTERVAL)
     grad_norm_clip: float = S(40.0, "global gradient-norm clip (RTRL gradients included)", check=POSITIVE)
     discounting: float = S(0.99, "discount factor gamma", check=UNIT_INTERVAL)
     baseline_cost: float = S(0.5, "weight of the baseline loss", check=NON_NEGATIVE)
@@ -220,7 +222,7 @@ class TrainConfig(ModelConfig):
 
     def loss_config(self) -> LossConfig:
         return LossConfig(self.discounting, self.baseline_cost, self.entropy_cost, self.reward_clip,
-                          self.normalize_advantages, self.policy_clip)
+                          self.normalize_advantages, self.policy_clip, self.vtrace_lambda)
 
     def torch_device(self) -> torch.device:
         return check_device(self.device)
@@ -375,9 +377,8 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
 
 
 def _refuse_other_learners_settings(learner: str, user_set: dict, base: dict) -> None:
-    """A setting the user gave (flag or file) that only another learner reads, with a value other than the one it
-    would have had, would be silently ignored by ``learner``: refused, naming it. (A settings file copied from a
-    run's config.json holds every setting at its value: those equal to it pass.)"""
+    """A setting given (flag, file) that only another learner reads, at a value it would not otherwise have, would be
+    ignored by ``learner``: refused by name. (A copied config.json holds every setting at its value: those pass.)"""
     for other, names in LEARNER_SETTINGS.items():
         if other == learner or learner not in LEARNER_SETTINGS:
             continue

@@ -353,10 +353,11 @@ def test_clip_rewards():
     torch.testing.assert_close(clip_rewards(r), torch.tensor([-1.0, -1.0, -0.25, 0.0, 0.5, 1.0, 1.0]))
 
 
-@pytest.mark.parametrize("normalize", [False, True])
-def test_impala_loss_with_policy_clip_is_the_surrogate_on_vtrace_targets_without_rho(normalize):
+@pytest.mark.parametrize("normalize, lam", [(False, 1.0), (True, 1.0), (False, 0.9)])
+def test_impala_loss_with_policy_clip_is_the_surrogate_on_vtrace_targets_without_rho(normalize, lam):
     """Off-policy batch with an episode end: the pg term is the clipped surrogate of the loop reference's
-    advantages r_s + γ_s v_{s+1} − V_s (no ρ_s), the baseline term unchanged by the clip."""
+    advantages r_s + γ_s v_{s+1} − V_s (no ρ_s), the baseline term unchanged by the clip; with ``vtrace_lambda``
+    the targets are the reference's at that λ."""
     from rtrl.algos import LossConfig, impala_loss
     rng = np.random.default_rng(11)
     T, B, A = 6, 3, 4
@@ -367,14 +368,14 @@ def test_impala_loss_with_policy_clip_is_the_surrogate_on_vtrace_targets_without
     reward = torch.tensor(rng.normal(size=(T + 1, B)) * 0.5)
     done = torch.zeros(T + 1, B, dtype=torch.bool)
     done[3, 1] = True
-    cfg = LossConfig(entropy_cost=0.0, policy_clip=0.2, normalize_advantages=normalize)
+    cfg = LossConfig(entropy_cost=0.0, policy_clip=0.2, normalize_advantages=normalize, vtrace_lambda=lam)
     _, stats = impala_loss(logits, baseline, action, reward, done, behaviour, cfg)
     log_pi = action_log_probs(logits[:-1].detach(), action[:-1]).numpy()
     log_mu = action_log_probs(behaviour[:-1], action[:-1]).numpy()
     discounts = (~done[1:]).double().numpy() * 0.99
     rewards = reward[1:].clamp(-1, 1).numpy()
     values, bootstrap = baseline[:-1].numpy(), baseline[-1].numpy()
-    vs, _ = reference_vtrace(log_mu, log_pi, discounts, rewards, values, bootstrap, 1.0, 1.0, 1.0, 1.0)
+    vs, _ = reference_vtrace(log_mu, log_pi, discounts, rewards, values, bootstrap, 1.0, 1.0, 1.0, lam)
     next_vs = np.concatenate([vs[1:], bootstrap[None]])
     advantages = rewards + discounts * next_vs - values
     if normalize:

@@ -371,7 +371,8 @@ def test_a_separate_critic_is_a_network_of_its_own_under_either_learner():
 
 @pytest.mark.parametrize("learner, flag, value", [("stream", "batch_size", 7), ("stream", "lr", 0.1),
                                                    ("stream", "backend", "ray"), ("stream", "reward_clip", False),
-                                                   ("impala", "num_envs", 4), ("impala", "stream_lr", 0.5)])
+                                                   ("stream", "vtrace_lambda", 0.9), ("impala", "num_envs", 4),
+                                                   ("impala", "stream_lr", 0.5)])
 def test_a_setting_only_the_other_learner_reads_is_refused_by_name(learner, flag, value):
     """Given with a value it would not otherwise have, a setting the chosen learner does not read would be
     ignored: refused, naming it and the learner that reads it."""
