@@ -37,7 +37,9 @@ T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}   # two-sided 95% t quantiles by
 RECORDS = ROOT / "docs" / "mujoco"
 # the learner's update of the preset: a record (and its run directory) made with other values is not skipped or
 # resumed for it; the records of the one-pass configuration the table first had are in docs/mujoco/one-pass-300k/
-UPDATE = ("update_epochs", "minibatches", "policy_clip", "critic")
+UPDATE = ("update_epochs", "minibatches", "policy_clip", "critic", "vtrace_lambda")
+# the settings added to UPDATE later, at the value every record made before them had
+LATER = {"critic": "shared", "vtrace_lambda": 1.0}
 
 
 def preset_update() -> dict:
@@ -46,14 +48,15 @@ def preset_update() -> dict:
 
 
 def update_label(update: dict) -> str:
-    """e4-m4-clip0.2, and -critic-separate with the value's own network (``--critic separate``)."""
+    """e4-m4-clip0.2, then each later setting not at its old value: -critic-separate, -lambda0.95."""
     label = "e{update_epochs}-m{minibatches}-clip{policy_clip:g}".format(**update)
-    return label + ("" if update.get("critic", "shared") == "shared" else f"-critic-{update['critic']}")
+    short = {"critic": "critic-{}", "vtrace_lambda": "lambda{:g}"}
+    return label + "".join(f"-{short[k].format(update[k])}" for k, old in LATER.items() if update.get(k, old) != old)
 
 
 def record_update(record: dict) -> dict | None:
-    """The update a record was made with (records from before ``critic`` was one of its settings: a shared one)."""
-    return None if record.get("update") is None else {"critic": "shared", **record["update"]}
+    """The update a record was made with (a setting added to UPDATE after it was made: at its value then)."""
+    return None if record.get("update") is None else {**LATER, **record["update"]}
 
 
 def budget_label(total_steps: int) -> str:
@@ -190,6 +193,7 @@ def main() -> int:
     parser.add_argument("--policy-clip", type=float, default=preset["policy_clip"], help="default: the preset's")
     parser.add_argument("--critic", choices=("shared", "separate"), default=preset["critic"],
                         help="separate: the value's own stem and core (default: the preset's)")
+    parser.add_argument("--vtrace-lambda", type=float, default=preset["vtrace_lambda"], help="default: the preset's")
     args = parser.parse_args()
     update = {k: type(preset[k])(getattr(args, k)) for k in UPDATE}
     if not args.report:   # seed by seed: every task and core gets a first seed before any gets a third

@@ -29,7 +29,8 @@ def _record(suite, name, seed, final, steps=300_000, update="preset"):
 
 def test_the_table_holds_the_presets_update_at_the_budget_only(suite, tmp_path):
     from rtrl.runtime.config import PRESETS
-    assert suite.preset_update() == {**{k: PRESETS["mujoco"][k] for k in suite.UPDATE if k != "critic"}, "critic": "shared"}
+    assert suite.preset_update() == {**{k: PRESETS["mujoco"][k] for k in suite.UPDATE if k not in suite.LATER},
+                                     **suite.LATER}
     _record(suite, "a.json", 0, 800.0)
     _record(suite, "b.json", 1, 400.0)
     _record(suite, "old.json", 2, 190.0, update=None)   # a one-pass record from before the update was kept
@@ -122,7 +123,7 @@ def test_a_separate_critic_is_a_variant_and_older_records_count_as_shared(suite,
     variant = dict(suite.preset_update(), critic="separate")
     assert suite.preset_update()["critic"] == "shared"
     assert suite.section_label(1_000_000, variant) == "1M-e4-m4-clip0.2-critic-separate"
-    older = {k: v for k, v in suite.preset_update().items() if k != "critic"}
+    older = {k: v for k, v in suite.preset_update().items() if k not in ("critic", "vtrace_lambda")}
     _record(suite, "old.json", 0, 321.0, steps=1_000_000, update=older)
     assert [r["final_return"] for r in suite.load_records(1_000_000)] == [321.0]
     assert suite.load_records(1_000_000, variant) == []
@@ -134,3 +135,5 @@ def test_a_separate_critic_is_a_variant_and_older_records_count_as_shared(suite,
     cmd = commands[0]
     assert cmd[cmd.index("--critic") + 1] == "separate" and "--update-epochs" not in cmd
     assert cmd[cmd.index("--out") + 1].endswith("rtrl-seed0-1000000-e4-m4-clip0.2-critic-separate")
+    both = dict(variant, vtrace_lambda=0.95)
+    assert suite.section_label(1_000_000, both) == "1M-e4-m4-clip0.2-critic-separate-lambda0.95"
