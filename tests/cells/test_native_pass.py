@@ -166,3 +166,35 @@ def test_traces_fold_from_s_0_in_the_pass_that_writes_s_t(use_c, monkeypatch):
                 torch.testing.assert_close(z.view(w.shape), w, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(grads["weight_x"], want_grad, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(S["weight_x"], want_out, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("use_c", [True, False])
+def test_a_paired_cells_traces_fold_both_channels_in_the_pass_that_writes_s_t(use_c, monkeypatch):
+    """A paired cell's traces are shaped like its parameter, half of S[b]: z_b[k, n] ← decay · z_b[k, n] +
+    c[b, n] S_0[b, k, n] + c[b, n + M] S_0[b, k, n + M], in the pass that writes S_T in place (with its 2×2 carry)
+    and adds the gradient: in C (which takes it) and in PyTorch's pass, equal to the plain reference."""
+    if not use_c:
+        monkeypatch.setattr(native, "_state", {"lib": None, "reason": "test"})
+    s0, e0, P0, Q0, lhs, x = case(True, 1)
+    B, K, N, D = s0.shape
+    M = N // 2
+    g = torch.Generator().manual_seed(7)
+    coefs = [torch.randn(B, N, generator=g, dtype=torch.float64) for _ in range(2)]
+    traces = [[torch.randn(K * M, D, generator=g, dtype=torch.float64) for _ in range(B)] for _ in range(2)]
+    want = [[0.9 * z.view(K, M, D) + c[b, :M, None] * s0[b, :, :M] + c[b, M:, None] * s0[b, :, M:]
+             for b, z in enumerate(zs)] for c, zs in zip(coefs, traces)]
+    want_grad, want_out = reference(s0, e0, P0, Q0, lhs, x)
+    S, grad = s0.clone(), torch.zeros(K, N, D, dtype=torch.float64)
+    folds = list(zip(coefs, traces))
+    _pass_weight_x(S, e0, grad, FinalTerms(P0, lhs, x, {}, Q0), S, folds, 0.9)
+    for zs, ws in zip(traces, want):
+        for z, w in zip(zs, ws):
+            torch.testing.assert_close(z.view(w.shape), w, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(S, want_out, rtol=1e-13, atol=1e-13)
+    if use_c:   # the C pass takes the half-size folds (before, it declined them and PyTorch's pass ran)
+        calls = []
+        real = native.weight_x_pass
+        monkeypatch.setattr(native, "weight_x_pass", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
+        _pass_weight_x(s0.clone(), e0, grad, FinalTerms(P0, lhs, x, {}, Q0), s0.clone(), folds, 0.9)
+        assert calls == [True]

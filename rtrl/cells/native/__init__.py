@@ -89,7 +89,7 @@ def _load():
             for name in ("rtrl_pass_f32", "rtrl_pass_f64"):
                 fn = getattr(lib, name)
                 real = ctypes.c_float if name.endswith("f32") else ctypes.c_double
-                fn.argtypes = [i64] * 5 + [ptr] * 8 + [i64, ptr, ptr, real, ctypes.c_int]
+                fn.argtypes = [i64] * 5 + [ptr] * 8 + [i64, ptr, ptr, real, i64, ctypes.c_int]
                 fn.restype = ctypes.c_int
         except (OSError, subprocess.SubprocessError) as exc:
             lib, reason = None, f"the C pass could not be built ({exc}); the PyTorch pass is in use"
@@ -118,7 +118,8 @@ def weight_x_pass(s0: Tensor, e0: Tensor | None, grad: Tensor | None, P0: Tensor
 
     grad (K,N,D) += Σ_b e0 ⊙ S_0 (e0 (B,N)); out = P0 ⊙ S_0 (+ Q0 ⊙ swap(S_0)) + lhs @ x with lhs (B,K·N,T)
     and x (B,T,D); ``out`` may be ``s0`` itself. Each fold (c (B,N), [z_b (K,N,D) for each b]) updates the
-    traces z_b ← decay · z_b + c[b] ⊙ S_0[b] in the same pass (a streaming learner's eligibility traces)."""
+    traces z_b ← decay · z_b + c[b] ⊙ S_0[b] in the same pass (a streaming learner's eligibility traces); for a
+    paired cell (``Q0``) z_b may be (K,N/2,D), parameter row n taking the terms of state rows n and N/2 + n."""
     dtype = s0.dtype
     if not s0.is_cpu or (dtype is not torch.float32 and dtype is not torch.float64) or s0.dim() != 4:
         return False
@@ -136,7 +137,11 @@ def weight_x_pass(s0: Tensor, e0: Tensor | None, grad: Tensor | None, P0: Tensor
     for t in (s0, e0, grad, P0, Q0, lhs, x, out, *fold_tensors):   # a plain loop: this runs at every streaming step
         if t is not None and (t.dtype is not dtype or not t.is_cpu or not t.is_contiguous()):
             return False
-    if any(len(traces) != B or any(z.numel() != K * N * D for z in traces) or tuple(coef.shape) != (B, N)
+    # a paired cell's traces (Q0 given, S_T written) may be half of S[b]: parameter row n takes state rows n, N/2 + n
+    half = bool(folds) and Q0 is not None and out is not None and all(
+        z.numel() * 2 == K * N * D for _, traces in folds for z in traces)
+    size = K * N * D // 2 if half else K * N * D
+    if any(len(traces) != B or any(z.numel() != size for z in traces) or tuple(coef.shape) != (B, N)
            for coef, traces in folds):
         return False
     fn = lib.rtrl_pass_f32 if dtype is torch.float32 else lib.rtrl_pass_f64
@@ -146,6 +151,6 @@ def weight_x_pass(s0: Tensor, e0: Tensor | None, grad: Tensor | None, P0: Tensor
         coefs = torch.stack([coef for coef, _ in folds])   # (F,B,N): a small copy
         pointers = (ctypes.c_void_p * (len(folds) * B))(*(z.data_ptr() for _, traces in folds for z in traces))
     code = fn(B, K * N, D, N, T, _ptr(s0), _ptr(out), _ptr(e0), _ptr(grad), _ptr(P0), _ptr(Q0),
-              _ptr(lhs), _ptr(x), len(folds), _ptr(coefs), pointers, decay, threads)
+              _ptr(lhs), _ptr(x), len(folds), _ptr(coefs), pointers, decay, int(half), threads)
     return code == 0
 

@@ -6,6 +6,8 @@
  *              + Σ_{t<T} lhs[b,r,t] · x[b,t,:]
  *   z_f,b[r,:] = decay · z_f,b[r,:] + c[f,b,n] · S[b,r,:]                  (folds, F > 0: a streaming learner's
  *                                                                        eligibility traces, one tensor per b)
+ *   z_f,b[k·M+n,:] = decay · z + c[f,b,n] · S[b,r,:] + c[f,b,n+M] · S[b,r+M,:]   (half-size folds of a paired cell:
+ *                                                                        parameter row n feeds state rows n, n + M)
  *
  * n(r) = r mod N is the row's unit; a paired cell (Q0 != NULL) has N = 2M state rows per gate and the
  * partner of unit n is n ± M (its 2×2 carry mixes the two). Each row of S is read once and written once;
@@ -31,14 +33,14 @@ typedef struct {                                                                
     int64_t B, R, D, N, T, r0, r1;                                                                           \
     const REAL *S; REAL *out; const REAL *e0; REAL *grad; const REAL *P0; const REAL *Q0;                    \
     const REAL *lhs; const REAL *x;                                                                          \
-    int64_t F; const REAL *fcoef; REAL *const *fout; REAL decay;                                             \
+    int64_t F; const REAL *fcoef; REAL *const *fout; REAL decay; int64_t fhalf;                              \
 } job_##SUFFIX;                                                                                              \
                                                                                                              \
 static inline __attribute__((always_inline))                                                                  \
 void row_##SUFFIX(const job_##SUFFIX *j, int64_t b, int64_t r, const REAL *s, REAL *o, REAL p,               \
                   const REAL *partner, REAL q) {                                                             \
     const int64_t D = j->D, T = j->T;                                                                        \
-    for (int64_t f = 0; f < j->F; f++) {             /* the traces read the row before it is written over */ \
+    for (int64_t f = 0; f < (j->fhalf ? 0 : j->F); f++) {   /* the traces read the row before it is written */ \
         REAL *z = j->fout[f * j->B + b] + r * D;                                                             \
         const REAL c = j->fcoef[(f * j->B + b) * j->N + r % j->N], decay = j->decay;                         \
         for (int64_t d = 0; d < D; d++) z[d] = decay * z[d] + c * s[d];                                      \
@@ -95,6 +97,11 @@ CLONES static void *work_##SUFFIX(void *arg) {                                  
                 for (int64_t d = 0; d < D; d++) { keep[0][d] = s1[d]; keep[1][d] = s2[d]; }                  \
                 c1 = keep[0]; c2 = keep[1];                                                                  \
             }                                                                                                \
+            for (int64_t f = 0; f < (j->fhalf ? j->F : 0); f++) {   /* one trace row from the pair */         \
+                REAL *z = j->fout[f * j->B + b] + ((r / N) * M + n) * D;                                     \
+                const REAL *cf = j->fcoef + (f * j->B + b) * N, a1 = cf[n], a2 = cf[n + M], decay = j->decay; \
+                for (int64_t d = 0; d < D; d++) z[d] = decay * z[d] + a1 * c1[d] + a2 * c2[d];               \
+            }                                                                                                \
             row_##SUFFIX(j, b, r, c1, ob + r * D, j->P0[b * N + n], c2, j->Q0[b * N + n]);                   \
             row_##SUFFIX(j, b, r2, c2, ob + r2 * D, j->P0[b * N + n + M], c1, j->Q0[b * N + n + M]);         \
         }                                                                                                    \
@@ -106,11 +113,12 @@ CLONES static void *work_##SUFFIX(void *arg) {                                  
 int rtrl_pass_##SUFFIX(int64_t B, int64_t R, int64_t D, int64_t N, int64_t T, const REAL *S, REAL *out,      \
                        const REAL *e0, REAL *grad, const REAL *P0, const REAL *Q0, const REAL *lhs,          \
                        const REAL *x, int64_t F, const REAL *fcoef, REAL *const *fout, REAL decay,           \
-                       int threads) {                                                                        \
+                       int64_t fhalf, int threads) {                                                         \
     if (B < 1 || R < 1 || D < 1 || N < 1 || R % N != 0 || (out && (!P0 || !lhs || !x || T < 1))             \
         || (grad && !e0) || F < 0 || (F > 0 && (!fcoef || !fout)))                                           \
         return 1;                                                                                            \
     if (Q0 && out && (N % 2 != 0 || D > 4096)) return 1;                                                     \
+    if (fhalf && F > 0 && !(Q0 && out)) return 1;        /* half-size folds come with a paired pass only */  \
     if (threads < 1) threads = 1;                                                                            \
     if (threads > MAX_THREADS) threads = MAX_THREADS;                                                        \
     /* a paired cell's work comes in row pairs: a unit and its partner stay in one thread */                \
@@ -121,7 +129,7 @@ int rtrl_pass_##SUFFIX(int64_t B, int64_t R, int64_t D, int64_t N, int64_t T, co
     int started[MAX_THREADS] = {0};                                                                          \
     for (int i = 0; i < threads; i++) {                                                                      \
         job_##SUFFIX j = {B, R, D, N, T, items * i / threads, items * (i + 1) / threads,                     \
-                          S, out, e0, grad, P0, Q0, lhs, x, F, fcoef, fout, decay};                          \
+                          S, out, e0, grad, P0, Q0, lhs, x, F, fcoef, fout, decay, fhalf && F > 0};          \
         jobs[i] = j;                                                                                         \
     }                                                                                                        \
     for (int i = 1; i < threads; i++)                                                                        \
