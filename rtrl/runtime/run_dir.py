@@ -140,7 +140,7 @@ class RunDirectory:
                                       f"fit these settings ({error})") from None
         except CheckpointError as error:
             raise self._error(f"{error}; a checkpoint resumes only under settings that keep the model's shape and "
-                              "its trained parameters (core, sizes, stem, freeze_stem)") from None
+                              "its trained parameters (core, sizes, stem, critic, freeze_stem)") from None
 
     def check_free_space(self, checkpoint_size: int) -> None:
         """Refuse to start when the disk cannot hold a new checkpoint beside the old one (and some metrics)."""
