@@ -82,8 +82,8 @@ class ModelConfig:
                            "core's gates out of saturation on Atari)")
     output_norm: bool = S(False, "LayerNorm without parameters on the core's output before the policy and value "
                           "heads (as Stream AC(lambda) puts one after every hidden layer, Elsayed et al. 2024): "
-                          "the heads see features of unit scale however large the core's state grows; the stream learner turns it on "
-                          "for indrnn and lru unless it is set")
+                          "the heads see features of unit scale however large the core's state grows; the stream "
+                          "learner turns it on for indrnn and lru unless it is set")
     obs_norm: bool = S(False, "normalise vector observations by their running mean and std (updated by the learner "
                        "from each batch, clipped to ±5 std, saved in checkpoints), as VecNormalize does")
     reward_norm: bool = S(False, "divide the rewards, in the loss and in the core's input, by the root mean square of "
