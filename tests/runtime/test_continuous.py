@@ -33,9 +33,11 @@ class PointAtCue(gym.Env):
         return np.array([0.0], np.float32), reward, True, False, {}
 
 
-def test_a_gaussian_policy_learns_a_continuous_task_in_seconds(tmp_path):
-    cfg = TrainConfig(env="python:point", cell="ff", learning="tbptt", total_steps=12_000, unroll_length=4,
-                      batch_size=16, envs_per_actor=16, num_actors=0, hidden_size=16, stem="mlp",
+@pytest.mark.parametrize("critic", ["shared", "separate"])
+def test_a_gaussian_policy_learns_a_continuous_task_in_seconds(tmp_path, critic):
+    """(With ``critic separate`` the baseline has a stem and core of its own: it learns the task as well.)"""
+    cfg = TrainConfig(env="python:point", cell="ff", learning="tbptt", critic=critic, total_steps=12_000,
+                      unroll_length=4, batch_size=16, envs_per_actor=16, num_actors=0, hidden_size=16, stem="mlp",
                       stem_hidden_size=16, obs_norm=True, reward_norm=True, reward_clip=False,
                       normalize_advantages=True, entropy_cost=0.0, lr=3e-3, rmsprop_eps=1e-5, seed=1,
                       log_interval=1000.0, checkpoint_interval=1000.0).validate()
