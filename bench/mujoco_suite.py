@@ -54,6 +54,13 @@ def update_label(update: dict) -> str:
     return label + "".join(f"-{short[k].format(update[k])}" for k, old in LATER.items() if update.get(k, old) != old)
 
 
+def update_parts(update: dict) -> list[str]:
+    """What the parts of ``update_label`` stand for, in its order."""
+    later = {"critic": "critic", "vtrace_lambda": "V-trace lambda"}
+    return ["update epochs", "minibatches", "surrogate clip"] + [
+        later[k] for k, old in LATER.items() if update.get(k, old) != old]
+
+
 def record_update(record: dict) -> dict | None:
     """The update a record was made with (a setting added to UPDATE after it was made: at its value then)."""
     return None if record.get("update") is None else {**LATER, **record["update"]}
@@ -165,7 +172,7 @@ def report(doc: Path, total_steps: int, update: dict | None = None) -> None:
     link = plot.relative_to(doc.parent) if plot.is_relative_to(doc.parent) else plot
     preset = "the `mujoco` preset" + ("" if update == preset_update() else " with its update changed")
     body = (f"{begin}\nBudget: {total_steps:,} agent steps per run, {preset} ({update_label(update)}: "
-            f"update epochs, minibatches, surrogate clip), one run at a time at nice 19 on "
+            f"{', '.join(update_parts(update))}), one run at a time at nice 19 on "
             f"{machines_of(records)}. "
             f"CI: Student t over the seeds finished.\n\n{table}\n\n![curves]({link.as_posix()})\n{end}")
     if begin in text:

@@ -137,3 +137,4 @@ def test_a_separate_critic_is_a_variant_and_older_records_count_as_shared(suite,
     assert cmd[cmd.index("--out") + 1].endswith("rtrl-seed0-1000000-e4-m4-clip0.2-critic-separate")
     both = dict(variant, vtrace_lambda=0.95)
     assert suite.section_label(1_000_000, both) == "1M-e4-m4-clip0.2-critic-separate-lambda0.95"
+    assert suite.update_parts(both)[3:] == ["critic", "V-trace lambda"] and len(suite.update_parts(older)) == 3
