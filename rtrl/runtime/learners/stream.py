@@ -92,7 +92,7 @@ class StreamSource:
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
         B = cfg.num_envs
-        self.cfg, self.spec, self.model, self.actor_restarts = cfg, spec, model, 0
+        self.cfg, self.spec, self.model = cfg, spec, model
         self.failures = ActorFailures(1, cfg.max_actor_restarts)
         self.device = next(model.parameters()).device
         seeds = env_seeds(cfg.seed, 0, B, cfg.resumed_at_step)   # a resumed run: fresh episodes and actions
@@ -134,11 +134,15 @@ class StreamSource:
                           self.state.sensitivity if self.fused else None, read, out.core_input[0], cut)
         return Experience(step, len(action), episodes_from(*episodes[ended].T))
 
+    @property
+    def actor_restarts(self) -> int:
+        """Environment replacements since the source started (what a backend counts as actor restarts)."""
+        return self.failures.restarts
+
     def _replace_envs(self, report: str):
         """Fresh environments on a new seed stream after a failure (``ActorError`` past ``max_actor_restarts``):
         what a step of them gives — their first observations, no reward, every stream at an episode start."""
         stream = self.failures.failed(0, report)
-        self.actor_restarts = self.failures.restarts
         log.warning("the environments raised (%s); replaced by fresh ones (%d in a row, max_actor_restarts=%d): every "
                     "stream starts a new episode", report.rstrip().splitlines()[-1], self.failures.in_a_row[0],
                     self.failures.max_restarts)
