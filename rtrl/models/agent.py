@@ -66,9 +66,7 @@ class Agent(nn.Module):
                 raise ValueError(f"obs_norm normalises vector observations; this env's are {tuple(obs_shape)} "
                                  f"{obs_dtype} (images are scaled by their stem)")
             self.obs_norm = ObservationNormalizer(obs_shape[0])
-        self.stem = make_stem(config.stem, tuple(obs_shape), obs_dtype, config.stem_hidden_size)
-        self.feature_norm = nn.LayerNorm(self.stem.output_size) if config.feature_norm else None
-        self.core = make_core(config, self.stem.output_size + 1, memory_limit)
+        self.stem, self.feature_norm, self.core = _tower(obs_shape, obs_dtype, config, memory_limit)
         # an action count (any integer type: a space's n is often a numpy integer) or a distribution
         self.action_dist = Categorical(int(num_actions)) if isinstance(num_actions, numbers.Integral) else num_actions
         self.reward_norm = RewardScaler() if config.reward_norm else None
@@ -196,9 +194,14 @@ class ValueTower(nn.Module):
 
     def __init__(self, obs_shape, obs_dtype, config: ModelConfig, memory_limit: int | None):
         super().__init__()
-        self.stem = make_stem(config.stem, tuple(obs_shape), obs_dtype, config.stem_hidden_size)
-        self.feature_norm = nn.LayerNorm(self.stem.output_size) if config.feature_norm else None
-        self.core = make_core(config, self.stem.output_size + 1, memory_limit)
+        self.stem, self.feature_norm, self.core = _tower(obs_shape, obs_dtype, config, memory_limit)
+
+
+def _tower(obs_shape, obs_dtype, config: ModelConfig, memory_limit: int | None) -> tuple:
+    """A stem, its feature norm (or None) and the core reading [features ; reward]: the policy's, or a value tower's."""
+    stem = make_stem(config.stem, tuple(obs_shape), obs_dtype, config.stem_hidden_size)
+    feature_norm = nn.LayerNorm(stem.output_size) if config.feature_norm else None
+    return stem, feature_norm, make_core(config, stem.output_size + 1, memory_limit)
 
 
 def _stem_input(stem: nn.Module, feature_norm: nn.Module | None, obs: Tensor, reward: Tensor, done: Tensor) -> Tensor:
