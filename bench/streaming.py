@@ -18,6 +18,8 @@ and, when ``--agents`` names them:
       ent0.05-trace                        trace
     stream-rtrl-chrono, stream-tbptt-chrono  --chrono-max 256: the eLSTM's forget gates at the chrono init, time
                                            scales up to 256 steps, for the long delays
+    stream-rtrl-rtu-rb, stream-rtrl-rb     --obgd-bound recurrence (with --cell rtu; with the eLSTM): the cells'
+                                           recurrence parameters take ObGD steps bounded by their own traces
 
 (The records of the agents made before the preset's entropy step became direct on 2026-12-07 were renamed with
 it: stream-rtrl then is stream-rtrl-trace now, stream-rtrl-direct then is stream-rtrl now; their settings,
@@ -85,7 +87,11 @@ AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "s
           "stream-rtrl-chrono": ["--preset", "stream", "--chrono-max", "256"],
           "stream-tbptt-chrono": ["--preset", "stream", "--chrono-max", "256", "--learning", "tbptt"],
           # forget bias 5: σ(5) = 0.993 keeps 13x more of the cue at delay 128 than σ(3) (bench/cue_signal.py)
-          "stream-rtrl-fb5": ["--preset", "stream", "--forget-bias", "5"]}
+          "stream-rtrl-fb5": ["--preset", "stream", "--forget-bias", "5"],
+          # the recurrence's parameters bounded apart by ObGD: the RTU's ν, θ traces grow with its memory and, under
+          # one bound, shrink every step (docs/STREAMING.md)
+          "stream-rtrl-rtu-rb": ["--preset", "stream", "--cell", "rtu", "--obgd-bound", "recurrence"],
+          "stream-rtrl-rb": ["--preset", "stream", "--obgd-bound", "recurrence"]}
 DEFAULT_AGENTS = ("stream-rtrl", "stream-tbptt", "impala-rtrl")
 DELAYS = (2, 4, 8, 16, 32, 64, 128)
 # the POPGym tasks of the comparison (issue: AutoencodeEasy, HigherLowerEasy, ConcentrationEasy,

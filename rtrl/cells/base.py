@@ -263,3 +263,12 @@ def project_parameters(module: nn.Module) -> None:
     for sub in module.modules():
         if isinstance(sub, ElementwiseRNN):
             sub.project_parameters_()
+
+
+def recurrence_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the recurrence itself in every cell inside ``module``: the element-wise recurrent weights
+    (``weight_c``) and the per-unit transition parameters (``per_unit``: an RTU's or LRU's decay and phase). Their
+    sensitivities grow with how long a unit remembers (a decay's gradient sums over the whole past it keeps), so a
+    learner may bound their steps apart from the rest (the streaming learner's ``obgd_bound recurrence``)."""
+    return [p for sub in module.modules() if isinstance(sub, ElementwiseRNN)
+            for p in (sub.weight_c, sub.per_unit) if p is not None]

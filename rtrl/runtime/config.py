@@ -15,7 +15,8 @@ import torch
 from rtrl.algos import LossConfig
 from rtrl.envs import EnvSpec
 from rtrl.cells.stacked import available_memory, format_bytes
-from rtrl.models import Agent, ModelConfig, norm_unbounded_outputs, refuse_unread_model_settings, upgrade_core_alias
+from rtrl.models import (ELEMENTWISE_CELLS, Agent, ModelConfig, norm_unbounded_outputs, refuse_unread_model_settings,
+                         upgrade_core_alias)
 from rtrl.runtime.devices import check_device, cpu_count
 from rtrl.runtime.presets import PRESETS  # the presets' table, kept in a module of its own; resolve_config applies it
 from rtrl.runtime.sizes import check_train, check_train_config, model_sizes, value_tower
@@ -45,7 +46,7 @@ LEARNER_SETTINGS = {
                "rmsprop_eps", "grad_norm_clip", "baseline_cost", "reward_clip", "normalize_advantages",
                "update_epochs", "minibatches", "policy_clip", "vtrace_lambda", "backend", "ray_address",
                "actor_cpus", "rollouts_in_flight", "broadcast_interval"),
-    "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "entropy_step"),
+    "stream": ("num_envs", "stream_lr", "trace_decay", "kappa_value", "kappa_policy", "entropy_step", "obgd_bound"),
 }
 
 
@@ -148,6 +149,11 @@ class TrainConfig(ModelConfig):
     entropy_step: str = S("trace", "with learner stream: trace (Stream AC(lambda)'s entropy_cost * sign(delta) * grad H "
                           "in the actor's trace: its push scales with |delta|) or direct (step_size * entropy_cost * "
                           "grad H each step, outside the trace; docs/STREAMING.md)", choices=("trace", "direct"))
+    obgd_bound: str = S("joint", "with learner stream: joint (one ObGD bound over all of a network's traces, as Stream "
+                        "AC(lambda)) or recurrence (the cells' recurrence parameters -- element-wise recurrent weights, "
+                        "per-unit decays and phases -- bounded by their own traces, the rest by theirs, so that the "
+                        "large traces of long memories do not shrink the heads' steps; docs/STREAMING.md)",
+                        choices=("joint", "recurrence"))
     env_options: dict = S({}, "extra keyword options for make_env", cli=False)
     resumed_at_step: int = S(0, "set by the run session, not by users: the step a resumed run goes on from (0: a fresh "
                              "run). The experience source seeds its environments and action sampling from it, so that "
@@ -176,6 +182,10 @@ class TrainConfig(ModelConfig):
                                "on batches; {learner} updates at every step and has none: leave them at 1, 1 and 0",
                                update_epochs=self.update_epochs, minibatches=self.minibatches,
                                policy_clip=self.policy_clip, learner=self.learner)
+        if self.obgd_bound == "recurrence" and self.cell not in ELEMENTWISE_CELLS:
+            raise SettingError("{obgd_bound} bounds the recurrence's own parameters apart; {cell} has none: accepted "
+                               f"with an element-wise cell ({', '.join(ELEMENTWISE_CELLS)})", obgd_bound=self.obgd_bound,
+                               cell=self.cell)
         check_device(self.device, present=False)   # its presence: torch_device(), when the run starts
         if self.backend == "ray" and self.num_actors == 0:
             raise SettingError("{backend} needs actors: give {num_actors} >= 1", backend=self.backend,

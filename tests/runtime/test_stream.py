@@ -237,15 +237,19 @@ def test_streaming_rtrl_learns_a_short_delay_in_seconds(tmp_path):
     ("elstm", False, False, "shared", "trace", "multi"), ("indrnn", False, False, "separate", "direct", "closed"),
     ("rtu", False, False, "shared", "direct", "closed"), ("clru", True, False, "separate", "trace", "closed"),
     ("rtu", False, False, "shared", "trace", "batched"), ("lru", False, True, "shared", "direct", "closed"),
-    ("indrnn", False, True, "separate", "trace", "closed"), ("clru", False, True, "shared", "trace", "closed")])
+    ("indrnn", False, True, "separate", "trace", "closed"), ("clru", False, True, "shared", "trace", "closed"),
+    ("rtu", False, False, "separate", "direct", "closed/recurrence"), ("elstm", True, False, "shared", "direct",
+                                                                      "closed/recurrence")])
 def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allocation(cell, chunked, output_norm,
                                                                                         critic, entropy_step, heads,
                                                                                         monkeypatch):
     """With the sensitivities kept in place and the recurrent gradients folded from S into the traces
     (g_c ⊙ S_t), two streams take exactly the steps the all-autograd path takes (float64), and S stays the
     same tensors from step to step — with the heads' gradients in closed form (``HeadGradients``: the default
-    where it applies, an output norm's LayerNorm included; "multi": a MultiDiscrete action) or by batched autograd."""
+    where it applies, an output norm's LayerNorm included; "multi": a MultiDiscrete action) or by batched autograd;
+    "/recurrence": with the recurrence's parameters bounded apart (obgd_bound recurrence)."""
     from rtrl.runtime.learners.stream import StreamSource
+    heads, _, bound = heads.partition("/")
     if chunked:   # one stream per batched backward call
         from rtrl.runtime.learners import gradients
         monkeypatch.setattr(gradients, "BATCHED_GRAD_ELEMENTS", 1)
@@ -255,7 +259,7 @@ def test_the_fused_path_takes_the_same_steps_as_autograd_without_an_s_sized_allo
         env = "popgym:BattleshipEasy?multi_discrete=factored"
     cfg = stream_config(cell=cell, num_envs=3 if chunked else 2, env=env,
                         stream_lr=0.3, output_norm=output_norm, critic=critic, entropy_step=entropy_step,
-                        entropy_cost=0.3)
+                        entropy_cost=0.3, obgd_bound=bound or "joint")
     spec = EnvSpec.probe(cfg.env, {})
     runs = []
     for fused in (True, False):
@@ -527,3 +531,66 @@ def test_streams_whose_environments_raise_get_fresh_ones_and_the_run_goes_on(tmp
     with pytest.raises(ActorError, match=r"failed 3 times in a row, more than max_actor_restarts=2 .* always raises$"):
         train(stream_config(env="gym:RtrlAlwaysRaises-v0", max_actor_restarts=2), tmp_path / "always", progress=False)
     assert load_checkpoint(tmp_path / "always" / "checkpoint.pt")["steps"] == 2   # the two cut steps it acted
+
+
+@pytest.mark.parametrize("cell", ["elstm", "rtu"])
+def test_a_recurrence_bound_steps_the_recurrence_parameters_by_their_own_traces(cell):
+    """obgd_bound recurrence: the cells' recurrence parameters (weight_c, per_unit) take ObGD's step with the step size
+    of their own traces' L1 norm, every other parameter with that of the rest; joint: one step size for all
+    (float64, all autograd; the third step's, once c_{t-1} is not zero and weight_c's gradient not either)."""
+    from rtrl.cells import recurrence_parameters
+    moves = {}
+    for bound in ("joint", "recurrence"):
+        cfg = stream_config(cell=cell, stream_lr=50.0, obgd_bound=bound, entropy_cost=0.0,
+                            env="memory:delayed_recall?cues=2&delay=4")
+        spec = EnvSpec.probe(cfg.env, {})
+        torch.manual_seed(0)
+        agent = build_agent(cfg, spec).double()
+        source, learner = StreamSource(cfg, spec, agent), all_autograd(StreamLearner(agent, cfg))
+        source.fused = False
+        for t in range(2):   # no episode ends in these steps: the traces are read after the checked step
+            learner.update(source.next(), t)
+        before = [p.detach().clone() for p in agent.parameters()]
+        previous, reward, done = learner.pending[0][0], learner.reward.double(), learner.done
+        step = source.next()
+        delta = float(td_error(reward, done, torch.tensor([previous], dtype=torch.float64),
+                               step.data.value.detach().double(), cfg.discounting)[0])
+        stats = learner.update(step, 2)
+        assert not bool(learner.done[0])
+        z, zv = learner.policy_traces[0], learner.value_traces[0]   # the traces the step took (shared network)
+        apart = {id(p) for p in recurrence_parameters(agent)}
+        assert apart and len(apart) < len(z)
+        groups = [[i for i, p in enumerate(agent.parameters()) if (id(p) in apart) == flag] for flag in (False, True)]
+        if bound == "joint":
+            groups = [groups[0] + groups[1]]
+        want = [torch.zeros_like(p) for p in before]
+        alphas = []
+        for group in groups:
+            a_v = obgd_step_size(cfg.stream_lr, cfg.kappa_value, delta, trace_l1([zv[i] for i in group]))
+            a_p = obgd_step_size(cfg.stream_lr, cfg.kappa_policy, delta, trace_l1([z[i] for i in group]))
+            alphas.append(a_p)
+            for i in group:
+                want[i] = delta * (a_v * zv[i] + a_p * z[i])
+        for (name, p), b, w in zip(agent.named_parameters(), before, want):
+            torch.testing.assert_close(p.detach() - b, w, rtol=1e-9, atol=1e-15, msg=name)
+            if id(p) in apart:
+                assert w.abs().max() > 1e-9, name   # the recurrence's parameters moved: the check has teeth
+        assert stats["step_size_policy"] == pytest.approx(alphas[0], rel=1e-12)   # the rest's (heads') step is logged
+        moves[bound] = alphas
+    assert len(moves["recurrence"]) == 2 and moves["recurrence"][0] != moves["recurrence"][1]
+    assert moves["joint"][0] <= min(moves["recurrence"])   # one bound over all traces is the tightest
+
+
+def test_every_elementwise_cell_has_recurrence_parameters_and_the_others_are_refused():
+    from rtrl.cells import recurrence_parameters
+    from rtrl.models import ELEMENTWISE_CELLS
+    spec = EnvSpec.probe(MEMORY, {})
+    for cell in ELEMENTWISE_CELLS:
+        agent = build_agent(stream_config(cell=cell), spec)
+        names = {name.rsplit(".", 1)[-1] for name, p in agent.core.named_parameters()
+                 if any(p is q for q in recurrence_parameters(agent))}
+        assert names and names <= {"weight_c", "per_unit"}, cell
+    for cell in ("lstm", "ff"):
+        with pytest.raises(SettingError, match=f"obgd_bound='recurrence' bounds the recurrence's own parameters apart; "
+                                               f"cell='{cell}' has none"):
+            stream_config(cell=cell, obgd_bound="recurrence")

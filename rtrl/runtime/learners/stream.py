@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
-from rtrl.cells import project_parameters
+from rtrl.cells import project_parameters, recurrence_parameters
 from rtrl.cells.engine import complete_pending
 from rtrl.envs import EPISODE_FIELDS, EnvBatch, EnvSpec, env_seeds, episodes_from
 from rtrl.models import Agent
@@ -36,6 +36,7 @@ from rtrl.runtime.backends.errors import ActorFailures
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience
 from rtrl.runtime.learners.gradients import Gradients, in_place_core
+from rtrl.settings import SettingError
 from rtrl.tree import map_tensors
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,19 @@ class StreamSource:
         self.envs.close()
 
 
+def obgd_groups(params: list[Tensor], net: torch.nn.Module, bound: str) -> list[list[int]]:
+    """The groups of ``params`` (indices) that ObGD bounds apart: all in one (``joint``), or the rest first and then
+    the cells' recurrence parameters in ``net`` (``recurrence``; a core without any is refused by name)."""
+    if bound == "joint":
+        return [list(range(len(params)))]
+    apart = {id(p) for p in recurrence_parameters(net)}
+    if not apart:
+        raise SettingError(f"obgd_bound={bound!r} bounds the recurrence's own parameters apart; the network has no "
+                           "element-wise cell (accepted: joint, or a core of elstm, indrnn, lru, rtu or clru cells)")
+    groups = [[i for i, p in enumerate(params) if id(p) not in apart], [i for i, p in enumerate(params) if id(p) in apart]]
+    return [group for group in groups if group]
+
+
 class StreamLearner:
     """Stream AC(λ): a critic trace (of ∇V) and an actor trace (of ∇[log π + β sign(δ) H]; with ``entropy_step``
     direct, of ∇log π alone, the entropy taking a step α·β·∇H of its own at every step) per stream and
@@ -191,6 +205,11 @@ class StreamLearner:
         # recurrent ones are folded from S into these, zeroed first; the others are pointed at the pending ∇H)
         self.entropy_grads = ([[torch.zeros_like(p) for p in self.params] for _ in range(B)]
                               if cfg.entropy_step == "direct" else None)
+        # ObGD's bound per group of each network's parameters (indices into its list): one group, or the recurrence's
+        # own parameters apart from the rest (obgd_bound recurrence); the rest come first, their step is the one logged
+        self.value_groups = obgd_groups(self.value_params, model if self.critic is None else self.critic,
+                                        cfg.obgd_bound)
+        self.policy_groups = obgd_groups(self.params, model, cfg.obgd_bound)
         self.pending: list | None = None   # per stream: (V_{t-1}, g_V, g_logπ, g_H) of the last step
         self.scale = RunningReturnScale(B, cfg.discounting) if cfg.reward_norm else None
 
@@ -304,23 +323,32 @@ class StreamLearner:
             d = float(delta[b])
             self._fold(self.value_traces[b], value_grads[b], decay)
             self._fold(self.policy_traces[b], policy_grads[b], decay)
-            norms = trace_l1(self.value_traces[b]), trace_l1(self.policy_traces[b])
-            alphas = (obgd_step_size(cfg.stream_lr, cfg.kappa_value, d, norms[0]),
-                      obgd_step_size(cfg.stream_lr, cfg.kappa_policy, d, norms[1]))
-            for params, traces, alpha in ((self.value_params, self.value_traces[b], alphas[0]),
-                                          (self.params, self.policy_traces[b], alphas[1])):
-                torch._foreach_add_(params, traces, alpha=alpha * d)
-            if direct:   # the entropy's own step, at the actor's step size, whatever δ is
-                reached = [(p, g) for p, g in zip(self.params, entropy_grads[b]) if g is not None]
-                torch._foreach_add_([p for p, _ in reached], [g for _, g in reached],
-                                    alpha=alphas[1] * cfg.entropy_cost)
+            stepped = [self._obgd_step(self.value_params, self.value_traces[b], self.value_groups, cfg.kappa_value, d),
+                       self._obgd_step(self.params, self.policy_traces[b], self.policy_groups, cfg.kappa_policy, d)]
+            if direct:   # the entropy's own step, at the actor's step size (of each group), whatever δ is
+                for group, alpha in zip(self.policy_groups, stepped[1][0]):
+                    reached = [(self.params[i], entropy_grads[b][i]) for i in group if entropy_grads[b][i] is not None]
+                    torch._foreach_add_([p for p, _ in reached], [g for _, g in reached], alpha=alpha * cfg.entropy_cost)
             if bool(self.done[b]):   # the episode ended with this transition: its traces end with it
                 torch._foreach_zero_(self.value_traces[b] + self.policy_traces[b])
-            sizes.append((*alphas, norms[0] + norms[1]))
+            sizes.append((stepped[0][0][0], stepped[1][0][0], stepped[0][1] + stepped[1][1]))
         for net in (self.model, self.critic):
             if net is not None:
                 project_parameters(net)
         return tuple(float(np.mean(column)) for column in zip(*sizes))
+
+    def _obgd_step(self, params: list[Tensor], traces: list[Tensor], groups: list[list[int]], kappa: float,
+                   delta: float) -> tuple[list[float], float]:
+        """θ ← θ + α_g δ z for each group g of the parameters, α_g ObGD's step size from the group's own ‖z‖₁; the step
+        sizes (in the groups' order) and the traces' whole L1 norm."""
+        alphas, total = [], 0.0
+        for group in groups:
+            group_traces = [traces[i] for i in group]
+            norm = trace_l1(group_traces)
+            alphas.append(obgd_step_size(self.cfg.stream_lr, kappa, delta, norm))
+            torch._foreach_add_([params[i] for i in group], group_traces, alpha=alphas[-1] * delta)
+            total += norm
+        return alphas, total
 
     def _entropy_grads(self) -> list[list]:
         """Per stream, ∇H of the pending step for each parameter (None: not reached): the pending gradient
