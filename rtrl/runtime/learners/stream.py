@@ -323,15 +323,17 @@ class StreamLearner:
             d = float(delta[b])
             self._fold(self.value_traces[b], value_grads[b], decay)
             self._fold(self.policy_traces[b], policy_grads[b], decay)
-            stepped = [self._obgd_step(self.value_params, self.value_traces[b], self.value_groups, cfg.kappa_value, d),
-                       self._obgd_step(self.params, self.policy_traces[b], self.policy_groups, cfg.kappa_policy, d)]
+            value_alphas, value_norm = self._obgd_step(self.value_params, self.value_traces[b], self.value_groups,
+                                                       cfg.kappa_value, d)
+            policy_alphas, policy_norm = self._obgd_step(self.params, self.policy_traces[b], self.policy_groups,
+                                                         cfg.kappa_policy, d)
             if direct:   # the entropy's own step, at the actor's step size (of each group), whatever δ is
-                for group, alpha in zip(self.policy_groups, stepped[1][0]):
+                for group, alpha in zip(self.policy_groups, policy_alphas):
                     reached = [(self.params[i], entropy_grads[b][i]) for i in group if entropy_grads[b][i] is not None]
                     torch._foreach_add_([p for p, _ in reached], [g for _, g in reached], alpha=alpha * cfg.entropy_cost)
             if bool(self.done[b]):   # the episode ended with this transition: its traces end with it
                 torch._foreach_zero_(self.value_traces[b] + self.policy_traces[b])
-            sizes.append((stepped[0][0][0], stepped[1][0][0], stepped[0][1] + stepped[1][1]))
+            sizes.append((value_alphas[0], policy_alphas[0], value_norm + policy_norm))   # the rest's (heads') steps
         for net in (self.model, self.critic):
             if net is not None:
                 project_parameters(net)
