@@ -594,3 +594,25 @@ def test_every_elementwise_cell_has_recurrence_parameters_and_the_others_are_ref
         with pytest.raises(SettingError, match=f"obgd_bound='recurrence' bounds the recurrence's own parameters apart; "
                                                f"cell='{cell}' has none"):
             stream_config(cell=cell, obgd_bound="recurrence")
+
+
+@pytest.mark.parametrize("bound", ["joint", "recurrence"])
+def test_an_overflowed_trace_takes_no_step_starts_again_and_is_reported(bound):
+    """A trace that overflowed (inf) gives ObGD no step size (0), and 0·inf must not write NaN into the weights: its
+    group takes no step, its traces start again from zero and the update reports the non-finite trace norm."""
+    cfg = stream_config(cell="rtu", stream_lr=0.3, obgd_bound=bound, env="memory:delayed_recall?cues=2&delay=4")
+    spec = EnvSpec.probe(cfg.env, {})
+    torch.manual_seed(0)
+    agent = build_agent(cfg, spec)
+    source, learner = StreamSource(cfg, spec, agent), StreamLearner(agent, cfg)
+    learner.update(source.next(), 0)
+    per_unit = [i for i, p in enumerate(learner.params) if p is agent.core.per_unit][0]
+    learner.policy_traces[0][per_unit].fill_(math.inf)
+    before = [p.detach().clone() for p in agent.parameters()]
+    stats = learner.update(source.next(), 1)
+    assert stats["nonfinite"] == ["trace_norm"]
+    assert all(bool(p.isfinite().all()) for p in agent.parameters())
+    assert not learner.policy_traces[0][per_unit].any()
+    moved = [not torch.equal(p.detach(), b) for p, b in zip(agent.parameters(), before)]
+    assert any(moved)   # the critic's step (and with the recurrence apart, the actor's other group) still happened
+    assert learner.update(source.next(), 2)["nonfinite"] == []   # the next step is a normal one

@@ -271,7 +271,7 @@ class StreamLearner:
                          trace_norm=sizes[2])
         self.pending = grads
         self._follow(step)
-        return {**stats, "nonfinite": []}
+        return {**stats, "nonfinite": [] if math.isfinite(stats.get("trace_norm", 0.0)) else ["trace_norm"]}
 
     def _follow(self, step: StreamStep) -> None:
         """What followed step t, δ_t's terms: r_{t+1} (scaled) and done_{t+1}; and, on a fused path, S_t
@@ -342,13 +342,17 @@ class StreamLearner:
     def _obgd_step(self, params: list[Tensor], traces: list[Tensor], groups: list[list[int]], kappa: float,
                    delta: float) -> tuple[list[float], float]:
         """θ ← θ + α_g δ z for each group g of the parameters, α_g ObGD's step size from the group's own ‖z‖₁; the step
-        sizes (in the groups' order) and the traces' whole L1 norm."""
+        sizes (in the groups' order) and the traces' whole L1 norm. A group whose traces overflowed takes no step (0·inf
+        would write NaN into its parameters) and its traces start again from zero (decay cannot bring them back)."""
         alphas, total = [], 0.0
         for group in groups:
             group_traces = [traces[i] for i in group]
             norm = trace_l1(group_traces)
             alphas.append(obgd_step_size(self.cfg.stream_lr, kappa, delta, norm))
-            torch._foreach_add_([params[i] for i in group], group_traces, alpha=alphas[-1] * delta)
+            if math.isfinite(norm):
+                torch._foreach_add_([params[i] for i in group], group_traces, alpha=alphas[-1] * delta)
+            else:
+                torch._foreach_zero_(group_traces)
             total += norm
         return alphas, total
 
