@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["td_error", "decay_traces", "trace_l1", "obgd_step_size", "RunningReturnScale"]
+__all__ = ["td_error", "decay_traces", "trace_l1", "obgd_step_size", "obgd_steps", "RunningReturnScale"]
 
 
 def td_error(reward: Tensor, done: Tensor, value: Tensor, next_value: Tensor, discount: float) -> Tensor:
@@ -48,6 +48,26 @@ def obgd_step_size(lr: float, kappa: float, delta: float, l1_norm: float) -> flo
     if not math.isfinite(bound):
         return 0.0
     return lr / max(1.0, bound)
+
+
+@torch.no_grad()
+def obgd_steps(params: list[Tensor], traces: list[Tensor], groups: list[list[int]], lr: float, kappa: float,
+               delta: float) -> tuple[list[float], float]:
+    """θ ← θ + α_g δ z for each group g of the parameters (indices into ``params`` and ``traces``), α_g ObGD's step
+    size from the group's own ‖z‖₁ (one group of all: Stream AC(λ)'s step); the step sizes in the groups' order and
+    the traces' whole L1 norm. A group whose traces overflowed takes no step (0·inf would write NaN into its
+    parameters) and its traces start again from zero (decay cannot bring them back)."""
+    alphas, total = [], 0.0
+    for group in groups:
+        group_traces = [traces[i] for i in group]
+        norm = trace_l1(group_traces)
+        alphas.append(obgd_step_size(lr, kappa, delta, norm))
+        if math.isfinite(norm):
+            torch._foreach_add_([params[i] for i in group], group_traces, alpha=alphas[-1] * delta)
+        else:
+            torch._foreach_zero_(group_traces)
+        total += norm
+    return alphas, total
 
 
 class RunningReturnScale:

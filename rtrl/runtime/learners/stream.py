@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_step_size, td_error, trace_l1
+from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_steps, td_error
 from rtrl.cells import project_parameters, recurrence_parameters
 from rtrl.cells.engine import complete_pending
 from rtrl.envs import EPISODE_FIELDS, EnvBatch, EnvSpec, env_seeds, episodes_from
@@ -323,10 +323,10 @@ class StreamLearner:
             d = float(delta[b])
             self._fold(self.value_traces[b], value_grads[b], decay)
             self._fold(self.policy_traces[b], policy_grads[b], decay)
-            value_alphas, value_norm = self._obgd_step(self.value_params, self.value_traces[b], self.value_groups,
-                                                       cfg.kappa_value, d)
-            policy_alphas, policy_norm = self._obgd_step(self.params, self.policy_traces[b], self.policy_groups,
-                                                         cfg.kappa_policy, d)
+            value_alphas, value_norm = obgd_steps(self.value_params, self.value_traces[b], self.value_groups,
+                                                  cfg.stream_lr, cfg.kappa_value, d)
+            policy_alphas, policy_norm = obgd_steps(self.params, self.policy_traces[b], self.policy_groups,
+                                                    cfg.stream_lr, cfg.kappa_policy, d)
             if direct:   # the entropy's own step, at the actor's step size (of each group), whatever δ is
                 for group, alpha in zip(self.policy_groups, policy_alphas):
                     reached = [(self.params[i], entropy_grads[b][i]) for i in group if entropy_grads[b][i] is not None]
@@ -338,23 +338,6 @@ class StreamLearner:
             if net is not None:
                 project_parameters(net)
         return tuple(float(np.mean(column)) for column in zip(*sizes))
-
-    def _obgd_step(self, params: list[Tensor], traces: list[Tensor], groups: list[list[int]], kappa: float,
-                   delta: float) -> tuple[list[float], float]:
-        """θ ← θ + α_g δ z for each group g of the parameters, α_g ObGD's step size from the group's own ‖z‖₁; the step
-        sizes (in the groups' order) and the traces' whole L1 norm. A group whose traces overflowed takes no step (0·inf
-        would write NaN into its parameters) and its traces start again from zero (decay cannot bring them back)."""
-        alphas, total = [], 0.0
-        for group in groups:
-            group_traces = [traces[i] for i in group]
-            norm = trace_l1(group_traces)
-            alphas.append(obgd_step_size(self.cfg.stream_lr, kappa, delta, norm))
-            if math.isfinite(norm):
-                torch._foreach_add_([params[i] for i in group], group_traces, alpha=alphas[-1] * delta)
-            else:
-                torch._foreach_zero_(group_traces)
-            total += norm
-        return alphas, total
 
     def _entropy_grads(self) -> list[list]:
         """Per stream, ∇H of the pending step for each parameter (None: not reached): the pending gradient
