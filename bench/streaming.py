@@ -50,6 +50,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -119,8 +120,14 @@ def curve(run: Path) -> dict:
 
 def best_training_mean(result: dict) -> float | None:
     """The best training mean return of the run's curve (over the stats window: POPGym's MMER counterpart)."""
-    values = [v for v in result["curve"].get("mean_return", []) if v is not None]
+    values = [v for v in result["curve"].get("mean_return", []) if _known(v)]
     return max(values) if values else None
+
+
+def _known(value) -> bool:
+    """A curve value that says something: rows written before the first episode ended hold nan (None in the
+    thinner's newer records), and max() or a median of a list with a nan in it is nan."""
+    return value is not None and math.isfinite(value)
 
 
 def task_delay(task: str) -> int | None:
@@ -286,13 +293,13 @@ def success_at_wall_time(result: dict, seconds: float, column: str = "success_ra
     """The training success rate (or ``column``) of the last metrics row written by ``seconds`` of training."""
     best = None
     for wall, value in zip(result["curve"]["wall_time"], result["curve"].get(column, [])):
-        if wall is not None and wall <= seconds and value is not None:
+        if wall is not None and wall <= seconds and _known(value):
             best = value
     return best
 
 
 def _median(values) -> str:
-    values = [v for v in values if v is not None]
+    values = [v for v in values if _known(v)]
     return f"{statistics.median(values):.3f}" if values else "–"
 
 

@@ -205,3 +205,18 @@ def test_the_sweep_figures_draw_each_delay_at_the_longest_budget_four_panels_to_
     monkeypatch.undo()
     png = bench.sweep_figures(results[:4], tmp_path / "real")[0]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rows_written_before_the_first_episode_ended_do_not_turn_the_popgym_scores_into_nan(bench):
+    """A curve's first rows hold nan (no episode had ended yet): the best training mean and the score at equal wall
+    time skip them, so one such record does not make its row's medians nan."""
+    nan = float("nan")
+    early = _result("impala-rtrl", "ConcentrationEasy", 1, -0.7, 10.0, [0.0, 0.0])
+    early["curve"]["mean_return"] = [nan, -0.3]
+    late = _result("impala-rtrl", "ConcentrationEasy", 0, -0.8, 10.0, [0.0, 0.0])
+    late["curve"]["mean_return"] = [-0.2, -0.25]
+    assert bench.best_training_mean(early) == -0.3
+    row = bench._table([early, late], "task", popgym=True)[2]
+    assert "nan" not in row and "| -0.250 |" in row   # the median of the best means -0.3 and -0.2
+    early["curve"]["mean_return"] = [nan, nan]
+    assert bench.best_training_mean(early) is None and bench.success_at_wall_time(early, 10.0, "mean_return") is None
