@@ -125,8 +125,8 @@ def best_training_mean(result: dict) -> float | None:
 
 
 def _known(value) -> bool:
-    """A curve value that says something: rows written before the first episode ended hold nan (None in the
-    thinner's newer records), and max() or a median of a list with a nan in it is nan."""
+    """A curve value that says something: rows written before the first episode ended hold nan (an empty cell is
+    None), and max() or a median of a list with a nan in it is nan."""
     return value is not None and math.isfinite(value)
 
 

@@ -31,7 +31,7 @@ from rtrl.algos.streaming import RunningReturnScale, decay_traces, obgd_steps, t
 from rtrl.cells import project_parameters, recurrence_parameters
 from rtrl.cells.engine import complete_pending
 from rtrl.envs import EPISODE_FIELDS, EnvBatch, EnvSpec, env_seeds, episodes_from
-from rtrl.models import Agent
+from rtrl.models import ELEMENTWISE_CELLS, Agent
 from rtrl.runtime.backends.errors import ActorFailures
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience
@@ -172,7 +172,7 @@ def obgd_groups(params: list[Tensor], net: torch.nn.Module, bound: str) -> list[
     apart = {id(p) for p in recurrence_parameters(net)}
     if not apart:
         raise SettingError(f"obgd_bound={bound!r} bounds the recurrence's own parameters apart; the network has no "
-                           "element-wise cell (accepted: joint, or a core of elstm, indrnn, lru, rtu or clru cells)")
+                           f"element-wise cell (accepted: joint, or a core of {', '.join(ELEMENTWISE_CELLS)} cells)")
     groups = [[i for i, p in enumerate(params) if id(p) not in apart], [i for i, p in enumerate(params) if id(p) in apart]]
     return [group for group in groups if group]
 
