@@ -72,8 +72,13 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, **options)
     except ModuleNotFoundError as error:
         raise ValueError(f"cannot import the module {module!r} named in {env_id!r} ({error.__cause__ or error}); "
                          "it must be importable here: installed, or on PYTHONPATH") from None
-    except gym.error.Error:
+    except gym.error.DependencyNotInstalled as error:   # registered, but its package is missing here
+        raise ValueError(f"the Gymnasium env {registered!r} of {env_id!r} needs a package that is not installed "
+                         f"here ({error}); install it, or pick another env") from None
+    except gym.error.UnregisteredEnv:
         raise _unknown(registered, env_id) from None
+    except gym.error.Error as error:   # deprecated versions, bad modes: Gymnasium's own words name the fix
+        raise ValueError(f"Gymnasium refused {env_id!r}: {error}") from None
     except TypeError as error:
         raise ValueError(
             f"bad option for {env_id!r} ({', '.join(sorted(options))}); accepted options: "

@@ -111,3 +111,19 @@ def test_an_env_fn_that_cannot_reach_the_actors_is_refused_before_the_run_starts
 def test_env_fn_errors(env_id, env_fn, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("{", r"\{").replace("?", r"\?")):
         make_env(env_id, env_fn=env_fn)
+
+
+def _needs_a_missing_package(**options):
+    raise gym.error.DependencyNotInstalled("Box2D is not installed, you can install it with pip")
+
+
+gym.register("RtrlNeedsPackage-v0", entry_point=_needs_a_missing_package)
+
+
+def test_a_registered_env_whose_package_is_missing_is_named_as_such_not_as_unknown():
+    # Gymnasium registers BipedalWalker without Box2D: the error must not call a registered id unknown
+    with pytest.raises(ValueError) as error:
+        make_env("gym:RtrlNeedsPackage-v0")
+    message = str(error.value)
+    assert "'RtrlNeedsPackage-v0'" in message and "needs a package that is not installed" in message
+    assert "Box2D is not installed" in message and "unknown" not in message
