@@ -41,7 +41,7 @@ PRESETS: dict[str, dict] = {
     # observations normalised, rewards scaled to returns of order 1 (not clipped), a Gaussian policy with a
     # state-independent log std, standardised advantages, no entropy bonus (CleanRL's PPO has none there);
     # each batch used for 4 passes of 4 minibatches under APPO's clipped surrogate (one pass learned ~4x slower)
-    "mujoco": dict(env="mujoco:Hopper-v5?observe=velocity", cell="elstm", learning="rtrl", total_steps=1_000_000,
+    "mujoco": dict(env="mujoco:Hopper-v5?observe=position", cell="elstm", learning="rtrl", total_steps=1_000_000,
                    unroll_length=16, batch_size=16, hidden_size=64, stem="mlp", stem_hidden_size=64,
                    obs_norm=True, reward_norm=True, reward_clip=False, normalize_advantages=True,
                    entropy_cost=0.0, lr=3e-4, rmsprop_eps=1e-5, discounting=0.99, num_actors=2, envs_per_actor=8,
