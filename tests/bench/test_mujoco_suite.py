@@ -138,3 +138,10 @@ def test_a_separate_critic_is_a_variant_and_older_records_count_as_shared(suite,
     both = dict(variant, vtrace_lambda=0.95)
     assert suite.section_label(1_000_000, both) == "1M-e4-m4-clip0.2-critic-separate-lambda0.95"
     assert suite.update_parts(both)[3:] == ["critic", "V-trace lambda"] and len(suite.update_parts(older)) == 3
+
+
+def test_task_names_say_what_is_observed(suite):
+    # Ni et al. 2022's names: "-p" observes the positions only (velocities masked), "-v" the velocities only
+    for task, env_id in suite.TASKS.items():
+        kept = {"p": "?observe=position", "v": "?observe=velocity"}.get(task.rpartition("-")[2], "")
+        assert env_id.endswith(kept) and (kept or "?" not in env_id), (task, env_id)
