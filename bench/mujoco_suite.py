@@ -152,12 +152,10 @@ def report(doc: Path, total_steps: int, update: dict | None = None) -> None:
     update = update or preset_update()
     records, label = load_records(total_steps, update), section_label(total_steps, update)
     rows, panels = [], []
-    for task in TASKS:
+    for task in [task for task in TASKS if any(r["task"] == task for r in records)]:   # tasks this budget ran
         series = []
         for colour, core in zip(("tab:blue", "tab:orange", "tab:green"), CORES):   # a colour per core, a dash per seed
             done = [r for r in records if r["task"] == task and r["core"] == core]   # the budget's: load_records
-            if not done and not any(r["task"] == task for r in records):
-                continue   # a task this budget has not run: no rows
             per_seed = ", ".join(f"{r['final_return']:.0f}" for r in done)
             late = [late_mean(r) for r in done]
             rows.append(f"| {TASKS[task]} | {core} | {mean_ci([r['final_return'] for r in done])} | {per_seed} | "
