@@ -15,12 +15,12 @@ from gymnasium import spaces
 
 
 def check_action_space(env: gym.Env, env_id: str) -> gym.Env:
-    """``env`` with an action space rtrl agents act in: Discrete as it is, MultiDiscrete flattened into one
-    Discrete (``FlattenMultiDiscreteAction``), a 1-D float Box with its actions clipped to the bounds
-    (``ClipBoxAction``); any other space is a ValueError."""
+    """``env`` with an action space rtrl agents act in: Discrete as it is (counted from 0: ``ShiftDiscreteAction``
+    when its ``start`` is not), MultiDiscrete flattened into one Discrete (``FlattenMultiDiscreteAction``), a 1-D
+    float Box with its actions clipped to the bounds (``ClipBoxAction``); any other space is a ValueError."""
     space = env.action_space
     if isinstance(space, spaces.Discrete):
-        return env
+        return env if int(space.start) == 0 else ShiftDiscreteAction(env)
     if isinstance(space, spaces.MultiDiscrete):
         return FlattenMultiDiscreteAction(env)
     if isinstance(space, spaces.Box) and len(space.shape) == 1 and np.issubdtype(space.dtype, np.floating):
@@ -44,26 +44,44 @@ class ClipBoxAction(gym.ActionWrapper):
         return np.clip(np.asarray(action, dtype=self._low.dtype), self._low, self._high)
 
 
-class FlattenMultiDiscreteAction(gym.ActionWrapper):
-    """MultiDiscrete([n1, ..., nk]) actions as one Discrete(n1*...*nk) action (row-major index)."""
+class ShiftDiscreteAction(gym.ActionWrapper):
+    """A Discrete(n, start=s) action space as Discrete(n): the agent's action a (0..n-1) reaches the env as s + a."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self._nvec = np.asarray(env.action_space.nvec).reshape(-1)
+        self._start = int(env.action_space.start)
+        self.action_space = spaces.Discrete(int(env.action_space.n))
+
+    def action(self, action):
+        return self._start + int(action)
+
+
+class FlattenMultiDiscreteAction(gym.ActionWrapper):
+    """MultiDiscrete([n1, ..., nk]) actions as one Discrete(n1*...*nk) action (row-major index). The env receives
+    its space's own shape (a nvec of any shape) and values (each component counted from its ``start``)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.action_space
+        self._shape, self._start = space.nvec.shape, np.asarray(space.start, dtype=np.int64).reshape(-1)
+        self._nvec = np.asarray(space.nvec).reshape(-1)
         self.action_space = spaces.Discrete(int(np.prod(self._nvec)))
 
     def action(self, action):
         if self.factored:
-            return np.asarray(action, dtype=np.int64).reshape(self._nvec.shape)
-        return np.array(np.unravel_index(int(action), self._nvec), dtype=np.int64)
+            components = np.asarray(action, dtype=np.int64).reshape(-1)
+        else:
+            components = np.array(np.unravel_index(int(action), self._nvec), dtype=np.int64)
+        return (components + self._start).reshape(self._shape).astype(self.env.action_space.dtype)
 
     factored = False
 
     def factor(self) -> None:
         """Pass MultiDiscrete actions through instead (the env id option ``multi_discrete=factored``: the agent
-        then acts with one categorical per component, ``rtrl.algos.MultiCategorical``)."""
+        then acts with one categorical per component, ``rtrl.algos.MultiCategorical``, in a 1-D space counted
+        from 0 whatever the env's shape and starts)."""
         self.factored = True
-        self.action_space = self.env.action_space
+        self.action_space = spaces.MultiDiscrete(self._nvec)
 
 
 class FloatVectorObservation(gym.ObservationWrapper):

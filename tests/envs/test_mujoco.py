@@ -88,6 +88,44 @@ def test_multi_discrete_actions_can_be_factored():
         make_env("popgym:BattleshipEasy?multi_discrete=split")
 
 
+class ReceivedActions(gym.Env):
+    """Keeps the actions it receives; its action space is set per test."""
+    observation_space = spaces.Box(0.0, 1.0, (2,), np.float32)
+
+    def __init__(self, space):
+        self.action_space, self.received = space, []
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), (action, self.action_space)
+        self.received.append(action)
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("space, agent_space, agent_action, env_action, factored", [
+    # a Discrete counted from -1: the agent's 0..2 are the env's -1..1 (they were passed unshifted: 2 is not in it)
+    (spaces.Discrete(3, start=-1), spaces.Discrete(3), 2, 1, False),
+    *[(spaces.MultiDiscrete([2, 3], start=[1, -1]), spaces.Discrete(6), 5, np.array([2, 1]), f) for f in (False, True)],
+    # a MultiDiscrete of shape (2, 2) gets its own shape (it was given a flat (4,) action)
+    *[(spaces.MultiDiscrete([[2, 3], [2, 2]]), spaces.Discrete(24), 23, np.array([[1, 2], [1, 1]]), f)
+      for f in (False, True)],
+])
+def test_discrete_actions_reach_the_env_in_its_own_starts_and_shape(space, agent_space, agent_action, env_action,
+                                                                     factored):
+    inner = ReceivedActions(space)
+    if factored:   # one categorical per component, each counted from 0, in a 1-D space
+        agent_space = spaces.MultiDiscrete(space.nvec.reshape(-1))
+        agent_action = np.array(np.unravel_index(agent_action, space.nvec.reshape(-1)))
+    env = make_env("python:received" + ("?multi_discrete=factored" if factored else ""), env_fn=lambda: inner)
+    assert env.action_space == agent_space
+    action_distribution(env.action_space)   # an agent can act in it
+    env.reset()
+    env.step(agent_action)
+    np.testing.assert_array_equal(inner.received[-1], env_action)
+
+
 @pytest.mark.parametrize("env_id, fragments", [
     ("mujoco:Hopper-v5?observe=acceleration", ["observe='acceleration'", "accepted: all, position, velocity"]),
     ("mujoco:Humanoid-v5?observe=velocity", ["'mujoco:Humanoid-v5?observe=velocity'", "Ant, HalfCheetah, Hopper"]),
