@@ -26,6 +26,9 @@ NU_MIN = math.log(2.0 ** -22)   # exp(ν) ≥ 2⁻²²: |λ| ≤ 1 − 2.4e-7, w
 NU_MAX = 5.0                    # exp(ν) ≤ 148: |λ| ≤ 4e-65, zero in float32 anyway
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "linear": lambda z: z}
+# how the phase θ is a parameter: "exp": θ = exp(p), the RTU's and the LRU's (their papers and code); "direct": θ = p.
+# Under exp, ∂θ/∂p = θ: a larger phase takes larger steps, which can feed on itself (docs/DESIGN.md §2)
+PHASES = ("exp", "direct")
 
 
 def _slope(activation: str, z: Tensor) -> Tensor:
@@ -50,28 +53,43 @@ def ring_init(hidden_size: int, r_min: float, r_max: float, max_phase: float) ->
 class _RotationCell(ElementwiseRNN):
     """The common part: two gates (the real and imaginary input rows), no bias, a rotation per unit.
 
-    ``per_unit`` = [ν; log θ; (log γ for the LRU)], each (N,). ``gamma`` states γ and ∂γ/∂ν."""
+    ``per_unit`` = [ν; p; (log γ for the LRU)], each (N,), with θ = exp(p) (``phase="exp"``, the papers') or
+    θ = p (``phase="direct"``). ``gamma`` states γ and ∂γ/∂ν."""
 
     num_gates = 2
     channels = 2
     uses_weight_c = False
     uses_bias = False
 
-    def __init__(self, input_size, hidden_size, learning, method, r_min, r_max, max_phase):
+    def __init__(self, input_size, hidden_size, learning, method, r_min, r_max, max_phase, phase):
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase parametrisation {phase!r}; accepted: {', '.join(PHASES)}")
         if not 0 <= r_min < r_max <= 1:
             raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min!r}, r_max={r_max!r}")
         if not max_phase > 0:
             raise ValueError(f"max_phase must be > 0 (radians), got {max_phase!r}")
         super().__init__(input_size, hidden_size, learning, method)
         self.r_min, self.r_max, self.max_phase = float(r_min), float(r_max), float(max_phase)
+        self.phase = phase
 
-    # λ = g + iφ from ν and log θ, with what the derivatives need
+    def init_per_unit(self) -> Tensor:
+        """ν and the phase's parameter (log θ, or θ itself) from the ring init; returns ν."""
+        nu, log_theta = ring_init(self.hidden_size, self.r_min, self.r_max, self.max_phase)
+        with torch.no_grad():
+            self.per_unit[0].copy_(nu)
+            self.per_unit[1].copy_(log_theta if self.phase == "exp" else torch.exp(log_theta))
+        return nu
+
+    # λ = g + iφ from ν and the phase's parameter p, with what the derivatives need (dθ = ∂θ/∂p)
     def rotation(self, per_unit: Tensor):
         nu = per_unit[0].clamp(NU_MIN, NU_MAX)
         rate = torch.exp(nu)
         r = torch.exp(-rate)
-        theta = torch.exp(per_unit[1])
-        return rate, r, theta, r * torch.cos(theta), r * torch.sin(theta)
+        if self.phase == "exp":
+            theta = dtheta = torch.exp(per_unit[1])
+        else:
+            theta, dtheta = per_unit[1], torch.ones_like(per_unit[1])
+        return rate, r, dtheta, r * torch.cos(theta), r * torch.sin(theta)
 
     def gamma(self, per_unit: Tensor, rate: Tensor, r: Tensor) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
@@ -89,7 +107,7 @@ class _RotationCell(ElementwiseRNN):
     def linear_derivatives(self, pre: Tensor, c_prev: Tensor, per_unit: Tensor):
         """The linear step's local derivatives: ((ā, b̄) (...,2N), u (...,2,2N), v (...,E,2N))."""
         N = self.hidden_size
-        rate, r, theta, g, phi = self.rotation(per_unit)
+        rate, r, dtheta, g, phi = self.rotation(per_unit)
         gamma, dgamma_dnu = self.gamma(per_unit, rate, r)
         inside = ((per_unit[0] >= NU_MIN) & (per_unit[0] <= NU_MAX)).to(rate.dtype)
         drate = rate * inside                                    # ∂ exp(ν)/∂ν through the clamp
@@ -101,10 +119,10 @@ class _RotationCell(ElementwiseRNN):
         u = pre.new_zeros(*lead, 2, 2 * N)
         u[..., 0, :N] = gamma
         u[..., 1, N:] = gamma
-        # ∂g/∂ν = −e^ν g, ∂φ/∂ν = −e^ν φ;  ∂g/∂log θ = −θ φ, ∂φ/∂log θ = θ g
+        # ∂g/∂ν = −e^ν g, ∂φ/∂ν = −e^ν φ;  ∂g/∂p = −dθ φ, ∂φ/∂p = dθ g
         rot1, rot2 = g * c1 - phi * c2, g * c2 + phi * c1         # Re, Im of λ c_prev
         v = [torch.cat((-drate * rot1, -drate * rot2), dim=-1),
-             torch.cat((-theta * rot2, theta * rot1), dim=-1)]
+             torch.cat((-dtheta * rot2, dtheta * rot1), dim=-1)]
         if dgamma_dnu is not None:                                # the RTU's γ = sqrt(1 − r²) depends on ν
             v[0] = v[0] + torch.cat((dgamma_dnu * inside * p1, dgamma_dnu * inside * p2), dim=-1)
         if self.num_per_unit == 3:                                # the LRU's γ = exp(log γ)
@@ -112,7 +130,8 @@ class _RotationCell(ElementwiseRNN):
         return (diagonal, partner), u, torch.stack(v, dim=-2)
 
     def extra_repr(self) -> str:
-        return (super().extra_repr() + f", r_min={self.r_min}, r_max={self.r_max}, max_phase={self.max_phase}")
+        return (super().extra_repr() + f", r_min={self.r_min}, r_max={self.r_max}, max_phase={self.max_phase}, "
+                f"phase={self.phase!r}")
 
 
 class RTU(_RotationCell):
@@ -127,6 +146,7 @@ class RTU(_RotationCell):
 
     ``activation`` f: "tanh" (the released control configuration), "relu" (the code's default) or "linear".
     Init: the ring init with r_min = 0, r_max = 1, max_phase = 6.28 (the code's defaults); W ~ N(0, 1/D).
+    ``phase="direct"`` makes θ itself the parameter instead of log θ (same init; not the paper's).
     """
 
     num_per_unit = 2
@@ -134,21 +154,18 @@ class RTU(_RotationCell):
 
     def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment",
                  variant: str = "linear", activation: str = "tanh", r_min: float = 0.0, r_max: float = 1.0,
-                 max_phase: float = 6.28):
+                 max_phase: float = 6.28, phase: str = "exp"):
         if variant not in self.VARIANTS:
             raise ValueError(f"unknown RTU variant {variant!r}; accepted: {', '.join(self.VARIANTS)}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; accepted: {', '.join(ACTIVATIONS)}")
-        super().__init__(input_size, hidden_size, learning, method, r_min, r_max, max_phase)
+        super().__init__(input_size, hidden_size, learning, method, r_min, r_max, max_phase, phase)
         self.variant, self.activation = variant, activation
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.weight_x, 0.0, 1 / math.sqrt(self.input_size))
-        nu, log_theta = ring_init(self.hidden_size, self.r_min, self.r_max, self.max_phase)
-        with torch.no_grad():
-            self.per_unit[0].copy_(nu)
-            self.per_unit[1].copy_(log_theta)
+        self.init_per_unit()
 
     def gamma(self, per_unit, rate, r):
         gamma = torch.sqrt(-torch.expm1(-2 * rate))               # sqrt(1 − r²) without cancellation
@@ -194,16 +211,14 @@ class ComplexLRU(_RotationCell):
     num_per_unit = 3
 
     def __init__(self, input_size: int, hidden_size: int, learning: str = "rtrl", method: str = "segment",
-                 r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28):
-        super().__init__(input_size, hidden_size, learning, method, r_min, r_max, max_phase)
+                 r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28, phase: str = "exp"):
+        super().__init__(input_size, hidden_size, learning, method, r_min, r_max, max_phase, phase)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.weight_x, 0.0, 1 / math.sqrt(2 * self.input_size))
-        nu, log_theta = ring_init(self.hidden_size, self.r_min, self.r_max, self.max_phase)
+        nu = self.init_per_unit()
         with torch.no_grad():
-            self.per_unit[0].copy_(nu)
-            self.per_unit[1].copy_(log_theta)
             # log γ = log sqrt(1 − |λ|²)
             self.per_unit[2].copy_(0.5 * torch.log(-torch.expm1(-2 * torch.exp(nu.double()))))
 

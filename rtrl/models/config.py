@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from rtrl.cells import CELL_TYPES, MULTILAYER
+from rtrl.cells.complex_cells import PHASES
 from rtrl.models.stems import STEMS
 from rtrl.settings import POSITIVE_INT, Check, is_finite_number, SettingError, literal, setting, validate
 
@@ -54,6 +55,7 @@ CONDITIONAL_SETTINGS = {
     "init_std": ("the elstm cell", ("cell",), lambda v: v["cell"] == "elstm"),
     "chrono_max": ("the elstm and lstm cells", ("cell",), lambda v: v["cell"] in ("elstm", "lstm")),
     "rtu_variant": ("the rtu cell", ("cell",), lambda v: v["cell"] == "rtu"),
+    "phase": ("the rtu and clru cells", ("cell",), lambda v: v["cell"] in ("rtu", "clru")),
     "multilayer": ("an element-wise stack learning by rtrl (learning rtrl, num_layers > 1)", ("learning", "num_layers"),
                    lambda v: v["learning"] == "rtrl" and v["num_layers"] > 1),
     "stem_hidden_size": ("the auto, mlp, resnet and nature stems", ("stem",), lambda v: v["stem"] != "identity"),
@@ -101,6 +103,8 @@ class ModelConfig:
     init_std: float = S(0.1, "std of the normal init of the eLSTM's recurrent tensors (paper: 0.1)", check=INIT_STD)
     rtu_variant: str = S("linear", "the RTU's recurrence (cell rtu; Elelimy et al. 2024): linear (tanh on the "
                          "output) or nonlinear (tanh on each channel inside the recurrence)", choices=RTU_VARIANTS)
+    phase: str = S("exp", "how the rtu's and clru's rotation angle θ is a parameter: exp (θ = exp(p), the papers'; "
+                   "the step on θ grows with θ) or direct (θ = p; same init)", choices=PHASES)
 
     def check_model(self, learnings: tuple[str, ...] = ("rtrl", "tbptt")) -> None:
         """The rules between the model's settings; ``learnings``: what the caller trains by (an agent learns

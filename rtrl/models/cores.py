@@ -133,11 +133,14 @@ class FeedForwardCore(_PlainCore):
 
 
 def cell_options(config: ModelConfig) -> dict:
-    """The options of ``config.cell``'s constructor that the config sets (the eLSTM's init)."""
+    """The options of ``config.cell``'s constructor that the config sets (the eLSTM's init, the RTU's variant,
+    the paired cells' phase)."""
     if config.cell == "elstm":
         return dict(forget_bias=config.forget_bias, init_std=config.init_std, chrono_max=config.chrono_max)
     if config.cell == "rtu":
-        return dict(variant=config.rtu_variant)
+        return dict(variant=config.rtu_variant, phase=config.phase)
+    if config.cell == "clru":
+        return dict(phase=config.phase)
     return {}
 
 

@@ -18,6 +18,8 @@ CELLS = {
     "rtu-nonlinear": (rtrl.RTU, dict(variant="nonlinear", activation="tanh")),
     "rtu-relu": (rtrl.RTU, dict(variant="nonlinear", activation="relu")),
     "clru": (rtrl.ComplexLRU, {}),
+    "rtu-direct": (rtrl.RTU, dict(variant="nonlinear", activation="tanh", phase="direct")),
+    "clru-direct": (rtrl.ComplexLRU, dict(phase="direct")),
 }
 
 
@@ -189,6 +191,29 @@ def test_initialisation_never_reaches_the_unit_circle(cls):
     assert (r < 1).all() and torch.isfinite(cell.per_unit).all()
 
 
+@pytest.mark.parametrize("cls", [rtrl.RTU, rtrl.ComplexLRU])
+def test_direct_phase_is_the_same_cell_with_theta_as_its_parameter(cls):
+    """phase="direct" starts from the same λ as the papers' exp parametrisation and computes the same outputs;
+    only the parameter differs (θ instead of log θ), so its gradient is the exp one divided by ∂θ/∂log θ = θ."""
+    torch.manual_seed(3)
+    a = cls(3, 6).double()
+    torch.manual_seed(3)
+    b = cls(3, 6, phase="direct").double()
+    assert torch.allclose(torch.exp(a.per_unit[1]), b.per_unit[1], rtol=1e-6)   # the init, up to float32's exp
+    with torch.no_grad():
+        b.per_unit[1] = torch.exp(a.per_unit[1])                               # the same θ to float64's last digit
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    ya, _ = a(x)
+    yb, _ = b(x)
+    assert torch.allclose(ya, yb, rtol=1e-12, atol=1e-12)
+    ya.square().sum().backward()
+    yb.square().sum().backward()
+    theta = b.per_unit[1].detach()
+    assert torch.allclose(a.per_unit.grad[1], b.per_unit.grad[1] * theta, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(a.weight_x.grad, b.weight_x.grad, rtol=1e-9, atol=1e-12)
+    assert "phase='direct'" in repr(b)
+
+
 def test_shapes_and_errors():
     cell = rtrl.RTU(3, 5)
     assert cell.output_size == 10 and cell.state_size == 10
@@ -200,3 +225,5 @@ def test_shapes_and_errors():
         rtrl.RTU(3, 5, activation="gelu")
     with pytest.raises(ValueError, match="r_max=1.5"):
         rtrl.ComplexLRU(3, 5, r_max=1.5)
+    with pytest.raises(ValueError, match="phase parametrisation 'log'; accepted: exp, direct"):
+        rtrl.ComplexLRU(3, 5, phase="log")

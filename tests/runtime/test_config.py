@@ -103,6 +103,7 @@ def test_bad_epochs_and_minibatches_are_refused_by_name(argv, message):
     (["--cell", "clru", "--init-std", "0.5"], "--init-std", "--cell='clru'", ["--cell", "elstm"]),
     (["--cell", "indrnn", "--chrono-max", "100"], "--chrono-max", "--cell='indrnn'", ["--cell", "lstm", "--learning", "tbptt"]),
     (["--cell", "elstm", "--rtu-variant", "nonlinear"], "--rtu-variant", "--cell='elstm'", ["--cell", "rtu"]),
+    (["--cell", "lru", "--phase", "direct"], "--phase", "--cell='lru'", ["--cell", "clru"]),
     (["--cell", "lstm", "--learning", "tbptt", "--forget-bias", "1"], "--forget-bias", "--cell='lstm'", ["--cell", "elstm", "--learning", "rtrl"]),
     (["--cell", "ff", "--learning", "tbptt", "--chrono-max", "50"], "--chrono-max", "--cell='ff'", ["--cell", "elstm", "--learning", "rtrl"]),
     (["--multilayer", "per-layer"], "--multilayer", "--learning='rtrl', --num-layers=1", ["--num-layers", "2"]),
