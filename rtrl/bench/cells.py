@@ -12,7 +12,7 @@ of the segment's shapes (GEMM rate), each taken at its fastest run. Each row's f
 and every ratio divides medians of the same run. The peak extra memory of (b), (b') and (c) is
 measured in a fresh process each (``python -m rtrl.bench.cells_memory``).
 
-With ``--cells elstm,rtu,clru`` the paired cells get a table each beside the eLSTM's, each row at the
+With ``--cells elstm rtu clru`` the paired cells get a table each beside the eLSTM's, each row at the
 eLSTM's parameter count for that N (``equal_parameter_size``: with D = 257, the eLSTM's N = 32, 128, 512
 are the RTU's 50, 224, 1278 and the complex LRU's 50, 224, 1276). The default is the eLSTM alone, so that
 the recorded table stays comparable with the records before it (and the bench's time does not triple).
@@ -46,12 +46,16 @@ LONG_BPTT_TARGET = 0.5   # ... and at most 0.5x autograd BPTT
 LENGTHS = Check("one or more positive integers up to 65536",
                 lambda v: len(v) > 0 and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 65536
                                              for n in v))
+# a hidden size N: each one is timed, so the same kind of list (refused before the probes run, not at its row)
+HIDDEN_SIZES = Check("one or more positive integers up to 65536",
+                     lambda v: len(v) > 0 and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 65536
+                                                  for n in v))
 
 
 @dataclass
 class CellsBenchConfig:
     lengths: list[int] = S([1, 10, 100], "segment lengths T", check=LENGTHS)
-    hidden_sizes: list[int] = S([32, 128, 512], "hidden sizes N")
+    hidden_sizes: list[int] = S([32, 128, 512], "hidden sizes N", check=HIDDEN_SIZES)
     input_size: int = S(257, "input size D", check=POSITIVE_INT)
     batch_size: int = S(32, "batch size B", check=POSITIVE_INT)
     dtype: str = S("float32", "floating type", choices=("float32", "float64"))

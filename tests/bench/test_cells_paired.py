@@ -55,3 +55,14 @@ def test_a_bad_cell_names_the_accepted_ones(capsys):
         main(TINY + ["--cells", "elstm", "gru"])
     assert exit_info.value.code == 2
     assert "gru" in (err := capsys.readouterr().err) and "one or more of elstm, rtu, clru" in err
+
+
+@pytest.mark.parametrize("sizes", [["0"], ["4", "-3"]])
+def test_a_bad_hidden_size_is_refused_by_its_flag_before_anything_is_timed(sizes, capsys):
+    # it was refused at its own row, after the machine's probes and the rows before it, as "hidden_size must be ..."
+    with pytest.raises(SystemExit) as exit_info:
+        main(TINY[:4] + ["--hidden-sizes", *sizes] + TINY[6:] + ["--no-memory"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "--hidden-sizes" in captured.err and "one or more positive integers" in captured.err
+    assert "|" not in captured.out   # no table was started
