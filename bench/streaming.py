@@ -92,6 +92,9 @@ AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "s
           # the recurrence's parameters bounded apart by ObGD: the RTU's ν, θ traces grow with its memory and, under
           # one bound, shrink every step (docs/STREAMING.md)
           "stream-rtrl-rtu-rb": ["--preset", "stream", "--cell", "rtu", "--obgd-bound", "recurrence"],
+          # the same with θ itself as the parameter: under exp(log θ) that run's phases grew until its values were NaN
+          "stream-rtrl-rtu-rb-direct": ["--preset", "stream", "--cell", "rtu", "--obgd-bound", "recurrence", "--phase",
+                                        "direct"],
           "stream-rtrl-rb": ["--preset", "stream", "--obgd-bound", "recurrence"]}
 DEFAULT_AGENTS = ("stream-rtrl", "stream-tbptt", "impala-rtrl")
 DELAYS = (2, 4, 8, 16, 32, 64, 128)
