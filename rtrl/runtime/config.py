@@ -326,11 +326,19 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
     base = dict(values)   # the defaults and the preset: what an ignored setting would have been
     values.update(user_set)
     _refuse_other_learners_settings(values.get("learner", TrainConfig.learner), user_set, base)
+    if values.get("learner") == "stream":   # a preset's passes over batches (mujoco's) shape no stream update, as
+        for name in STREAM_UNREAD_PASSES:    # its learning rate does not: the stream's values, so that check_together
+            if name not in user_set:         # (which refuses them in code) passes, and the flags stay refused
+                values[name] = getattr(TrainConfig, name)
     refuse_unread_model_settings(values, user_set, base)
     if "batch_size" in user_set and "envs_per_actor" not in user_set:
         _adapt_envs_per_actor(values)
     norm_unbounded_outputs(values, user_set, values.get("learner") == "stream")
     return TrainConfig.from_dict(values).validate()
+
+
+# the impala learner's passes over a batch: a stream run holds them at their defaults (``check_together``)
+STREAM_UNREAD_PASSES = ("update_epochs", "minibatches", "policy_clip")
 
 
 def _refuse_other_learners_settings(learner: str, user_set: dict, base: dict) -> None:

@@ -98,6 +98,18 @@ def test_bad_epochs_and_minibatches_are_refused_by_name(argv, message):
         TrainConfig(learner="stream", update_epochs=2, num_envs=1, total_steps=10).validate()
 
 
+def test_the_stream_learner_runs_with_a_preset_that_has_passes_over_batches():
+    """A preset's passes (mujoco's 4 x 4, clipped) are not the user's: the stream learner runs with that preset, as it
+    does with the preset's learning rate. It was refused whether the flags were given (as the impala learner's) or
+    not (as values the stream learner has none of): no command line could run it."""
+    cfg = parse_train(["--preset", "mujoco", "--learner", "stream"])
+    assert (cfg.learner, cfg.update_epochs, cfg.minibatches, cfg.policy_clip, cfg.lr) == ("stream", 1, 1, 0.0, 3e-4)
+    assert cfg.env == "mujoco:Hopper-v5?observe=position" and cfg.obs_norm
+    assert parse_train(["--preset", "mujoco"]).update_epochs == 4
+    with pytest.raises(SettingError, match="minibatches=2 is a setting of the impala learner"):
+        parse_train(["--preset", "mujoco", "--learner", "stream", "--minibatches", "2"])
+
+
 @pytest.mark.parametrize("argv, flag, deciders, fix", [
     (["--cell", "rtu", "--forget-bias", "5"], "--forget-bias", "--cell='rtu'", ["--cell", "elstm"]),
     (["--cell", "clru", "--init-std", "0.5"], "--init-std", "--cell='clru'", ["--cell", "elstm"]),
