@@ -7,7 +7,7 @@ are lower bounds: a refused run could not have run; an accepted one may still be
 
 - ``rtrl train``: :func:`train_parts` (parameters with their gradients, optimizer state and the actors'
   copies, the rollout buffers, the learner's batch and its activations, the environments, the RTRL
-  sensitivities), from the config alone (``TrainConfig.check_together``, a model built on the ``meta``
+  sensitivities; the streaming learner's eligibility traces), from the config alone (``TrainConfig.check_together``, a model built on the ``meta``
   device for a minimal environment) and again with the run's real model (``check_sensitivity_memory``).
 - ``rtrl copy-task``: :func:`copy_task_parts` (the data set, the model, its optimizer, its sensitivities).
 """
@@ -78,7 +78,11 @@ def train_parts(cfg, sizes: dict, obs_numel: int, obs_itemsize: int, num_actions
     if cfg.learner == "stream":   # no actors, no rollouts: the streams, their state, one step's activations
         streams = cfg.num_envs
         width = cfg.hidden_size * cfg.num_layers * 12 + sizes["stem_width"] * 4
+        # each stream's eligibility traces: a critic's and an actor's copy of the parameters (and with entropy_step
+        # direct a buffer of the entropy's gradient): num_envs x the parameters, the largest part of many runs
+        traces = 2 + (getattr(cfg, "entropy_step", "trace") == "direct")
         return [("parameters", sizes["params"] * 3 * 2), ("activations", streams * (width + obs_numel) * FLOAT * 2),
+                ("eligibility traces", streams * traces * sizes["params"]),
                 ("environments", streams * (ENV_BYTES + obs_numel * obs_itemsize)),
                 ("RTRL sensitivities", sizes["sensitivity"] * copies)]
     T1, batch = cfg.unroll_length + 1, cfg.batch_size
@@ -111,6 +115,8 @@ def _state_tensors(model) -> list:
 
 TRAIN_HINT = ("with {hidden_size}, {stem_hidden_size}, {unroll_length}, {batch_size}, {num_layers}: use fewer units "
               "or layers, shorter rollouts or a smaller batch")
+STREAM_HINT = ("with {hidden_size}, {stem_hidden_size}, {num_envs}, {num_layers}: use fewer units or layers, or fewer "
+               "streams")
 
 
 def check_train_config(cfg) -> None:
@@ -146,9 +152,11 @@ def check_train(cfg, sizes: dict, obs_numel: int, obs_itemsize: int, num_actions
     """Refuse a training run whose large allocations (:func:`train_parts`) would not fit in the memory
     available now."""
     parts = train_parts(cfg, sizes, obs_numel, obs_itemsize, num_actions, copies)
-    settings = dict(hidden_size=cfg.hidden_size, stem_hidden_size=cfg.stem_hidden_size,
-                    unroll_length=cfg.unroll_length, batch_size=cfg.batch_size, num_layers=cfg.num_layers)
-    check_fits(parts, None, TRAIN_HINT, **settings)
+    settings = dict(hidden_size=cfg.hidden_size, stem_hidden_size=cfg.stem_hidden_size, num_layers=cfg.num_layers)
+    if cfg.learner == "stream":   # its streams are its batch: the impala learner's rollouts and batch are not read
+        check_fits(parts, None, STREAM_HINT, num_envs=cfg.num_envs, **settings)
+    else:
+        check_fits(parts, None, TRAIN_HINT, unroll_length=cfg.unroll_length, batch_size=cfg.batch_size, **settings)
 
 
 def copy_task_parts(config, sensitivity_bytes_per_sequence: int = 0, parameters: int = 0) -> list[tuple[str, float]]:

@@ -390,6 +390,25 @@ def test_a_setting_only_the_other_learner_reads_is_refused_by_name(learner, flag
     assert resolve_config("stream", overrides={"learner": "impala"}).num_envs == PRESETS["stream"]["num_envs"]
 
 
+@pytest.mark.parametrize("entropy_step", ["trace", "direct"])
+def test_the_streams_eligibility_traces_are_counted_before_they_are_allocated(entropy_step):
+    """Each stream keeps a copy of the parameters per trace: with many streams of a large model they are most of the
+    run's memory. They were not counted: 1,000 streams of 4096 units passed the size check and went on to allocate
+    625 GiB of traces. Refused now by name, with the streams as what to change; the estimate is the learner's own."""
+    big = dict(learner="stream", learning="tbptt", num_envs=1000, hidden_size=4096, stem="mlp", stem_hidden_size=4096,
+               total_steps=10_000, entropy_step=entropy_step)
+    with pytest.raises(SettingError, match=r"eligibility traces .*num_envs=1000.*fewer streams"):
+        resolve_config(overrides=big)
+    from rtrl.runtime.sizes import model_sizes, train_parts
+    cfg = stream_config(num_envs=3, entropy_step=entropy_step)
+    model = build_agent(cfg, EnvSpec.probe(cfg.env, cfg.env_options))
+    learner = StreamLearner(model, cfg)
+    held = learner.value_traces + learner.policy_traces + (learner.entropy_grads or [])
+    allocated = sum(t.numel() * t.element_size() for traces in held for t in traces)
+    estimate = dict(train_parts(cfg, model_sizes(model), 1, 4, 2))["eligibility traces"]
+    assert allocated <= estimate <= 1.1 * allocated
+
+
 def test_a_stream_acts_in_a_continuous_action_space(tmp_path):
     """The streaming learner goes through the action distribution like the IMPALA learner: a Gaussian policy
     on Pendulum (a Box action space) trains a few steps, its log-probabilities and entropy finite."""
