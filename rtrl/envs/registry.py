@@ -127,18 +127,24 @@ def make_env(env_id: str, seed: int | None = None, training: bool = True, env_fn
                          f"run's config), not {env_id!r}")
     env = adapter.make(name, env_id=env_id, seed=seed, training=training, **parsed)
     if multi_discrete == "factored":
-        _factor_multi_discrete(env)
+        _factor_multi_discrete(env, env_id)
     if previous_action:
         env = PreviousAction(env)
     return SeedOnFirstReset(env, seed)
 
 
-def _factor_multi_discrete(env: gym.Env) -> None:
+def _factor_multi_discrete(env: gym.Env, env_id: str) -> None:
+    """One categorical per component of the env's MultiDiscrete actions; a ValueError for any other action space
+    (the option would do nothing there)."""
     wrapper = env
     while isinstance(wrapper, gym.Wrapper) and not isinstance(wrapper, FlattenMultiDiscreteAction):
         wrapper = wrapper.env
-    if isinstance(wrapper, FlattenMultiDiscreteAction):
-        wrapper.factor()
+    if not isinstance(wrapper, FlattenMultiDiscreteAction):
+        space = env.action_space
+        env.close()
+        raise ValueError(f"option multi_discrete='factored' for {env_id!r} does nothing: its action space is {space}; "
+                         "accepted with a MultiDiscrete action space only (leave the option out)")
+    wrapper.factor()
 
 
 def frames_per_step(env_id: str, env_options: dict | None = None) -> int:

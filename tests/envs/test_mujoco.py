@@ -86,6 +86,11 @@ def test_multi_discrete_actions_can_be_factored():
     env.step(np.array([1, 2]))
     with pytest.raises(ValueError, match="multi_discrete='split'.*accepted: flat, factored"):
         make_env("popgym:BattleshipEasy?multi_discrete=split")
+    # on another action space the option would do nothing: it was ignored, the agent acting as without it
+    with pytest.raises(ValueError, match=r"multi_discrete='factored' for 'gym:CartPole-v1.*' does nothing: its action "
+                                         r"space is Discrete\(2\); accepted with a MultiDiscrete action space only"):
+        make_env("gym:CartPole-v1?multi_discrete=factored")
+    assert make_env("gym:CartPole-v1?multi_discrete=flat").action_space == spaces.Discrete(2)
 
 
 class ReceivedActions(gym.Env):
