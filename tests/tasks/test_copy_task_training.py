@@ -10,6 +10,7 @@ from rtrl.cli import copy_task as copy_task_cli
 from rtrl.settings import SettingError
 from rtrl.tasks import copy_task as ct
 from rtrl.tasks.copy_task import CopyTaskConfig
+from rtrl.tasks.copy_task.config import CELLS
 
 
 def test_elstm_rtrl_online_learns_tiny_copy_task():
@@ -129,8 +130,12 @@ def test_cli_help_lists_defaults(capsys):
     for flag in ("--model", "--length", "--hidden-size", "--lr", "--epochs", "--seed", "--out", "--device",
                  "--batch-size", "--time-budget", "--forget-bias", "--max-steps", "--full-sequence", "--no-progress"):
         assert flag in text
-    assert "(default: 50)" in text and "(default: elstm)" in text and "(default: rtrl)" in text
+    flat = " ".join(text.split())   # as printed, whatever the line breaks
+    assert "(default: 50)" in flat and "(default: elstm)" in flat and "(default: rtrl)" in flat
     assert "recurrent units N (per layer) (default: 256)" in " ".join(text.split())     # each flag's help is its setting's
+    cell_help = " ".join(text.split()).split("--cell {")[2].split("(default")[0]   # the flag's help, past its usage
+    for cell in CELLS:   # every cell the flag accepts is described (rtu and clru were missing)
+        assert f" {cell} " in cell_help or f" {cell}," in cell_help, (cell, cell_help)
 
 
 @pytest.mark.parametrize("argv, message", [

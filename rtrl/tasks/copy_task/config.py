@@ -47,15 +47,15 @@ def default_lr(cell: str) -> float:
 class CopyTaskConfig:
     """One run of the copy task (the task, models and scoring: ``rtrl.tasks.copy_task``)."""
 
-    cell: str = setting("elstm", "recurrent cell: elstm (the paper's), indrnn, lru (element-wise), lstm "
-                        "(torch.nn.LSTM; bptt only)", choices=CELLS)
+    cell: str = setting("elstm", "recurrent cell: elstm (the paper's), indrnn, lru, rtu, clru (complex LRU) "
+                        "(element-wise; rtu and clru output 2N numbers), lstm (torch.nn.LSTM; bptt only)", choices=CELLS)
     learning: str = setting("rtrl", "rtrl: fully online, one step per token (element-wise cells); bptt: one step "
                             "per batch of whole sequences", choices=LEARNING)
     model: str | None = setting(None, "the old name of a cell and learning pair (<cell>-<learning>): lstm-bptt, "
                                 "elstm-bptt, elstm-rtrl; replaces cell and learning", choices=MODELS)
     length: int = setting(50, "L: patterns have 1..L bits, sequences 2L tokens", check=POSITIVE_INT)
     hidden_size: int = setting(256, "recurrent units N (per layer)", check=POSITIVE_INT)
-    num_layers: int = setting(1, "stacked recurrent layers (nn.LSTM layers, or an rtrl.StackedRNN of eLSTMs)",
+    num_layers: int = setting(1, "stacked recurrent layers (nn.LSTM layers, or an rtrl.StackedRNN of the cell)",
                               check=POSITIVE_INT)
     multilayer: str = setting(
         "exact", "learning rtrl with num_layers > 1: exact (RTRL through all layers) or per-layer (each layer's "
