@@ -91,7 +91,9 @@ class ModelConfig:
     reward_norm: bool = S(False, "divide the rewards, in the loss and in the core's input, by the root mean square of "
                           "a discounted return of rewards with their running mean and variance (updated by the "
                           "learner, saved in checkpoints: rtrl.models.RewardScaler), so that values are of order 1; "
-                          "for continuous control, with reward_clip off")
+                          "for continuous control, with reward_clip off. With learner stream, only the TD error's "
+                          "rewards are scaled, by the running std of each stream's discounted return (as Stream "
+                          "AC(lambda)); the core reads them unscaled (docs/STREAMING.md)")
     log_std: str = S("parameter", "a Gaussian policy's (Box actions) log std: parameter (one per action component, "
                      "independent of the state, as CleanRL's and SB3's PPO) or state (an output of the policy head)",
                      choices=LOG_STD)

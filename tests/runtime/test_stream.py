@@ -420,6 +420,19 @@ def test_a_stream_acts_in_a_continuous_action_space(tmp_path):
     assert math.isfinite(float(rows[-1]["entropy"])) and float(rows[-1]["step_size_policy"]) > 0
 
 
+def test_reward_norm_under_the_stream_scales_the_td_error_alone_as_its_help_says(tmp_path, capsys):
+    """The stream's reward_norm is its own return scale, in the TD error only: the model's RewardScaler (the core's
+    input under the impala learner) is never updated, so the core reads the rewards unscaled. The help said both were
+    scaled, whatever the learner."""
+    summary = train(stream_config(env="gym:Pendulum-v1", total_steps=30, reward_norm=True), tmp_path, progress=False)
+    checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert summary["finished"] and checkpoint["learner"]["reward_scale"]["count"] == 30
+    assert float(checkpoint["model"]["reward_norm.stats.count"]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "With learner stream, only the TD error's rewards are scaled" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_run_shorter_than_its_first_episode_says_so(tmp_path, capsys):
     """No episode ended, so there is no mean return: the summary line says that, not 'mean return nan over the
     last 0 training episodes'; a run with ended episodes prints their mean."""
