@@ -5,6 +5,7 @@ import csv
 import re
 import shlex
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,22 @@ def test_actor_failures_restart_a_slot_up_to_k_times_in_a_row():
     assert failures.restarts == 5
     with pytest.raises(ActorError, match="actor 1 failed once, more than max_actor_restarts=0 allows"):
         ActorFailures(slots=2, max_restarts=0).failed(1, "boom")
+
+
+def test_an_actors_failure_is_named_by_its_whole_message():
+    """An exception whose message spans lines (gymnasium's check of an action, with an array's repr) was named by its
+    last line alone: "its last failure:  [2 2]])". The message is the exception's type and all its lines."""
+    import numpy as np
+    from gymnasium import spaces
+    try:
+        raise ValueError(f"action {np.array([[0, 1], [1, 1]])!r} not in {spaces.MultiDiscrete([[2, 3], [2, 2]])}")
+    except ValueError:
+        report = traceback.format_exc()
+    with pytest.raises(ActorError, match=r"its last failure: ValueError: action array\(\[\[0, 1\], \[1, 1\]\]\) "
+                                         r"not in MultiDiscrete\(\[\[2 3\] \[2 2\]\]\)$"):
+        ActorFailures(slots=1, max_restarts=0).failed(0, report)
+    with pytest.raises(ActorError, match="its last failure: its process 7 died without a report$"):
+        ActorFailures(slots=1, max_restarts=0).failed(0, "its process 7 died without a report")
 
 
 def test_inline_backend_replaces_a_worker_whose_env_raised_and_the_run_goes_on(tmp_path):

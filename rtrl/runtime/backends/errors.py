@@ -11,6 +11,21 @@ class ActorError(RuntimeError):
         self.trace = trace
 
 
+def last_failure(report: str) -> str:
+    """The exception that ends ``report`` (a traceback, or how an actor died), on one line: every line of its
+    message, which may span several (an array's repr in an AssertionError, say), not only the last of them."""
+    lines = report.rstrip().splitlines()
+    if not lines:
+        return "no report"
+    frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+    if not frames:
+        return lines[-1].strip()
+    start = frames[-1] + 1
+    while start < len(lines) - 1 and lines[start].startswith("    "):   # the frame's code and its ^^^ markers
+        start += 1
+    return " ".join(line.strip() for line in lines[start:] if line.strip())
+
+
 class ActorFailures:
     """Failures of the actor slots of a backend and what follows from them.
 
@@ -37,8 +52,7 @@ class ActorFailures:
         count = self.in_a_row[slot]
         if count > self.max_restarts:
             times = "once" if count == 1 else f"{count} times in a row"
-            last = report.rstrip().splitlines()[-1] if report.strip() else "no report"
             raise ActorError(f"actor {slot} failed {times}, more than max_actor_restarts={self.max_restarts} "
-                             f"allows; its last failure: {last}", trace=report)
+                             f"allows; its last failure: {last_failure(report)}", trace=report)
         self.restarts += 1
         return len(self.in_a_row) + self.restarts - 1

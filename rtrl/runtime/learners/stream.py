@@ -32,7 +32,7 @@ from rtrl.cells import project_parameters, recurrence_parameters
 from rtrl.cells.engine import complete_pending
 from rtrl.envs import EPISODE_FIELDS, EnvBatch, EnvSpec, env_seeds, episodes_from
 from rtrl.models import ELEMENTWISE_CELLS, Agent
-from rtrl.runtime.backends.errors import ActorFailures
+from rtrl.runtime.backends.errors import ActorFailures, last_failure
 from rtrl.runtime.config import TrainConfig
 from rtrl.runtime.experience import Experience
 from rtrl.runtime.learners.gradients import Gradients, in_place_core
@@ -145,7 +145,7 @@ class StreamSource:
         what a step of them gives — their first observations, no reward, every stream at an episode start."""
         stream = self.failures.failed(0, report)
         log.warning("the environments raised (%s); replaced by fresh ones (%d in a row, max_actor_restarts=%d): every "
-                    "stream starts a new episode", report.rstrip().splitlines()[-1], self.failures.in_a_row[0],
+                    "stream starts a new episode", last_failure(report), self.failures.in_a_row[0],
                     self.failures.max_restarts)
         try:
             self.envs.close()
