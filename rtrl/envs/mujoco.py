@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rtrl.envs.packages import MissingPackage
+from rtrl.envs.packages import MissingPackage, UserEnvError
 from rtrl.envs.wrappers import FloatVectorObservation, RecordEpisode, check_action_space
 
 OPTIONS = None   # observe, checked here; the rest forwarded to gymnasium.make
@@ -105,6 +105,11 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, observe: s
         env = gym.make(name, **options)
     except TypeError as error:
         raise ValueError(f"bad option for {env_id!r} ({', '.join(sorted(options))}): {error}") from None
+    except ImportError:   # the v2/v3 envs, moved out of Gymnasium: its words say where
+        raise
+    except Exception as error:   # an option's value the env cannot take (frame_skip=0: a division by zero)
+        raise UserEnvError(f"the MuJoCo env {name!r} of {env_id!r} raised in its constructor (options: "
+                           f"{', '.join(f'{k}={v!r}' for k, v in sorted(options.items())) or 'none'})", error) from None
     if observe != "all":
         env = KeepObservation(env, observation_layout(env, env_id)[observe])
     return RecordEpisode(FloatVectorObservation(check_action_space(env, env_id)))

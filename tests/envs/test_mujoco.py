@@ -136,6 +136,9 @@ def test_discrete_actions_reach_the_env_in_its_own_starts_and_shape(space, agent
     ("mujoco:Humanoid-v5?observe=velocity", ["'mujoco:Humanoid-v5?observe=velocity'", "Ant, HalfCheetah, Hopper"]),
     ("mujoco:Hoper-v5", ["'Hoper-v5'", "Hopper-v5"]),
     ("mujoco:CartPole-v1", ["'CartPole-v1'", "known:"]),
+    # a value the env's constructor cannot take: it was an "unexpected ZeroDivisionError" (exit 1)
+    ("mujoco:Hopper-v5?frame_skip=0", ["'Hopper-v5' of 'mujoco:Hopper-v5?frame_skip=0' raised in its constructor",
+                                       "frame_skip=0", "ZeroDivisionError"]),
 ])
 def test_bad_mujoco_ids_are_clear_errors(env_id, fragments):
     with pytest.raises(ValueError) as error:
