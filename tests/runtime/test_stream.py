@@ -648,3 +648,17 @@ def test_an_overflowed_trace_takes_no_step_starts_again_and_is_reported(bound):
     moved = [not torch.equal(p.detach(), b) for p, b in zip(agent.parameters(), before)]
     assert any(moved)   # the critic's step (and with the recurrence apart, the actor's other group) still happened
     assert learner.update(source.next(), 2)["nonfinite"] == []   # the next step is a normal one
+
+
+def test_the_free_space_check_counts_the_streams_traces_that_the_checkpoint_holds(tmp_path):
+    """A stream checkpoint holds every stream's traces (2-3 copies of the weights each): the size the run checks the
+    disk for at start counts them, where counting the weights twice (RMSprop's state) fell far short of the file."""
+    from rtrl.runtime.checkpoints import estimated_checkpoint_size
+    cfg = stream_config(num_envs=16, total_steps=32, hidden_size=64, stem="mlp", stem_hidden_size=256,
+                        critic="separate")
+    train(cfg, tmp_path, progress=False)
+    written = (tmp_path / "checkpoint.pt").stat().st_size
+    model = build_agent(cfg, EnvSpec.probe(cfg.env, {}))
+    learner = StreamLearner(model, cfg)
+    assert estimated_checkpoint_size(model, learner) >= written
+    assert estimated_checkpoint_size(model) < written / 4   # the weights alone: what was checked before
