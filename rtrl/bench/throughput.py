@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtrl.bench import run_rtrl
+from rtrl.bench.suite_labels import AGENTS, label_settings
 from rtrl.envs import parse_env_id
 from rtrl.models import CORES
 from rtrl.records.reports import check_report_path, command_line, record_section
@@ -35,7 +36,8 @@ PRESET = Check("'' (none) or " + ", ".join(sorted(PRESETS)), lambda v: v == "" o
 @dataclass
 class ThroughputBenchConfig:
     env: str = S("memory:delayed_recall?cues=2&delay=30", "environment id")
-    cores: list[str] = S(list(CORES), "cores to measure", flag={"choices": CORES})
+    cores: list[str] = S(list(CORES), "cores to measure, by label: the old core names or the memory suite's labels "
+                         "(rtrl-rtu, tbptt-clru, 2x-exact-rtrl-elstm...)", flag={"choices": list(AGENTS)})
     backends: list[str] = S(["local"], "backends of rtrl train to measure", flag={"choices": BACKENDS})
     repeats: int = S(1, "runs of each backend and core, interleaved; the table shows medians", check=POSITIVE_INT)
     preset: str = S("memory", "preset of rtrl train ('' for none)", check=PRESET)
@@ -71,15 +73,28 @@ def modes(args: "ThroughputBenchConfig") -> list[str]:
     return (list(args.backends) if "impala" in args.learners else []) + ([STREAM] if "stream" in args.learners else [])
 
 
+# what a row's label sets: given again after ``--`` they would train another core than the row names
+LABEL_SETTINGS = ("core", "cell", "learning", "num_layers", "multilayer")
+
+
 def check_train_args(args: "ThroughputBenchConfig", train_overrides: dict) -> None:
     """Every run's settings, checked before the first child starts (a SettingError names the flag)."""
+    relabel = [name for name in LABEL_SETTINGS if name in train_overrides]
+    if relabel:
+        raise SettingError(literal(f"{', '.join(relabel)} after -- would train another core than its row names; "
+                                   "accepted: the core's label in ") + "{cores}", cores=args.cores)
     for core in args.cores:
         for mode in modes(args):
             preset, extra = ((args.stream_preset, dict(learner="stream")) if mode == STREAM
                              else (args.preset, dict(backend=mode)))
-            resolve_config(preset or None, overrides=dict(train_overrides, env=args.env, core=core,
+            resolve_config(preset or None, overrides=dict(train_overrides, env=args.env, **label_settings(core),
                                                           total_steps=args.total_steps,
                                                           log_interval=args.log_interval, **extra))
+
+
+def label_flags(label: str) -> list[str]:
+    """The `rtrl train` flags of a core's label (``--core`` for the old names, else ``--cell``, ``--learning``...)."""
+    return [arg for name, value in label_settings(label).items() for arg in (f"--{name.replace('_', '-')}", str(value))]
 
 
 def read_run(metrics_csv: Path, total_steps: int = 0, log_interval: float = 0.0) -> tuple[float, float, float]:
@@ -100,7 +115,7 @@ def read_run(metrics_csv: Path, total_steps: int = 0, log_interval: float = 0.0)
 def measure(args: ThroughputBenchConfig, backend: str, core: str, train_args: list[str]) -> dict:
     """One `rtrl train` run: its steady rate, median row rate, mean policy lag and wall time."""
     with tempfile.TemporaryDirectory(prefix="rtrl-throughput-") as tmp:
-        cmd = ["train", "--env", args.env, "--core", core, "--total-steps", str(args.total_steps), "--out", tmp,
+        cmd = ["train", "--env", args.env, *label_flags(core), "--total-steps", str(args.total_steps), "--out", tmp,
                "--no-progress", "--no-plot", "--log-interval", str(args.log_interval)]
         if backend == STREAM:
             cmd += ["--learner", "stream"] + (["--preset", args.stream_preset] if args.stream_preset else [])

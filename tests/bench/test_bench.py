@@ -127,3 +127,30 @@ def test_throughput_puts_the_streaming_learner_beside_r2ac_on_the_same_core(tmp_
     assert "| stream learner | rtrl-elstm | 400 | 400 | 400 | – |" in out
     assert "stream learner / local (rtrl-elstm) = 0.20" in out
     assert "(local, stream learner) -->" in doc.read_text()
+
+
+def test_throughput_measures_any_suite_label_and_refuses_a_core_given_again_after_the_separator(monkeypatch, capsys):
+    """--cores takes the memory suite's labels as well as the old core names, so the paired cells and the stacks
+    are measured as `rtrl train --cell rtu --learning rtrl` runs; a core setting after -- would make a row
+    train another core than it names, and is refused before anything runs."""
+    commands = []
+
+    def fake_run_rtrl(cmd, capture):
+        commands.append(cmd)
+        with (Path(cmd[cmd.index("--out") + 1]) / "metrics.csv").open("w", newline="") as f:
+            f.write("step,wall_time,sps\n0,1,100\n100,2,100\n")
+
+    monkeypatch.setattr(throughput, "run_rtrl", fake_run_rtrl)
+    cfg = ThroughputBenchConfig(cores=["rtrl-rtu", "2x-exact-rtrl-elstm"], learners=["impala", "stream"],
+                                total_steps=1000)
+    throughput.check_train_args(cfg, {})
+    throughput.run(cfg)
+    rtu, rtu_stream, stack, _ = commands
+    assert rtu[rtu.index("--cell") + 1] == "rtu" and rtu[rtu.index("--learning") + 1] == "rtrl" and "--core" not in rtu
+    assert rtu_stream[rtu_stream.index("--cell") + 1] == "rtu" and "stream" in rtu_stream
+    assert stack[stack.index("--num-layers") + 1] == "2" and stack[stack.index("--multilayer") + 1] == "exact"
+    assert "| local | rtrl-rtu | 100 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "throughput", "--cores", "lstm", "--", "--cell", "elstm"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "cell after -- would train another core than its row names" in err and "--cores" in err, err
