@@ -24,7 +24,7 @@ from pathlib import Path
 from rtrl.bench import run_rtrl
 from rtrl.bench.suite_labels import AGENTS, label_settings
 from rtrl.envs import parse_env_id
-from rtrl.models import CORES
+from rtrl.models import CORE_ALIASES, CORES
 from rtrl.records.reports import check_report_path, command_line, record_section
 from rtrl.runtime.config import BACKENDS, LEARNERS, PRESETS, resolve_config
 from rtrl.settings import POSITIVE, POSITIVE_INT, Check, SettingError, literal, setting
@@ -93,8 +93,13 @@ def check_train_args(args: "ThroughputBenchConfig", train_overrides: dict) -> No
 
 
 def label_flags(label: str) -> list[str]:
-    """The `rtrl train` flags of a core's label (``--core`` for the old names, else ``--cell``, ``--learning``...)."""
-    return [arg for name, value in label_settings(label).items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+    """The `rtrl train` flags of a core's label: ``--cell``, ``--learning`` (an old core name in today's spelling,
+    which spares each run the old name's notice), and a stack's ``--num-layers``, ``--multilayer``."""
+    settings = label_settings(label)
+    if "core" in settings:
+        cell, learning = CORE_ALIASES[settings.pop("core")]
+        settings = dict(cell=cell, learning=learning)
+    return [arg for name, value in settings.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
 
 
 def read_run(metrics_csv: Path, total_steps: int = 0, log_interval: float = 0.0) -> tuple[float, float, float]:

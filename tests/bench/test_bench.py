@@ -122,7 +122,8 @@ def test_throughput_puts_the_streaming_learner_beside_r2ac_on_the_same_core(tmp_
     impala, stream = commands
     assert "--backend" in impala and impala[impala.index("--preset") + 1] == "memory" and "--learner" not in impala
     assert stream[stream.index("--learner") + 1] == "stream" and stream[stream.index("--preset") + 1] == "stream"
-    assert stream[stream.index("--core") + 1] == "rtrl-elstm" and stream[stream.index("--env") + 1] == impala[impala.index("--env") + 1]
+    assert stream[stream.index("--cell") + 1] == "elstm" and stream[stream.index("--learning") + 1] == "rtrl"
+    assert stream[stream.index("--env") + 1] == impala[impala.index("--env") + 1] and "--core" not in stream
     out = capsys.readouterr().out
     assert "| stream learner | rtrl-elstm | 400 | 400 | 400 | – |" in out
     assert "stream learner / local (rtrl-elstm) = 0.20" in out
