@@ -127,8 +127,14 @@ class RunDirectory:
                                     "then rewritten), or use another run directory ({out:name})",
                                     force=True, out=str(self.path)) from None
 
-    def restore(self, checkpoint: dict, model, learner) -> None:
-        """The checkpoint's weights, learner state and random-number states into this run's objects."""
+    def restore(self, checkpoint: dict, model, learner, learner_name: str | None = None) -> None:
+        """The checkpoint's weights, learner state and random-number states into this run's objects;
+        ``learner_name``: this run's learner (impala, stream), refused when the checkpoint's is another."""
+        saved = (checkpoint.get("config") or {}).get("learner", "impala")
+        if learner_name is not None and saved != learner_name:
+            raise self._error(f"{self.checkpoint_path} holds the state of the {saved} learner (its optimizer or its "
+                              f"streams' traces), which the {learner_name} learner cannot take up",
+                              f"resume it under its own learner ({saved})")
         try:
             load_weights(model, checkpoint, self.checkpoint_path)
             try:   # format 1 held the IMPALA learner's one piece of state, its optimizer's, at the top

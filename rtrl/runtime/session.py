@@ -116,7 +116,7 @@ class RunSession:
         self.model = model.to(device)
         self.learner = make_learner(self.model, cfg)
         if self.checkpoint is not None:
-            self.run.restore(self.checkpoint, self.model, self.learner)
+            self.run.restore(self.checkpoint, self.model, self.learner, cfg.learner)
         self.run.check_free_space(estimated_checkpoint_size(self.model, self.learner))
         return self.model, self.learner
 

@@ -189,3 +189,18 @@ def test_a_run_directory_of_the_previous_version_resumes(tmp_path):
         new_rows = list(csv.DictReader(f))
     assert new_rows[0]["step"] == rows[0]["step"] and new_rows[0]["total_loss"] == rows[0]["total_loss"]
     assert new_rows[-1]["step"] == "80"
+
+
+@pytest.mark.parametrize("first, then", [("stream", "impala"), ("impala", "stream")])
+def test_a_run_forced_onto_another_learner_is_refused_naming_both(tmp_path, first, then):
+    """The learner's state (RMSprop's, or the streams' traces and return scale) does not carry across learners: a
+    run resumed with --force under the other learner is refused naming the checkpoint's learner, not with the
+    missing key of the other's state."""
+    from rtrl.records.run_guard import RunDirectoryError
+    small = dict(env=MEMORY, stem="identity", hidden_size=4, log_interval=1e-9)
+    extra = dict(num_envs=1) if first == "stream" else {}
+    train(small_config(learner=first, total_steps=20, **small, **extra), tmp_path, progress=False)
+    extra = dict(num_envs=1) if then == "stream" else {}
+    with pytest.raises(RunDirectoryError, match=f"holds the state of the {first} learner .*which the {then} learner "
+                                                f"cannot take up.*resume it under its own learner \\({first}\\)"):
+        train(small_config(learner=then, total_steps=40, **small, **extra), tmp_path, progress=False, force=True)
