@@ -15,6 +15,7 @@ from rtrl.models.config import ModelConfig, with_options
 from rtrl.models.cores import make_core
 from rtrl.models.normalizer import ObservationNormalizer, RewardScaler
 from rtrl.models.stems import make_stem
+from rtrl.settings import SettingError, literal
 
 
 @dataclass
@@ -63,8 +64,8 @@ class Agent(nn.Module):
         self.obs_norm = None
         if config.obs_norm:
             if len(obs_shape) != 1 or not torch.empty((), dtype=obs_dtype).is_floating_point():
-                raise ValueError(f"obs_norm normalises vector observations; this env's are {tuple(obs_shape)} "
-                                 f"{obs_dtype} (images are scaled by their stem)")
+                raise SettingError("{obs_norm} normalises vector observations; " + literal(
+                    f"this env's are {tuple(obs_shape)} {obs_dtype} (images are scaled by their stem)"), obs_norm=True)
             self.obs_norm = ObservationNormalizer(obs_shape[0])
         self.stem, self.feature_norm, self.core = _tower(obs_shape, obs_dtype, config, memory_limit)
         # an action count (any integer type: a space's n is often a numpy integer) or a distribution
