@@ -10,6 +10,7 @@ from rtrl.models import Agent, ObservationNormalizer
 from rtrl.runtime.backends import make_backend
 from rtrl.runtime.checkpoints import load_checkpoint
 from rtrl.runtime.train import train
+from rtrl.settings import SettingError
 
 
 def test_running_statistics_equal_those_of_all_observations_seen():
@@ -42,9 +43,10 @@ def test_the_agent_normalises_vector_observations_only_when_asked():
     agent.obs_norm.update(obs)
     features = agent.core_input(obs, torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool))[..., :-1]
     torch.testing.assert_close(features.mean((0, 1)), torch.zeros(5), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match=r"obs_norm normalises vector observations; this env's are \(3, 64, 64\) "
-                                         r"torch.uint8"):
+    with pytest.raises(SettingError, match=r"obs_norm normalises vector observations; this env's are \(3, 64, 64\) "
+                                           r"torch.uint8") as error:
         Agent((3, 64, 64), torch.uint8, 3, core="ff", hidden_size=4, obs_norm=True)
+    assert error.value.render(lambda name: "--" + name.replace("_", "-")).startswith("--obs-norm normalises")   # as a flag
 
 
 def test_statistics_come_from_the_trained_batches_reach_the_actors_and_resume(tmp_path):
