@@ -153,10 +153,16 @@ def check_train(cfg, sizes: dict, obs_numel: int, obs_itemsize: int, num_actions
     available now."""
     parts = train_parts(cfg, sizes, obs_numel, obs_itemsize, num_actions, copies)
     settings = dict(hidden_size=cfg.hidden_size, stem_hidden_size=cfg.stem_hidden_size, num_layers=cfg.num_layers)
+    # an exact stack's sensitivities grow as N^3 per layer pair (docs/MULTILAYER.md): per-layer RTRL keeps N^2
+    exact = (cfg.learning == "rtrl" and cfg.num_layers > 1 and cfg.multilayer == "exact")
+    tail = ", or {multilayer} (each layer's own RTRL: O(N^2) per layer instead of O(N^3))" if exact else ""
+    if exact:
+        settings["multilayer"] = "per-layer"
     if cfg.learner == "stream":   # its streams are its batch: the impala learner's rollouts and batch are not read
-        check_fits(parts, None, STREAM_HINT, num_envs=cfg.num_envs, **settings)
+        check_fits(parts, None, STREAM_HINT + tail, num_envs=cfg.num_envs, **settings)
     else:
-        check_fits(parts, None, TRAIN_HINT, unroll_length=cfg.unroll_length, batch_size=cfg.batch_size, **settings)
+        check_fits(parts, None, TRAIN_HINT + tail, unroll_length=cfg.unroll_length, batch_size=cfg.batch_size,
+                   **settings)
 
 
 def copy_task_parts(config, sensitivity_bytes_per_sequence: int = 0, parameters: int = 0) -> list[tuple[str, float]]:

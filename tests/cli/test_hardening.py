@@ -127,6 +127,9 @@ CASES = [
                           ("unroll-length", ["--unroll-length", "100000000", "--total-steps", "1000000000"]),
                           ("lstm-batch", ["--core", "lstm", "--batch-size", "100000000", "--envs-per-actor", "1",
                                           "--total-steps", "1000000000"])]],
+    # an exact stack's O(N^3) sensitivities: the hint names per-layer RTRL, which keeps O(N^2) per layer
+    ("size-exact-stack", lambda t, r: train_argv(t / "o", "--num-layers", "3", "--hidden-size", "2048"), 2,
+     ["this run would need at least", "RTRL sensitivities", "or --multilayer='per-layer' (each layer's own RTRL"]),
     ("size-copy-task-hidden", lambda t, r: copy_argv(t / "o", "--hidden-size", "100000"), 2,
      ["this run would need at least", "parameters", "--hidden-size=100000"]),
     ("size-copy-task-train-size", lambda t, r: copy_argv(t / "o", "--train-size", "1000000000"), 2,
