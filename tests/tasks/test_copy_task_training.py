@@ -173,3 +173,21 @@ def test_the_copy_tasks_optimizer_step_restores_the_cells_parameter_bounds():
     optimizer_step(model, make_optimizer(model, 1e-3), grad_clip=1.0)
     u = model.core.weight_c.detach()
     assert u.abs().max() <= 0.05 and (u.abs() == 0.05).any()
+
+
+def test_the_copy_tasks_size_check_counts_an_exact_stacks_sensitivities_and_the_lstms_four_gates(monkeypatch):
+    """The check before anything is allocated reads the model's cell and learning: it read the old ``model`` name,
+    which the config turns into cell and learning (leaving None), so it counted no sensitivities and one gate."""
+    from rtrl.tasks.copy_task import training
+    seen = []
+    monkeypatch.setattr(training, "check_fits", lambda parts, *args, **kwargs: seen.append(dict(parts)))
+    training.check_copy_task_memory(CopyTaskConfig(cell="elstm", learning="rtrl", num_layers=2, hidden_size=256))
+    training.check_copy_task_memory(CopyTaskConfig(cell="elstm", learning="rtrl", num_layers=2, hidden_size=256,
+                                                   multilayer="per-layer"))
+    training.check_copy_task_memory(CopyTaskConfig(cell="lstm", learning="bptt", hidden_size=256))
+    training.check_copy_task_memory(CopyTaskConfig(cell="elstm", learning="bptt", hidden_size=256))
+    exact, per_layer, lstm, elstm = seen
+    sensitivities = [k for k in exact if "sensitivit" in k]
+    assert sensitivities and exact[sensitivities[0]] > 10 * per_layer[sensitivities[0]] > 0
+    parameters = [k for k in lstm if "param" in k][0]
+    assert lstm[parameters] == 4 * elstm[parameters]

@@ -150,9 +150,9 @@ def check_copy_task_memory(config: CopyTaskConfig) -> None:
     """Refuse, before allocating, a run whose data set, model and sensitivities would not fit here."""
     N, L = config.hidden_size, config.num_layers
     per_layer = N * (N + NUM_INPUT_TOKENS)
-    params = per_layer * L * (4 if config.model == "lstm-bptt" else 1) * 4
+    params = per_layer * L * (4 if config.cell == "lstm" else 1) * 4
     sensitivity = 0
-    if config.model == "elstm-rtrl":
+    if config.label == "elstm-rtrl":
         sensitivity = 8 * N * L * 4 + (16 * N * N * (L - 1) * 4 if config.multilayer == "exact" else 0)
     check_fits(copy_task_parts(config, sensitivity, params), None,
                "with {hidden_size}, {num_layers}, {batch_size}, {train_size}, {valid_size}, {test_size}: use "
