@@ -5,6 +5,8 @@ import csv
 import json
 import math
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -563,6 +565,33 @@ def test_streams_whose_environments_raise_get_fresh_ones_and_the_run_goes_on(tmp
     with pytest.raises(ActorError, match=r"failed 3 times in a row, more than max_actor_restarts=2 .* always raises$"):
         train(stream_config(env="gym:RtrlAlwaysRaises-v0", max_actor_restarts=2), tmp_path / "always", progress=False)
     assert load_checkpoint(tmp_path / "always" / "checkpoint.pt")["steps"] == 2   # the two cut steps it acted
+
+
+class _FailsAtItsThirdStep(gym.Env):
+    """An env whose every episode raises at its third step: it never ends one."""
+
+    action_space, observation_space = gym.spaces.Discrete(2), gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 3:
+            raise RuntimeError("fails at the third step")
+        return np.zeros(2, np.float32), 0.0, False, self.t >= 6, {}
+
+
+def test_environments_that_fail_before_any_episode_ends_end_the_run(tmp_path):
+    """The failures in a row are counted until an episode ends (an actor's until it delivers a rollout): counted
+    per step, environments raising at every episode's third step were replaced forever, the run going on with no
+    episode ever ending."""
+    from rtrl.runtime.backends import ActorError
+    with pytest.raises(ActorError, match=r"failed 3 times in a row, more than max_actor_restarts=2 .*third step"):
+        train(stream_config(env="python:fails", max_actor_restarts=2, total_steps=200), tmp_path, progress=False,
+              env_fn=_FailsAtItsThirdStep)
 
 
 @pytest.mark.parametrize("cell", ["elstm", "rtu"])

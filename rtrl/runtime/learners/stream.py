@@ -89,7 +89,9 @@ class StreamSource:
     """``num_envs`` environments stepped one step per ``next()`` with the learner's own model (``publish``
     has nothing to send). Observations' statistics (``obs_norm``) are updated with each step before it is used.
     Environments that raise are replaced by fresh ones, as a backend replaces a failed actor, up to
-    ``max_actor_restarts`` times in a row: every stream starts a new episode, and the step is marked ``cut``."""
+    ``max_actor_restarts`` times in a row — with no episode ended in between, so environments that fail before
+    any episode ends (at every episode's third step, say) end the run — every stream then starts a new episode,
+    and the step is marked ``cut``."""
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: Agent):
         B = cfg.num_envs
@@ -123,7 +125,6 @@ class StreamSource:
         action = model.action_dist.sample(logits.detach().cpu().float(), self.generator)
         try:
             obs, reward, done, episodes = self.envs.step(action.numpy())
-            self.failures.delivered(0)
             cut = False
         except Exception:
             obs, reward, done, episodes = self._replace_envs(traceback.format_exc())
@@ -131,6 +132,8 @@ class StreamSource:
         self.obs, self.done = torch.as_tensor(obs).clone(), torch.as_tensor(done)
         self.reward = torch.as_tensor(reward, dtype=torch.float32)
         ended = ~np.isnan(episodes[:, 0])
+        if ended.any():   # recovered: an actor's count resets with each rollout, the streams' with an episode ended
+            self.failures.delivered(0)
         step = StreamStep(logits, value, action.to(device), self.reward, self.done, core_states,
                           self.state.sensitivity if self.fused else None, read, out.core_input[0], cut)
         return Experience(step, len(action), episodes_from(*episodes[ended].T))
