@@ -102,7 +102,7 @@ class EnvBatch:
 
     def __init__(self, env_id: str, env_options: dict, seeds: list[int], training: bool = True, env_fn=None):
         self.envs = [make_env(env_id, seed=s, training=training, env_fn=env_fn, **env_options) for s in seeds]
-        self.seeds = seeds
+        self.env_id, self.seeds = env_id, seeds
         first = [first_reset(env, env_id, s)[0] for env, s in zip(self.envs, seeds)]
         self.obs = np.stack(first)
 
@@ -120,6 +120,9 @@ class EnvBatch:
         for i, env in enumerate(self.envs):
             obs, reward, terminated, truncated, info = env.step(int(actions[i]) if actions.ndim == 1 else actions[i])
             rewards[i] = reward
+            if not np.isfinite(rewards[i]):   # an environment's failure (replaced as any), not a NaN in the losses
+                raise ValueError(f"{self.env_id} (seed {self.seeds[i]}) returned the reward {reward!r}; rewards must be "
+                                 "finite numbers within float32's range")
             if "episode" in info:
                 ep = info["episode"]
                 episodes[i] = (ep["return"], ep["length"], ep.get("success", math.nan))

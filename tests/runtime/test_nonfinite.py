@@ -153,8 +153,9 @@ def test_an_absurd_learning_rate_stops_with_a_finite_checkpoint(tmp_path, capsys
     assert main(["eval", str(run), "--episodes", "2"]) == 0   # the kept checkpoint can be evaluated
 
 
-class NaNRewards(gym.Env):
-    """An env whose every reward is NaN: the streaming learner's TD errors are NaN from its second step."""
+class NaNObservations(gym.Env):
+    """An env whose every observation after the first is NaN: the streaming learner's values, and so its TD errors,
+    are NaN from its second step. (A NaN reward is refused at the step as the environment's failure.)"""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -164,7 +165,7 @@ class NaNRewards(gym.Env):
         return np.zeros(2, np.float32), {}
 
     def step(self, action):
-        return np.zeros(2, np.float32), float("nan"), False, False, {}
+        return np.full(2, np.nan, np.float32), 0.0, False, False, {}
 
 
 def test_a_streaming_run_of_nonfinite_td_errors_stops_naming_the_streams_step_size(tmp_path):
@@ -172,7 +173,7 @@ def test_a_streaming_run_of_nonfinite_td_errors_stops_naming_the_streams_step_si
     cfg = small_config(learner="stream", env="python:nan", stem="identity", hidden_size=4, num_envs=1,
                        total_steps=50, max_nonfinite=3, log_interval=1e-9)
     with pytest.raises(NonFiniteError) as error:
-        train(cfg, tmp_path, progress=False, env_fn=NaNRewards)
+        train(cfg, tmp_path, progress=False, env_fn=NaNObservations)
     message = str(error.value)
     assert "(the last: td_error=nan at step" in message
     assert "Lower the step size (stream_lr=1.0) or raise ObGD's overshooting bounds (kappa_value=2.0, " \

@@ -584,6 +584,24 @@ class _FailsAtItsThirdStep(gym.Env):
         return np.zeros(2, np.float32), 0.0, False, self.t >= 6, {}
 
 
+class _PaysNaNAtItsThirdStep(_FailsAtItsThirdStep):
+    def step(self, action):
+        self.t += 1
+        return np.zeros(2, np.float32), math.nan if self.t == 3 else 0.0, False, self.t >= 6, {}
+
+
+@pytest.mark.parametrize("learner", ["stream", "impala"])
+def test_a_non_finite_reward_is_the_environments_failure_named_as_such(tmp_path, learner):
+    """A NaN reward is an environment's failure (replaced like any, and ending the run when it repeats), named by
+    what it returned; it reached the losses before, stopping the run as non-finite updates whose cause it guessed."""
+    from rtrl.runtime.backends import ActorError
+    cfg = (stream_config(env="python:nan", max_actor_restarts=1, total_steps=200) if learner == "stream" else
+           small_config(env="python:nan", max_actor_restarts=1, total_steps=640, num_actors=0))
+    with pytest.raises(ActorError, match=r"failed 2 times in a row.*python:nan \(seed \d+\) returned the reward "
+                                         r"nan; rewards must be finite numbers"):
+        train(cfg, tmp_path, progress=False, env_fn=_PaysNaNAtItsThirdStep)
+
+
 def test_environments_that_fail_before_any_episode_ends_end_the_run(tmp_path):
     """The failures in a row are counted until an episode ends (an actor's until it delivers a rollout): counted
     per step, environments raising at every episode's third step were replaced forever, the run going on with no
