@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from rtrl.models import Agent
+from rtrl.runtime.sizes import tensor_bytes
 from rtrl.settings import SettingError, literal
-from rtrl.tree import tensors_of
 
 _MULTIARRAY = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray   # numpy 2 or 1
 # what a numpy array in a pickle needs, under the names numpy 1 and numpy 2 write (see the module docstring)
@@ -171,13 +171,9 @@ def estimated_checkpoint_size(model: torch.nn.Module, learner=None) -> int:
     """Bytes of a checkpoint of ``model`` and ``learner``: the weights, the learner's state as it saves it (the
     streaming learner's traces: up to three copies of the weights per stream), at least one more copy of the
     weights (RMSprop's running averages, which it creates at its first step), and some margin."""
-    weights = _tensor_bytes(model.state_dict())
-    learner_state = 0 if learner is None else _tensor_bytes(learner.state_dict())
+    weights = tensor_bytes(model.state_dict())
+    learner_state = 0 if learner is None else tensor_bytes(learner.state_dict())
     return weights + max(weights, learner_state) + 1_000_000
-
-
-def _tensor_bytes(tree) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors_of(tree))
 
 
 def stem_parameter_names(model: Agent, include_fc: bool) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from rtrl.cells import available_memory
 from rtrl.cells.stacked import format_bytes
 from rtrl.settings import SettingError, literal
+from rtrl.tree import tensors_of
 
 FLOAT = 4
 ENV_BYTES = 2048          # one environment object (a Python object, its spaces, its buffers): at least
@@ -36,16 +37,21 @@ def check_fits(parts: list[tuple[str, float]], limit: float | None, hint: str, w
                                f"{format_bytes(limit)}; refused before allocating it; ") + hint, **settings)
 
 
+def tensor_bytes(tree) -> int:
+    """Bytes of every tensor in ``tree`` (a state dict, a recurrent state, a learner's state; ``meta`` ones too)."""
+    return sum(t.numel() * t.element_size() for t in tensors_of(tree))
+
+
 def parameter_bytes(model) -> int:
     """Bytes of a model's parameters and buffers (works on the ``meta`` device too)."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values() if hasattr(t, "numel"))
+    return tensor_bytes(model.state_dict())
 
 
 def model_sizes(model) -> dict:
     """What :func:`train_parts` needs of a model (real, or on the meta device): its parameter bytes, one
     environment's recurrent state (without sensitivities) and sensitivity bytes, and the stem's width."""
     tower = getattr(model, "value_tower", None)
-    return {"params": parameter_bytes(model), "state": sum(t.numel() * t.element_size() for t in _state_tensors(model)),
+    return {"params": parameter_bytes(model), "state": tensor_bytes(_state_tensors(model)),
             "sensitivity": model.sensitivity_bytes(1),
             "stem_width": model.stem.output_size + (tower.stem.output_size if tower is not None else 0)}
 
@@ -103,14 +109,11 @@ def train_parts(cfg, sizes: dict, obs_numel: int, obs_itemsize: int, num_actions
 
 def _state_tensors(model) -> list:
     """The tensors of one environment's recurrent state, without its sensitivities (those are counted apart)."""
-    from rtrl.tree import map_tensors
     try:
         state = model.initial_step_state(1)
     except Exception:   # a core that cannot make a state on this device: its state is small
         return []
-    found = []
-    map_tensors(lambda t: found.append(t) or t, state)
-    return found
+    return tensors_of(state)
 
 
 TRAIN_HINT = ("with {hidden_size}, {stem_hidden_size}, {unroll_length}, {batch_size}, {num_layers}: use fewer units "
