@@ -32,19 +32,25 @@ __all__ = ["Check", "SettingError", "SettingsMessage", "setting", "validate", "f
 
 class SettingsMessage:
     """A message that names settings: ``template`` names them as ``{name}`` (rendered ``name=value``, or
-    the bare name when the value is True) or ``{name:name}`` (the name alone); ``values`` gives their values.
+    the bare name when the value is True), ``{name:shown}`` (``name=value`` whatever the value) or ``{name:name}``
+    (the name alone); ``values`` gives their values.
 
     ``str(error)`` spells settings as the library does; ``error.render(spell)`` with another speller
-    (the CLI's ``--flag-name``) gives the same message in the caller's terms. Mixed into exceptions.
+    (the CLI's ``--flag-name``) gives the same message in the caller's terms. ``sources`` maps a setting to
+    the file it was read from: such a setting keeps its own name, followed by "(in FILE)", whatever the speller
+    (a setting from a config file is not a flag the user typed). Mixed into exceptions.
     """
 
     def __init__(self, template: str, **values: Any):
         self.template = template
         self.values = values
+        self.sources: dict[str, str] = {}
         super().__init__(self.render())
 
     def render(self, spell: Callable[[str], str] = lambda name: name) -> str:
-        return self.template.format(**{name: _Spelled(spell(name), value) for name, value in self.values.items()})
+        return self.template.format(**{
+            name: _Spelled(name, value, f" (in {self.sources[name]})") if name in self.sources
+            else _Spelled(spell(name), value) for name, value in self.values.items()})
 
 
 class SettingError(SettingsMessage, ValueError):
@@ -57,13 +63,15 @@ def literal(text: str) -> str:
 
 
 class _Spelled:
-    def __init__(self, name: str, value: Any):
-        self.name, self.value = name, value
+    def __init__(self, name: str, value: Any, where: str = ""):
+        self.name, self.value, self.where = name, value, where
 
     def __format__(self, spec: str) -> str:
-        if spec == "name" or self.value is True:
+        if spec == "name":
             return self.name
-        return f"{self.name}={self.value!r}"
+        if self.value is True and spec != "shown":
+            return self.name + self.where
+        return f"{self.name}={self.value!r}{self.where}"
 
 
 @dataclass(frozen=True)
@@ -176,7 +184,7 @@ def validate(config):
 
 def _bad(name: str, value: Any) -> str:
     """``bad {name}=value`` with the value shown whatever it is (True too, which ``{name}`` would hide)."""
-    return f"bad {{{name}:name}}=" + literal(repr(value))
+    return f"bad {{{name}:shown}}"
 
 
 def default_of(f) -> Any:

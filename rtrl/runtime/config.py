@@ -307,7 +307,27 @@ def check_initial_weights(model, cfg: TrainConfig | None = None) -> None:
 
 def resolve_config(preset: str | None = None, config_file: str | None = None,
                    overrides: dict | None = None) -> TrainConfig:
-    """Defaults < ``PRESETS[preset]`` < the settings in ``config_file`` < ``overrides``, validated.
+    """Defaults < ``PRESETS[preset]`` < the settings in ``config_file`` < ``overrides``, validated. An error about
+    a setting read from ``config_file`` (and not overridden) names it with the file: ``lr=-1 (in c.toml)``."""
+    file_settings = load_settings_file(config_file) if config_file else {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)} | {"core"}
+    unknown = sorted(set(file_settings) - known)
+    if unknown:
+        raise SettingError(literal(f"unknown settings {unknown} in {config_file}; accepted: "
+                                   f"{', '.join(sorted(known - {'core'}))}"))
+    try:
+        return _resolve_config(preset, file_settings, overrides or {})
+    except SettingError as error:
+        from_file = set(file_settings) - set(overrides or {})
+        if "core" in from_file:   # the old name's cell and learning came from the file too
+            from_file |= {"cell", "learning"} - set(overrides or {})
+        error.sources.update({name: str(config_file) for name in from_file if name not in error.sources})
+        error.args = (error.render(),)
+        raise
+
+
+def _resolve_config(preset: str | None, file_settings: dict, overrides: dict) -> TrainConfig:
+    """:func:`resolve_config` with the file read.
 
     A default the user did not set gives way to what they did set: with ``batch_size`` set (in the file
     or the overrides) but not ``envs_per_actor``, a batch size that is not a multiple of the default (or
@@ -318,8 +338,8 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
         if preset not in PRESETS:
             raise SettingError(literal(f"unknown preset {preset!r}; accepted: {', '.join(sorted(PRESETS))}"))
         values.update(PRESETS[preset])
-    user_set = upgrade_core_alias(load_settings_file(config_file), where=f" in {config_file}") if config_file else {}
-    overrides = upgrade_core_alias(overrides or {})
+    user_set = upgrade_core_alias(file_settings)
+    overrides = upgrade_core_alias(overrides)
     if "cell" in overrides or "learning" in overrides:   # a flag's core/cell/learning replaces the file's whole
         user_set = {k: v for k, v in user_set.items() if k not in ("cell", "learning")}
     user_set.update(overrides)

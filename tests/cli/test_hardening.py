@@ -299,7 +299,7 @@ def test_a_users_env_that_raises_is_named_with_its_error_and_traceback_file(tmp_
 @pytest.mark.parametrize("text, pieces", [
     ("max-nonfinite = 16\nmax_nonfinite = 32\n", ["sets max_nonfinite twice", "'max-nonfinite' = 16",
                                                   "'max_nonfinite' = 32"]),
-    ("max_nonfinite = true\n", ["bad --max-nonfinite=True", "accepted: a positive integer"]),
+    ("max_nonfinite = true\n", ["bad max_nonfinite=True (in ", "c.toml); accepted: a positive integer"]),
 ])
 def test_settings_files_two_spellings_and_values_of_the_wrong_type(tmp_path, capsys, text, pieces):
     code, out = run_cli(capsys, train_argv(tmp_path / "run", "--config", str(write(tmp_path / "c.toml", text))))

@@ -81,6 +81,30 @@ def test_a_set_envs_per_actor_is_never_changed(tmp_path):
     assert resolve_config(None, tmp_path / "b.toml").envs_per_actor == 6   # a batch size from a file counts as set
 
 
+def test_a_setting_from_a_config_file_is_named_with_the_file_not_as_a_flag(tmp_path):
+    """The CLI spells settings as flags; one the user wrote in a file (and no flag overrode) is named as written
+    there, with the file, in the library's message and the command line's alike."""
+    from rtrl.cli.flags import render_error
+    config = tmp_path / "c.toml"
+    config.write_text('unroll_length = 0\nlearner = "impala"\nseed = 3\n')
+    with pytest.raises(SettingError) as caught:
+        resolve_config(None, config, {"hidden_size": 8})
+    assert str(caught.value) == f"bad unroll_length=0 (in {config}); accepted: a positive integer"
+    assert render_error(caught.value) == str(caught.value)
+    with pytest.raises(SettingError) as caught:   # the same value from a flag is the flag's
+        resolve_config(None, config, {"unroll_length": -1})
+    assert render_error(caught.value) == "bad --unroll-length=-1; accepted: a positive integer"
+    config.write_text('learner = "stream"\nunroll_length = 5\n')
+    with pytest.raises(SettingError) as caught:   # two settings from the file, one advice naming a setting alone
+        resolve_config(None, config)
+    assert render_error(caught.value).startswith(
+        f"unroll_length=5 (in {config}) is a setting of the impala learner; learner='stream' (in {config}) does "
+        "not read it: leave it out, or give learner impala")
+    config.write_text('bogus = 1\n')
+    with pytest.raises(SettingError, match=f"unknown settings \\['bogus'\\] in {config}; accepted: .*batch_size"):
+        resolve_config(None, config)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "4", "--envs-per-actor", "2", "--minibatches", "5"],
      "minibatches=5 is more than the batch_size=4 rollouts a batch holds; accepted: 1 to 4"),
