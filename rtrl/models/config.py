@@ -175,7 +175,7 @@ def norm_unbounded_outputs(values: dict, given: dict, large_steps: bool) -> None
                  values["cell"])
 
 
-def upgrade_core_alias(values: dict, *, where: str = "") -> dict:
+def upgrade_core_alias(values: dict) -> dict:
     """``values`` with an old ``core`` key replaced by ``cell`` and ``learning`` (what it means). A ``core``
     beside a ``cell`` or ``learning`` that says otherwise is two spellings of one setting: refused."""
     if "core" not in values:
@@ -183,13 +183,13 @@ def upgrade_core_alias(values: dict, *, where: str = "") -> dict:
     values = dict(values)
     core = values.pop("core")
     if core not in CORE_ALIASES:
-        raise SettingError(f"bad {{core}}{where}; accepted: {', '.join(CORE_ALIASES)} (old names), or the settings "
+        raise SettingError(f"bad {{core}}; accepted: {', '.join(CORE_ALIASES)} (old names), or the settings "
                            f"{{cell:name}} ({', '.join(CELLS)}) and {{learning:name}} ({', '.join(LEARNING)})",
                            core=core, cell=True, learning=True)
     cell, learning = CORE_ALIASES[core]
     for name, meant in (("cell", cell), ("learning", learning)):
         if name in values and values[name] != meant:
-            raise SettingError(f"{{core}}{where} means cell={cell!r}, learning={learning!r}, but {{{name}}} is also "
+            raise SettingError(f"{{core}} means cell={cell!r}, learning={learning!r}, but {{{name}}} is also "
                                "given; give one spelling", core=core, **{name: values[name]})
     values.update(cell=cell, learning=learning)
     return values
