@@ -26,9 +26,17 @@ def is_command_line() -> bool:
 def _stop(signum, frame) -> None:
     name = "interrupted" if signum == signal.SIGINT else "terminated"
     try:
-        os.write(2, f"rtrl: {name} while starting; nothing was run\n".encode())
+        if not _is_spawned_child():   # an actor stopped while it imports: its parent, the command, speaks
+            os.write(2, f"rtrl: {name} while starting; nothing was run\n".encode())
     finally:
         os._exit(EXIT_CODES[signum])
+
+
+def _is_spawned_child() -> bool:
+    """True in a process that multiprocessing started (an actor re-imports the command's main module, and with it
+    this handler). multiprocessing is already imported there; it is not imported here for the question."""
+    mp = sys.modules.get("multiprocessing")
+    return mp is not None and mp.parent_process() is not None
 
 
 def install() -> None:
