@@ -8,7 +8,8 @@ weighs on all of them alike; backend ratios are taken between medians of the sam
 
 ``--learners impala stream`` adds the streaming learner (``rtrl train --learner stream`` with its own preset,
 ``--stream-preset``, on the same env and core): one process stepping its streams, an update per step. Its row
-is "stream learner" and its ratio is to the first backend's R2AC on the same core.
+is "stream learner" and its ratio is to the first backend's R2AC on the same core. A flag after ``--`` that only
+one learner reads (``--unroll-length``, ``--stream-lr``...) goes to that learner's runs alone; the others go to all.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from rtrl.bench.suite_labels import AGENTS, label_settings
 from rtrl.envs import parse_env_id
 from rtrl.models import CORE_ALIASES, CORES
 from rtrl.records.reports import check_report_path, command_line, record_section
-from rtrl.runtime.config import BACKENDS, LEARNERS, PRESETS, resolve_config
+from rtrl.runtime.config import BACKENDS, LEARNER_SETTINGS, LEARNERS, PRESETS, resolve_config
 from rtrl.settings import POSITIVE, POSITIVE_INT, Check, SettingError, literal, setting
 
 S = setting
@@ -75,21 +76,60 @@ def modes(args: "ThroughputBenchConfig") -> list[str]:
 
 # what a row's label sets: given again after ``--`` they would train another core than the row names
 LABEL_SETTINGS = ("core", "cell", "learning", "num_layers", "multilayer")
+ROW_SETTINGS = {"learner": "learners", "backend": "backends"}   # the same for a row's learner and backend
+
+
+def learner_of(mode: str) -> str:
+    return "stream" if mode == STREAM else "impala"
+
+
+def _read_by_another_learner(name: str, learner: str) -> bool:
+    return any(name in names for other, names in LEARNER_SETTINGS.items() if other != learner)
 
 
 def check_train_args(args: "ThroughputBenchConfig", train_overrides: dict) -> None:
-    """Every run's settings, checked before the first child starts (a SettingError names the flag)."""
+    """Every run's settings, checked before the first child starts (a SettingError names the flag). A setting
+    only another learner reads is not among a run's (``args_for``)."""
     relabel = [name for name in LABEL_SETTINGS if name in train_overrides]
     if relabel:
         raise SettingError(literal(f"{', '.join(relabel)} after -- would train another core than its row names; "
                                    "accepted: the core's label in ") + "{cores}", cores=args.cores)
+    for name, chooser in ROW_SETTINGS.items():
+        if name in train_overrides:
+            raise SettingError(literal(f"{name} after -- would run another {name} than its row names; accepted: ")
+                               + f"{{{chooser}:name}}", **{chooser: getattr(args, chooser)})
+    learners = {learner_of(mode) for mode in modes(args)}
+    unread = [name for name in train_overrides if all(_read_by_another_learner(name, lr) for lr in learners)]
+    if unread:   # e.g. --stream-lr with --learners impala: no run would read it
+        raise SettingError(literal(f"{', '.join(unread)} after -- is read by none of the learners measured ") +
+                           "({learners}); accepted: a flag of one of them, or add its learner to {learners:name}",
+                           learners=sorted(learners))
     for core in args.cores:
         for mode in modes(args):
             preset, extra = ((args.stream_preset, dict(learner="stream")) if mode == STREAM
                              else (args.preset, dict(backend=mode)))
-            resolve_config(preset or None, overrides=dict(train_overrides, env=args.env, **label_settings(core),
+            mine = {name: value for name, value in train_overrides.items()
+                    if not _read_by_another_learner(name, learner_of(mode))}
+            resolve_config(preset or None, overrides=dict(mine, env=args.env, **label_settings(core),
                                                           total_steps=args.total_steps,
                                                           log_interval=args.log_interval, **extra))
+
+
+def flag_setting(flag: str) -> str:
+    """The setting a flag token names: ``--stream-lr=0.5`` -> ``stream_lr``."""
+    return flag[2:].split("=", 1)[0].replace("-", "_")
+
+
+def args_for(mode: str, train_args: list[str]) -> list[str]:
+    """The flags after ``--`` that a run of ``mode`` takes: all but those (each with its values) that only another
+    learner reads."""
+    kept, keep = [], True
+    for token in train_args:
+        if token.startswith("--"):
+            keep = not _read_by_another_learner(flag_setting(token), learner_of(mode))
+        if keep:
+            kept.append(token)
+    return kept
 
 
 def label_flags(label: str) -> list[str]:
@@ -136,6 +176,14 @@ def measure(args: ThroughputBenchConfig, backend: str, core: str, train_args: li
     return {"rate": rate, "median_row": median_row, "lag": lag, "wall": wall}
 
 
+def _extra(args: ThroughputBenchConfig, train_args: list[str]) -> str:
+    """The extra flags, per learner where they differ."""
+    each = {learner_of(mode): " ".join(args_for(mode, train_args)) or "-" for mode in modes(args)}
+    if len(set(each.values())) == 1:
+        return f"`{next(iter(each.values()))}`"
+    return ", ".join(f"`{flags}` ({learner})" for learner, flags in each.items())
+
+
 def _lag(lag: float) -> str:
     return "–" if math.isnan(lag) else f"{lag:.2f}"   # the streaming learner has no policy lag
 
@@ -146,12 +194,12 @@ def run(args: ThroughputBenchConfig, train_args: list[str] = ()) -> dict[tuple[s
     (backend, core)."""
     train_args = list(train_args)
     print(f"env {args.env}, preset {args.preset}, {args.total_steps} steps per run, {args.repeats} run(s) each, "
-          f"extra: {train_args}")
+          f"extra: {_extra(args, train_args)}")
     runs: dict[tuple[str, str], list[dict]] = {(b, c): [] for b in modes(args) for c in args.cores}
     for repeat in range(args.repeats):
         for core in args.cores:
             for backend in modes(args):
-                result = measure(args, backend, core, train_args)
+                result = measure(args, backend, core, args_for(backend, train_args))
                 runs[backend, core].append(result)
                 print(f"  run {repeat + 1}: {backend} {core}: {result['rate']:.0f} steps/s, policy lag "
                       f"{result['lag']:.2f}, {result['wall']:.0f} s", flush=True)
@@ -178,7 +226,7 @@ def run(args: ThroughputBenchConfig, train_args: list[str] = ()) -> dict[tuple[s
     print(header + "\n" + "\n".join(table) + "\n\n" + "\n".join(ratios))
     if args.record:
         body = (f"Steady-state throughput of `rtrl train` on `{args.env}` (preset `{args.preset}`, extra flags "
-                f"`{' '.join(train_args) or '-'}`), {args.total_steps} agent steps per run, measured from metrics.csv "
+                f"{_extra(args, train_args)}), {args.total_steps} agent steps per run, measured from metrics.csv "
                 f"between its first and last rows (start-up excluded); {args.repeats} interleaved run(s) of each "
                 f"backend and core, medians shown; frames = {args.frames_per_step} x steps; policy lag = learner "
                 f"weight version minus the rollouts' version, mean over the run."

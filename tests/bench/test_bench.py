@@ -155,3 +155,36 @@ def test_throughput_measures_any_suite_label_and_refuses_a_core_given_again_afte
         main(["bench", "throughput", "--cores", "lstm", "--", "--cell", "elstm"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "cell after -- would train another core than its row names" in err and "--cores" in err, err
+
+
+def test_throughput_gives_a_flag_after_the_separator_to_the_learners_that_read_it(monkeypatch, capsys):
+    """With both learners measured, a flag only R2AC reads (--unroll-length) goes to its runs alone and one only
+    the stream reads (--stream-lr) to the stream's; a flag both read goes to all; a flag no measured learner
+    reads, or a row's own learner or backend, is refused before anything runs."""
+    commands = []
+
+    def fake_run_rtrl(cmd, capture):
+        commands.append(cmd)
+        with (Path(cmd[cmd.index("--out") + 1]) / "metrics.csv").open("w", newline="") as f:
+            f.write("step,wall_time,sps\n0,1,100\n100,2,100\n")
+
+    monkeypatch.setattr(throughput, "run_rtrl", fake_run_rtrl)
+    extra = ["--unroll-length", "20", "--stream-lr=0.5", "--hidden-size", "16", "--env-options", "delay=3"]
+    cfg = ThroughputBenchConfig(cores=["rtrl-elstm"], learners=["impala", "stream"], total_steps=1000)
+    throughput.check_train_args(cfg, {"unroll_length": 20, "stream_lr": 0.5, "hidden_size": 16})
+    throughput.run(cfg, extra)
+    impala, stream = commands
+    assert impala[-6:] == ["--unroll-length", "20", "--hidden-size", "16", "--env-options", "delay=3"], impala
+    assert stream[-5:] == ["--stream-lr=0.5", "--hidden-size", "16", "--env-options", "delay=3"], stream
+    out = capsys.readouterr().out
+    assert "`--unroll-length 20 --hidden-size 16 --env-options delay=3` (impala)" in out
+    assert "`--stream-lr=0.5 --hidden-size 16 --env-options delay=3` (stream)" in out
+    for argv, pieces in [(["--learners", "impala", "--", "--stream-lr", "0.5"],
+                          ["stream_lr after -- is read by none of the learners measured (--learners=['impala'])"]),
+                         (["--learners", "impala", "stream", "--", "--backend", "ray"],
+                          ["backend after -- would run another backend than its row names; accepted: --backends"]),
+                         (["--", "--learner", "stream"], ["accepted: --learners"])]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", "throughput", "--cores", "lstm", *argv])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and all(piece in err for piece in pieces), err
