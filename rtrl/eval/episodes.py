@@ -31,7 +31,10 @@ def load_trained_agent(run_dir: str | Path, env_fn=None) -> tuple[TrainConfig, E
     except SettingError as error:
         raise CheckpointError(f"{checkpoint_path} holds settings this version of rtrl does not know ({error})") from None
     spec = EnvSpec.probe(cfg.env, cfg.env_options, env_fn)
-    agent = build_agent(cfg, spec)
+    try:
+        agent = build_agent(cfg, spec)
+    except SettingError as error:   # spelled as the checkpoint's setting: no flag of `rtrl eval` set it
+        raise CheckpointError(f"{checkpoint_path} holds a bad setting: {error}") from None
     load_weights(agent, checkpoint, checkpoint_path)
     agent.eval()
     return cfg, spec, agent, checkpoint

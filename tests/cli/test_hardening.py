@@ -85,6 +85,11 @@ CASES = [
      ["checkpoint.pt holds a bad model (a dict)", "a table of named tensors"]),
     ("eval-checkpoint-negative-steps", lambda t, r: ["eval", str(with_checkpoint(r, t, steps=-1))], 2,
      ["checkpoint.pt holds a bad steps (-1)"]),
+    # a setting of the checkpoint's config is named as the checkpoint's, not as a flag `rtrl eval` does not have
+    *[(f"eval-checkpoint-config-{key}", lambda t, r, key=key, value=value: ["eval", str(with_checkpoint(
+        r, t, config={**torch.load(r / "checkpoint.pt", weights_only=True)["config"], key: value}))], 2,
+       [f"checkpoint.pt holds a bad setting: bad {key}={value!r}", accepted])
+      for key, value, accepted in [("cell", "gru", "accepted: elstm"), ("hidden_size", -3, "a positive integer")]],
     # --- run directories of the other kind, and their files
     ("copy-task-onto-a-training-run", lambda t, r: copy_argv(copy_of(r, t)), 2,
      ["holds a training run (`rtrl train`)", "not a copy-task run", "nothing in it was changed", "--out"]),
@@ -170,6 +175,8 @@ def test_hostile_input_ends_with_one_clear_message(tmp_path, trained, capsys, ca
     for piece in pieces:
         assert piece in text, text
     assert len([line for line in text.splitlines() if "error:" in line]) == 1, text
+    if name.startswith("eval-checkpoint-config-"):   # rtrl eval has no such flag
+        assert "--" not in text, text
 
 
 def test_copy_task_leaves_a_training_run_as_it_was(tmp_path, trained, capsys):
