@@ -130,10 +130,9 @@ def test_throughput_puts_the_streaming_learner_beside_r2ac_on_the_same_core(tmp_
     assert "(local, stream learner) -->" in doc.read_text()
 
 
-def test_throughput_measures_any_suite_label_and_refuses_a_core_given_again_after_the_separator(monkeypatch, capsys):
-    """--cores takes the memory suite's labels as well as the old core names, so the paired cells and the stacks
-    are measured as `rtrl train --cell rtu --learning rtrl` runs; a core setting after -- would make a row
-    train another core than it names, and is refused before anything runs."""
+def _fake_train_runs(monkeypatch) -> list[list[str]]:
+    """Each `rtrl train` of the throughput bench writes a two-row metrics.csv (100 steps/s) instead of training;
+    returns the list its commands go into."""
     commands = []
 
     def fake_run_rtrl(cmd, capture):
@@ -142,6 +141,14 @@ def test_throughput_measures_any_suite_label_and_refuses_a_core_given_again_afte
             f.write("step,wall_time,sps\n0,1,100\n100,2,100\n")
 
     monkeypatch.setattr(throughput, "run_rtrl", fake_run_rtrl)
+    return commands
+
+
+def test_throughput_measures_any_suite_label_and_refuses_a_core_given_again_after_the_separator(monkeypatch, capsys):
+    """--cores takes the memory suite's labels as well as the old core names, so the paired cells and the stacks
+    are measured as `rtrl train --cell rtu --learning rtrl` runs; a core setting after -- would make a row
+    train another core than it names, and is refused before anything runs."""
+    commands = _fake_train_runs(monkeypatch)
     cfg = ThroughputBenchConfig(cores=["rtrl-rtu", "2x-exact-rtrl-elstm"], learners=["impala", "stream"],
                                 total_steps=1000)
     throughput.check_train_args(cfg, {})
@@ -161,14 +168,7 @@ def test_throughput_gives_a_flag_after_the_separator_to_the_learners_that_read_i
     """With both learners measured, a flag only R2AC reads (--unroll-length) goes to its runs alone and one only
     the stream reads (--stream-lr) to the stream's; a flag both read goes to all; a flag no measured learner
     reads, or a row's own learner or backend, is refused before anything runs."""
-    commands = []
-
-    def fake_run_rtrl(cmd, capture):
-        commands.append(cmd)
-        with (Path(cmd[cmd.index("--out") + 1]) / "metrics.csv").open("w", newline="") as f:
-            f.write("step,wall_time,sps\n0,1,100\n100,2,100\n")
-
-    monkeypatch.setattr(throughput, "run_rtrl", fake_run_rtrl)
+    commands = _fake_train_runs(monkeypatch)
     extra = ["--unroll-length", "20", "--stream-lr=0.5", "--hidden-size", "16", "--env-options", "delay=3"]
     cfg = ThroughputBenchConfig(cores=["rtrl-elstm"], learners=["impala", "stream"], total_steps=1000)
     throughput.check_train_args(cfg, {"unroll_length": 20, "stream_lr": 0.5, "hidden_size": 16})
