@@ -43,7 +43,7 @@ def parse_env_id(env_id: str, overrides: dict | None = None) -> tuple[str, str, 
     in ``overrides`` (a run's ``env_options``) replace the id's.
 
     Option values are converted to bool (true/false), int or float when they parse as such.
-    Raises ValueError for a missing or unknown prefix, an empty name or a malformed option.
+    Raises ValueError for a missing or unknown prefix, an empty name or a malformed or repeated option.
     """
     known = ", ".join(PREFIXES)
     if not isinstance(env_id, str) or ":" not in env_id:
@@ -59,6 +59,9 @@ def parse_env_id(env_id: str, overrides: dict | None = None) -> tuple[str, str, 
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"malformed option {item!r} in {env_id!r}; expected key=value")
+        if key in options:   # which one was meant is not for us to guess
+            first = next(i for i in query.split("&") if i.partition("=")[0] == key)
+            raise ValueError(f"option {key!r} is given twice in {env_id!r} ({first} and {item}); give each option once")
         options[key] = _convert(value)
     options.update(overrides or {})
     return prefix, name, options

@@ -52,6 +52,8 @@ def test_kwargs_override_options_in_the_id():
         ("Pong", ["'Pong'", "prefix:name", "atari"]),
         ("gym:", ["no name"]),
         ("memory:delayed_recall?delay", ["'delay'", "key=value"]),
+        ("memory:delayed_recall?delay=5&cues=3&delay=7", ["option 'delay' is given twice", "delay=5", "delay=7",
+                                                           "give each option once"]),
         ("memory:delayed_recal", ["'delayed_recal'", "delayed_recall"]),
         ("memory:delayed_recall?cue=3", ["'cue'", "cues, delay"]),
         ("memory:delayed_recall?delay=long", ["delay='long'", "int"]),
