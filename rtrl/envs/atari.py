@@ -146,6 +146,18 @@ def normalise_game_name(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
+def check_option_values(env_id: str, sticky, max_episode_steps, noop_max, frame_skip, frame_stack) -> None:
+    """A ValueError naming the first option whose value the emulator or the wrappers cannot take (ALE takes a
+    sticky above 1 and NoopReset a negative noop_max as if they were valid; a frame_skip of 0 fails in reset())."""
+    if not 0.0 <= sticky <= 1.0:
+        raise ValueError(f"option sticky={sticky!r} for {env_id!r} must be a probability, from 0 to 1 (default 0.0)")
+    for key, value, least, note in (("max_episode_steps", max_episode_steps, 1, "default: none, no limit"),
+                                    ("noop_max", noop_max, 0, "0: no no-op starts; default 30"),
+                                    ("frame_skip", frame_skip, 1, "default 4"), ("frame_stack", frame_stack, 1, "default 4")):
+        if value is not None and (type(value) is not int or value < least):
+            raise ValueError(f"option {key}={value!r} for {env_id!r} must be an integer >= {least} ({note})")
+
+
 def make(name: str, *, env_id: str, seed: int | None, training: bool, sticky: float,
          max_episode_steps: int | None, noop_max: int, frame_skip: int, frame_stack: int) -> gym.Env:
     games = game_names()
@@ -154,6 +166,7 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, sticky: fl
         close = difflib.get_close_matches(name, sorted(games.values()), n=10, cutoff=0.5)
         listed = ", ".join(close or sorted(games.values()))
         raise ValueError(f"unknown Atari game {name!r} in {env_id!r}; {'close matches' if close else 'known'}: {listed}")
+    check_option_values(env_id, sticky, max_episode_steps, noop_max, frame_skip, frame_stack)
     env = gym.make(
         f"ALE/{game}-v5",
         obs_type="grayscale",

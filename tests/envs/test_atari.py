@@ -130,3 +130,22 @@ def test_game_names_are_case_insensitive_and_unknown_ones_are_listed():
     assert make_env("atari:space_invaders").unwrapped.spec.id == "ALE/SpaceInvaders-v5"
     with pytest.raises(ValueError, match=r"unknown Atari game 'Pongg'.*Pong"):
         make_env("atari:Pongg")
+
+
+@pytest.mark.parametrize("option, accepted", [
+    ("sticky=2", "sticky=2.0 for 'atari:Pong?sticky=2' must be a probability, from 0 to 1"),
+    ("sticky=-0.5", "sticky=-0.5 for 'atari:Pong?sticky=-0.5' must be a probability"),
+    ("noop_max=-1", "noop_max=-1 for 'atari:Pong?noop_max=-1' must be an integer >= 0 (0: no no-op starts"),
+    ("frame_skip=0", "frame_skip=0 for 'atari:Pong?frame_skip=0' must be an integer >= 1"),
+    ("frame_stack=0", "frame_stack=0 for 'atari:Pong?frame_stack=0' must be an integer >= 1"),
+    ("max_episode_steps=0", "max_episode_steps=0 for 'atari:Pong?max_episode_steps=0' must be an integer >= 1"),
+    ("max_episode_steps=abc", "max_episode_steps='abc' for 'atari:Pong?max_episode_steps=abc' must be an integer"),
+    ("max_episode_steps=none", "max_episode_steps='none' for 'atari:Pong?max_episode_steps=none' must be an integer"),
+    ("max_episode_steps=2.5", "max_episode_steps=2.5 for 'atari:Pong?max_episode_steps=2.5' must be an integer"),
+])
+def test_option_values_out_of_range_are_refused_by_name(option, accepted):
+    # they were passed on: sticky=2 and noop_max=-1 ran as if valid, frame_skip=0 failed in reset() with an
+    # IndexError, max_episode_steps=abc was an unexpected TypeError
+    with pytest.raises(ValueError) as error:
+        make_env(f"atari:Pong?{option}")
+    assert accepted in str(error.value)
