@@ -56,6 +56,12 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, obs: str, 
         raise ValueError(f"unknown MiniGrid env {name!r} in {env_id!r}; e.g.: {', '.join(close)}")
     if obs not in OBS_KINDS:
         raise ValueError(f"option obs={obs!r} for {env_id!r}; accepted: {', '.join(OBS_KINDS)}")
+    if obs == "flat" and tile_size != OPTIONS["tile_size"]:   # the symbolic view has no tiles to size
+        raise ValueError(f"option tile_size={tile_size!r} for {env_id!r} does nothing with obs='flat' (the symbolic "
+                         "view); accepted with obs=image only (leave the option out)")
+    if tile_size < 1:   # an image of (3, 0, 0) pixels failed in the stem, after the actors' restarts
+        raise ValueError(f"option tile_size={tile_size!r} for {env_id!r} must be an integer >= 1 (pixels per cell; "
+                         f"default {OPTIONS['tile_size']})")
     from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
 
     env = check_action_space(gym.make(name, disable_env_checker=True), env_id)

@@ -63,6 +63,10 @@ def test_kwargs_override_options_in_the_id():
         pytest.param("popgym:RepeatPrevious?decks=2", ["'decks'", "num_decks, k"], marks=pytest.mark.popgym),
         pytest.param("minigrid:MiniGrid-Memory-v0", ["'MiniGrid-Memory-v0'", "MiniGrid-MemoryS7-v0"], marks=pytest.mark.minigrid),
         pytest.param("minigrid:MiniGrid-MemoryS7-v0?obs=rgb", ["obs='rgb'", "flat, image"], marks=pytest.mark.minigrid),
+        pytest.param("minigrid:MiniGrid-MemoryS7-v0?obs=image&tile_size=0", ["tile_size=0", "an integer >= 1"],
+                     marks=pytest.mark.minigrid),
+        pytest.param("minigrid:MiniGrid-MemoryS7-v0?tile_size=16", ["tile_size=16", "does nothing with obs='flat'",
+                                                                   "obs=image"], marks=pytest.mark.minigrid),
         ("minigrid:MiniGrid-MemoryS7-v0?view=3", ["'view'", "obs, tile_size"]),
     ],
 )
