@@ -101,6 +101,10 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, observe: s
     if name not in gym.registry or "mujoco" not in str(gym.spec(name).entry_point):
         mujoco_ids = sorted(k for k, v in gym.registry.items() if "mujoco" in str(v.entry_point))
         raise ValueError(f"unknown MuJoCo env {name!r} in {env_id!r}; known: {', '.join(mujoco_ids)}")
+    frame_skip = options.get("frame_skip", 1)
+    if type(frame_skip) is not int or frame_skip < 1:   # below 1 the env runs, its dt negative, the simulation still
+        raise ValueError(f"option frame_skip={frame_skip!r} for {env_id!r} must be an integer >= 1 (simulator steps "
+                         "per env step; left out: the env's own)")
     try:
         env = gym.make(name, **options)
     except TypeError as error:

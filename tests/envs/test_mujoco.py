@@ -137,8 +137,14 @@ def test_discrete_actions_reach_the_env_in_its_own_starts_and_shape(space, agent
     ("mujoco:Hoper-v5", ["'Hoper-v5'", "Hopper-v5"]),
     ("mujoco:CartPole-v1", ["'CartPole-v1'", "known:"]),
     # a value the env's constructor cannot take: it was an "unexpected ZeroDivisionError" (exit 1)
-    ("mujoco:Hopper-v5?frame_skip=0", ["'Hopper-v5' of 'mujoco:Hopper-v5?frame_skip=0' raised in its constructor",
-                                       "frame_skip=0", "ZeroDivisionError"]),
+    ("mujoco:Hopper-v5?frame_skip=0", ["option frame_skip=0 for 'mujoco:Hopper-v5?frame_skip=0' must be an integer "
+                                       ">= 1"]),
+    # one it takes: the env ran with dt = -0.002, the simulation standing still and paying the healthy reward
+    ("mujoco:Hopper-v5?frame_skip=-1", ["option frame_skip=-1", "must be an integer >= 1"]),
+    ("mujoco:Hopper-v5?frame_skip=2.5", ["option frame_skip=2.5", "must be an integer >= 1"]),
+    # any other value the constructor raises on is named with the env and its options
+    ("mujoco:Hopper-v5?xml_file=nope.xml", ["'Hopper-v5' of 'mujoco:Hopper-v5?xml_file=nope.xml' raised in its "
+                                            "constructor", "xml_file='nope.xml'"]),
 ])
 def test_bad_mujoco_ids_are_clear_errors(env_id, fragments):
     with pytest.raises(ValueError) as error:
