@@ -200,6 +200,45 @@ def from_dict(cls, data: dict):
     return cls(**data)
 
 
+def _repeated(path: Path, key, first, second) -> SettingError:
+    return SettingError(literal(f"config file {str(path)!r} sets {key!r} twice ({first} and {second}); "
+                                "accepted: each setting once"))
+
+
+def _table(pairs: list, path: Path) -> dict:
+    """A JSON object of ``path`` as a dict; a key given twice is refused (json keeps the last one, silently)."""
+    table: dict = {}
+    for key, value in pairs:
+        if key in table:
+            raise _repeated(path, key, repr(table[key]), repr(value))
+        table[key] = value
+    return table
+
+
+def _yaml_loader(path: Path):
+    """PyYAML's SafeLoader refusing a mapping key given twice (it keeps the last one, silently); a merge key's
+    entries (``<<: *base``) may still be overridden."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                lines: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+                    try:
+                        if key in lines:
+                            raise _repeated(path, key, f"lines {lines[key]}", line)
+                        lines[key] = line
+                    except TypeError:   # an unhashable key: SafeLoader's own error names it
+                        continue
+            return super().construct_mapping(node, deep)
+
+    return Loader
+
+
 def load_settings_file(path: str | Path) -> dict:
     """A table of settings from a .toml, .yaml/.yml or .json file; keys may use '-' or '_'."""
     path = Path(path)
@@ -216,9 +255,9 @@ def load_settings_file(path: str | Path) -> dict:
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
             import yaml
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_yaml_loader(path)) or {}   # SafeLoader's constructors
         elif path.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=lambda pairs: _table(pairs, path))
         else:
             raise SettingError(literal(f"config file {str(path)!r}: unknown format {path.suffix!r}; "
                                        "accepted: .toml, .yaml, .yml, .json"))

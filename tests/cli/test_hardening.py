@@ -313,6 +313,25 @@ def test_settings_files_two_spellings_and_values_of_the_wrong_type(tmp_path, cap
     assert code == 2 and all(piece in out for piece in pieces), out
 
 
+@pytest.mark.parametrize("name, text, pieces", [
+    # TOML refuses a repeated key itself; YAML and JSON kept the last one, silently
+    ("c.yaml", "max_nonfinite: 16\nseed: 3\nmax_nonfinite: 32\n",
+     ["config file", "c.yaml' sets 'max_nonfinite' twice (lines 1 and 3); accepted: each setting once"]),
+    ("c.yaml", "env_options:\n  delay: 5\n  delay: 7\n", ["c.yaml' sets 'delay' twice (lines 2 and 3)"]),
+    ("c.json", '{"max_nonfinite": 16, "max_nonfinite": 32}',
+     ["c.json' sets 'max_nonfinite' twice (16 and 32); accepted: each setting once"]),
+])
+def test_a_setting_repeated_in_a_settings_file_is_refused(tmp_path, capsys, name, text, pieces):
+    code, out = run_cli(capsys, train_argv(tmp_path / "run", "--config", str(write(tmp_path / name, text))))
+    assert code == 2 and all(piece in out for piece in pieces), out
+
+
+def test_yaml_merge_keys_still_override(tmp_path):
+    from rtrl.settings import load_settings_file
+    text = "base: &base {seed: 1, lr: 0.1}\nenv_options:\n  <<: {delay: 5, cues: 2}\n  delay: 7\n"
+    assert load_settings_file(write(tmp_path / "c.yaml", text))["env_options"] == {"delay": 7, "cues": 2}
+
+
 def _suite_run_with_result(tmp: Path, content: str | None) -> list[str]:
     """A suite (quick tier, one run) whose run directory holds ``content`` as result.json (None: a directory)."""
     from rtrl.bench import suite
