@@ -2,14 +2,21 @@
 process that the command spawned, stopped while it imports the command's modules, exits without a word."""
 import subprocess
 import sys
+from pathlib import Path
+
+# early.py is loaded from its file, as the module it is (it imports nothing heavy), so that these processes start
+# in a fraction of a second: importing it as rtrl.cli.early would import the commands (torch...) too
+EARLY = Path(__file__).resolve().parents[2] / "rtrl" / "cli" / "early.py"
 
 # a process that takes itself for the rtrl command, installs the handler, and is sent SIGTERM while "starting";
 # with "child", the same happens inside a process it spawns with multiprocessing (as the local backend's actors)
 SCRIPT = """
-import os, signal, sys
+import importlib.util, os, signal, sys
 import multiprocessing as mp
 sys.argv = ["rtrl"]
-from rtrl.cli import early
+spec = importlib.util.spec_from_file_location("early", {early!r})
+early = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(early)
 
 def starting():
     early.install()
@@ -29,7 +36,7 @@ if __name__ == "__main__":
 
 def _run(tmp_path, *args):
     script = tmp_path / "starting.py"
-    script.write_text(SCRIPT)
+    script.write_text(SCRIPT.replace("{early!r}", repr(str(EARLY))))
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
 
 
