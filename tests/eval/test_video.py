@@ -29,3 +29,18 @@ def test_video_is_a_valid_gif(tmp_path, capsys):
     assert "--video needs image observations" in capsys.readouterr().err
     assert main(["eval", str(tmp_path), "--episodes", "1", "--video", str(tmp_path / "clip.mp4")]) == 2
     assert "ending in .gif" in capsys.readouterr().err
+
+
+def test_a_video_path_that_cannot_be_a_file_is_refused_before_the_episodes(tmp_path, capsys, monkeypatch):
+    # a directory, or a path under a file: an OSError (exit 1) once every episode had been played, eval.json unwritten
+    make_run(tmp_path)
+    (tmp_path / "clips.gif").mkdir()
+    (tmp_path / "notes").write_text("mine")
+    played = []
+    monkeypatch.setattr("rtrl.eval.evaluation.run_episodes", lambda *a, **k: played.append(1) or [])
+    for path, reason in [(tmp_path / "clips.gif", "is a directory"),
+                         (tmp_path / "notes" / "clip.gif", f"{tmp_path / 'notes'} is a file, not a directory")]:
+        assert main(["eval", str(tmp_path), "--episodes", "1", "--video", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"bad --video='{path}'" in err and reason in err and "accepted: a .gif file path" in err, err
+    assert not played and (tmp_path / "notes").read_text() == "mine"
