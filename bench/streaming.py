@@ -74,6 +74,9 @@ AGENTS = {"stream-rtrl": ["--preset", "stream"], "stream-tbptt": ["--preset", "s
           "stream-tbptt-trace": ["--preset", "stream", "--entropy-step", "trace", "--learning", "tbptt"],
           # the critic as a network of its own, as Stream AC(λ) has (run with the trace's entropy term)
           "stream-rtrl-critic-trace": ["--preset", "stream", "--critic", "separate", "--entropy-step", "trace"],
+          # the same with the preset's direct entropy step: does a critic of its own keep a value burst (delay 128,
+          # seed 1's fall at 5.07M, STREAMING.md) from moving the actor's core?
+          "stream-rtrl-critic": ["--preset", "stream", "--critic", "separate"],
           # the RTU (Farr et al. 2026's cell) for the eLSTM, with either entropy term
           "stream-rtrl-rtu": ["--preset", "stream", "--cell", "rtu"],
           "stream-rtrl-rtu-trace": ["--preset", "stream", "--cell", "rtu", "--entropy-step", "trace"],
