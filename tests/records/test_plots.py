@@ -83,6 +83,22 @@ def test_plot_explicit_out_creates_parent_dirs(tmp_path):
     assert_png(out)
 
 
+def test_an_out_path_that_cannot_be_a_file_is_refused_by_name(tmp_path, capsys):
+    # it was an OSError naming the temporary file ("x.png.tmp: Is a directory") or the blocking file alone, exit 1
+    run = write_run(tmp_path / "run")
+    (tmp_path / "figs.png").mkdir()
+    (tmp_path / "notes").write_text("mine")
+    (run / "curve.png").mkdir()
+    for argv, bad, reason in [(["--out", str(tmp_path / "figs.png")], tmp_path / "figs.png", "it is a directory"),
+                              (["--out", str(tmp_path / "notes" / "x.png")], tmp_path / "notes" / "x.png",
+                               f"{tmp_path / 'notes'} is a file, not a directory"),
+                              ([], run / "curve.png", "it is a directory")]:
+        assert rtrl.cli.main(["plot", str(run), *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write the plot to {bad}: {reason}; accepted: a .png file path" in err, err
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
 def test_plot_runs_function_returns_path(tmp_path):
     run = write_run(tmp_path / "run")
     out = plot_runs([run], metric="sps", x="step", out=tmp_path / "sps.png", smooth=3)
