@@ -100,6 +100,13 @@ CASES = [
     ("copy-task-out-cannot-be-created", lambda t, r: copy_argv("/sys/rtrl-fault-test/run"), 2,
      ["cannot create the run directory /sys/rtrl-fault-test/run"]),
     ("copy-task-out-empty", lambda t, r: ["copy-task", "--out", "", *COPY], 2, ["bad --out=''", "a directory path"]),
+    # --save-data '' wrote nothing, silently; a file there was an OSError naming no flag, exit 1
+    ("copy-task-save-data-empty", lambda t, r: copy_argv(t / "o", "--save-data", ""), 2,
+     ["bad --save-data=''", "accepted: a directory path (made if missing), or none"]),
+    ("copy-task-save-data-a-file", lambda t, r: copy_argv(t / "o", "--save-data", str(write(t / "file", "x"))), 2,
+     ["bad --save-data=", "/file is a file, not a directory; accepted: a directory path"]),
+    ("copy-task-save-data-under-a-file", lambda t, r: copy_argv(t / "o", "--save-data", str(write(t / "file", "x") / "d")),
+     2, ["bad --save-data=", "/file is a file, not a directory"]),
     ("train-out-empty", lambda t, r: train_argv(""), 2, ["bad --out=''", "a directory path"]),
     ("train-onto-a-copy-task-run", lambda t, r: train_argv(write(t / "c" / "run.json", '{"kind": "copy-task"}').parent),
      2, ["holds a copy-task run (`rtrl copy-task`)", "run.json", "not a training run"]),

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from rtrl.models import ELEMENTWISE_CELLS, ModelConfig
 from rtrl.models.config import FORGET_BIAS, refuse_unread_model_settings
-from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SettingError,
-                           optional, setting, validate)
+from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Check, SettingError,
+                           literal, optional, setting, validate)
+
+# '' is no directory: it wrote nothing, silently
+DIRECTORY_PATH = Check("a directory path (made if missing), or none", lambda v: v is None or bool(v.strip()))
 
 # the copy task's cells (its recurrent network reads one-hot tokens; no stem) and how it learns: rtrl
 # fully online (a step per token), bptt through each whole sequence (a step per batch of them)
@@ -102,7 +106,8 @@ class CopyTaskConfig:
     out: str | None = setting(
         None, "run directory for metrics.csv, checkpoint.pt, learning_curve.png and results.json; "
         "none = runs/copy-<cell>-<learning>-L<length>-s<seed> (from the library: no files)")
-    save_data: str | None = setting(None, "also write the splits to DIR/<split>.npz", flag={"metavar": "DIR"})
+    save_data: str | None = setting(None, "also write the splits to DIR/<split>.npz", flag={"metavar": "DIR"},
+                                    check=DIRECTORY_PATH)
 
     def __post_init__(self) -> None:
         if self.model in MODELS:   # the old name: <cell>-<learning>, spelled so from here on
@@ -143,4 +148,10 @@ def check_config(config: CopyTaskConfig) -> CopyTaskConfig:
     validate(config)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise SettingError("bad {device}: CUDA is not available here; accepted here: cpu", device="cuda")
+    if config.save_data:   # else an OSError after the data set was built, naming no flag
+        path = Path(config.save_data)
+        blocking = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise SettingError("bad {save_data}: " + literal(f"{blocking} is a file, not a directory; ") +
+                               "accepted: " + literal(DIRECTORY_PATH.accepted), save_data=config.save_data)
     return config
