@@ -167,7 +167,8 @@ class TrainConfig(ModelConfig):
                                "of whole actor rollouts", batch_size=self.batch_size,
                                envs_per_actor=self.envs_per_actor)
         if self.total_steps < self.steps_per_update and self.learner == "stream":
-            raise SettingError("{total_steps} is less than one step of {num_envs} streams",
+            raise SettingError("{total_steps} is less than one step of {num_envs} streams; accepted: at least "
+                               f"{self.num_envs}",
                                total_steps=self.total_steps, num_envs=self.num_envs)
         if self.total_steps < self.steps_per_update:
             raise SettingError("{total_steps} is less than one learner update of {unroll_length} x {batch_size} = "

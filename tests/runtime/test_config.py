@@ -122,6 +122,12 @@ def test_bad_epochs_and_minibatches_are_refused_by_name(argv, message):
         TrainConfig(learner="stream", update_epochs=2, num_envs=1, total_steps=10).validate()
 
 
+def test_a_stream_budget_below_one_step_of_the_streams_says_what_is_accepted():
+    with pytest.raises(SettingError, match=r"total_steps=200 is less than one step of num_envs=1000 streams; "
+                                           r"accepted: at least 1000"):
+        TrainConfig(learner="stream", num_envs=1000, total_steps=200).validate()
+
+
 def test_the_stream_learner_runs_with_a_preset_that_has_passes_over_batches():
     """A preset's passes (mujoco's 4 x 4, clipped) are not the user's: the stream learner runs with that preset, as it
     does with the preset's learning rate. It was refused whether the flags were given (as the impala learner's) or
