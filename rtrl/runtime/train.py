@@ -40,6 +40,11 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
     kind = LEARNERS[cfg.learner]
     with RunSession(cfg, out, force, progress, extends=kind.extends) as session:
         model, learner = session.build(spec, learner_factory or kind.make_learner, kind.state_copies(cfg))
+        if session.done:   # a finished run: nothing runs, nothing is written (not the forced settings either)
+            log = logger.warning if force else logger.info
+            log("%s holds a finished run (%d steps of total_steps=%d): nothing was trained%s", out,
+                session.progress.steps, cfg.total_steps,
+                "; the forced settings were not applied (its config.json is unchanged)" if force else "")
         if not session.done:
             # a resumed run's source seeds its environments from the step it goes on from (env_seeds)
             source_cfg = dataclasses.replace(cfg, resumed_at_step=session.progress.steps)

@@ -2,6 +2,7 @@
 end-to-end runs of every core through training and evaluation."""
 import csv
 import json
+import logging
 
 import pytest
 import torch
@@ -36,7 +37,7 @@ class InterruptingBackend(InlineBackend):
         return super().next_batch()
 
 
-def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):
+def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path, caplog):
     cfg = small_config(total_steps=200)  # 10 updates of T·B = 20 steps
     summary = train(cfg, tmp_path, backend_factory=InterruptingBackend, progress=False)
     assert not summary["finished"] and summary["steps"] == 60
@@ -60,6 +61,14 @@ def test_checkpoint_resume_keeps_step_counters_and_optimizer_state(tmp_path):
         train(small_config(total_steps=300), tmp_path, progress=False)
     summary = train(small_config(total_steps=300), tmp_path, force=True, progress=False)
     assert summary["steps"] == 300
+    # a finished run given other settings with force: nothing is trained, and it says so (it said nothing, the
+    # settings that were to "win" recorded nowhere)
+    before = (tmp_path / "config.json").read_text()
+    with caplog.at_level(logging.INFO, logger="rtrl"):
+        summary = train(small_config(total_steps=300, lr=1e-3), tmp_path, force=True, progress=False)
+    assert summary["steps"] == 300 and (tmp_path / "config.json").read_text() == before
+    assert f"{tmp_path} holds a finished run (300 steps of total_steps=300): nothing was trained; the forced " \
+           "settings were not applied (its config.json is unchanged)" in caplog.text
 
 
 def test_passes_of_minibatches_take_their_steps_and_resume_with_the_shuffle(tmp_path):
