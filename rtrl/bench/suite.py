@@ -121,7 +121,7 @@ class SuiteConfig:
         return validate(self)
 
     def task_names(self) -> list[str]:
-        return [t.strip() for t in self.tasks.split(",") if t.strip()] or list(TASK_NAMES)
+        return list(dict.fromkeys(t.strip() for t in self.tasks.split(",") if t.strip())) or list(TASK_NAMES)
 
     def core_names(self) -> list[str]:
         """The cores ``cores`` names (empty: none chosen, every core of the tier runs)."""

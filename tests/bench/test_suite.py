@@ -74,6 +74,10 @@ def test_plan_covers_the_tier_seed_by_seed():
     assert [j.settings["env"] for j in with_action][::2] == ["popgym:RepeatPreviousEasy?previous_action=true",
                                                              "memory:delayed_recall?cues=2&delay=30&previous_action=true"]
     assert all(j.settings["total_steps"] == 15_000_000 and j.settings["num_actors"] == 0 for j in jobs)
+    # a task named twice is one task: it planned each of its runs twice (two jobs on one run directory)
+    twice = suite.plan(SuiteConfig(tasks="recall-2x30,AutoencodeEasy,recall-2x30"))
+    assert [(j.task, j.core) for j in twice] == [(t, c) for t in ("recall-2x30", "AutoencodeEasy")
+                                                 for c in ("rtrl-elstm", "tbptt-elstm")]
 
 
 def run_dir(runs: Path, task: str, core: str, seed: int = 0) -> Path:
