@@ -26,6 +26,10 @@ KIND_FILE = "run.json"
 KINDS = {"train": "a training run (`rtrl train`)", "copy-task": "a copy-task run (`rtrl copy-task`)"}
 # the first columns of each kind's metrics.csv (before run.json existed, the header told the kinds apart)
 _METRICS_HEADS = {("step", "frames"): "train", ("step", "sequences"): "copy-task"}
+# files a training run replaces that another program's directory may hold too: a training run writes config.json and
+# run.json before them, so in a directory without either (held_kind: no run) they are the user's. (A copy-task
+# directory holding only a metrics.csv may be an older copy-task run's, killed early: it is started anew.)
+_SHARED_FILES = {"train": ("metrics.csv", "checkpoint.pt", "curve.png"), "copy-task": ()}
 # files only one kind of run writes
 _OWN_FILES = {"config.json": "train", "tensorboard": "train", "results.json": "copy-task",
               "learning_curve.png": "copy-task"}
@@ -132,6 +136,12 @@ class RunGuard:
             if found is not None and found != self.kind:
                 raise self.error(f"{self.path} holds {KINDS[found]} ({evidence}), not {KINDS[self.kind]}; "
                                  "nothing in it was changed")
+            theirs = [name for name in _SHARED_FILES[self.kind] if (self.path / name).exists()]
+            if found is None and create and theirs:   # (eval, create=False, writes eval.json alone)
+                names = ", ".join(theirs)
+                raise self.error(f"{self.path} holds {names} but no run of rtrl (no run.json): the run would replace "
+                                 f"{'it' if len(theirs) == 1 else 'them'}; nothing in it was changed",
+                                 f"move {names} out of it")
         except BaseException:
             self.release()
             raise

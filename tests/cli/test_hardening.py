@@ -186,6 +186,20 @@ def test_hostile_input_ends_with_one_clear_message(tmp_path, trained, capsys, ca
         assert "--" not in text, text
 
 
+@pytest.mark.parametrize("name, content", [("metrics.csv", "loss,accuracy\n0.5,0.9\n"), ("curve.png", "mine")])
+def test_a_directory_holding_files_of_no_run_is_left_as_it_was(tmp_path, capsys, name, content):
+    """A directory with no run of rtrl in it (no run.json, nothing only rtrl writes) holding a file a training run
+    would replace: it was overwritten (metrics.csv at the start, curve.png at the end)."""
+    mine = tmp_path / "mine"
+    write(mine / name, content)
+    write(mine / "notes.txt", "notes")
+    before = files(mine)
+    code, text = run_cli(capsys, train_argv(mine, "--total-steps", "60"))
+    assert code == 2 and f"{mine} holds {name} but no run of rtrl (no run.json)" in text, text
+    assert "nothing in it was changed" in text and f"move {name} out of it" in text, text
+    assert files(mine) == before
+
+
 def test_copy_task_leaves_a_training_run_as_it_was(tmp_path, trained, capsys):
     run = copy_of(trained, tmp_path)
     before = files(run)
