@@ -12,7 +12,7 @@ import inspect
 
 import gymnasium as gym
 
-from rtrl.envs.packages import MissingPackage
+from rtrl.envs.packages import MissingPackage, UserEnvError
 from rtrl.envs.wrappers import FloatVectorObservation, RecordEpisode, check_action_space
 
 OPTIONS = None  # checked against the env class's constructor below
@@ -45,5 +45,10 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, **options)
             raise ValueError(
                 f"unknown option {key!r} for {env_id!r}; accepted options: {', '.join(accepted) or '(none)'}"
             )
-    env = check_action_space(classes[name](**options), env_id)
+    try:
+        env = classes[name](**options)
+    except Exception as error:   # an option's value the class cannot take (k='abc', num_decks=0): bad input
+        raise UserEnvError(f"the POPGym env {name!r} of {env_id!r} raised in its constructor (options: "
+                           f"{', '.join(f'{k}={v!r}' for k, v in sorted(options.items())) or 'none'})", error) from None
+    env = check_action_space(env, env_id)
     return RecordEpisode(FloatVectorObservation(env))

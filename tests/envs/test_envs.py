@@ -61,6 +61,13 @@ def test_kwargs_override_options_in_the_id():
         ("gym:CartPole-v1?foo=2", ["foo", "max_episode_steps"]),
         pytest.param("popgym:RepeatPreviousEasyy", ["'RepeatPreviousEasyy'", "RepeatPreviousEasy", "CountRecallHard"], marks=pytest.mark.popgym),
         pytest.param("popgym:RepeatPrevious?decks=2", ["'decks'", "num_decks, k"], marks=pytest.mark.popgym),
+        # a value the constructor raises on: it was an "unexpected TypeError / AssertionError" (exit 1)
+        pytest.param("popgym:RepeatPreviousEasy?k=abc", ["the POPGym env 'RepeatPreviousEasy' of "
+                                                         "'popgym:RepeatPreviousEasy?k=abc' raised in its constructor "
+                                                         "(options: k='abc')", "TypeError"], marks=pytest.mark.popgym),
+        pytest.param("popgym:RepeatPreviousEasy?num_decks=0", ["raised in its constructor (options: num_decks=0)",
+                                                               "AssertionError: k cannot be less than"],
+                     marks=pytest.mark.popgym),
         pytest.param("minigrid:MiniGrid-Memory-v0", ["'MiniGrid-Memory-v0'", "MiniGrid-MemoryS7-v0"], marks=pytest.mark.minigrid),
         pytest.param("minigrid:MiniGrid-MemoryS7-v0?obs=rgb", ["obs='rgb'", "flat, image"], marks=pytest.mark.minigrid),
         pytest.param("minigrid:MiniGrid-MemoryS7-v0?obs=image&tile_size=0", ["tile_size=0", "an integer >= 1"],
