@@ -105,6 +105,6 @@ def make(name: str, *, env_id: str, seed: int | None, training: bool, num_levels
     if distribution_mode == "exploration" and (num_levels, start_level) != (0, 0):
         raise ValueError(f"{env_id!r}: distribution_mode=exploration fixes its own level; "
                          "do not set num_levels or start_level")
-    if num_levels < 0 or start_level < 0:
-        raise ValueError(f"{env_id!r}: num_levels and start_level must be >= 0")
+    if not (0 <= num_levels < 2 ** 31 and 0 <= start_level < 2 ** 31):   # the library takes int32 options
+        raise ValueError(f"{env_id!r}: num_levels and start_level must be integers from 0 to 2**31 - 1")
     return RecordEpisode(ProcgenEnv(name, num_levels, start_level, distribution_mode))

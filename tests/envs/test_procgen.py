@@ -67,6 +67,11 @@ def test_episode_end_auto_resets_to_the_same_single_level():
         pytest.param("procgen:maze?distribution_mode=memry", "easy, hard, extreme, memory, exploration", marks=pytest.mark.procgen),
         pytest.param("procgen:maze?distribution_mode=exploration&num_levels=3", "exploration", marks=pytest.mark.procgen),
         ("procgen:maze?levels=3", "num_levels, start_level"),
+        # the library's int32 options: an AssertionError with no message at the first reset
+        pytest.param("procgen:maze?start_level=99999999999", "num_levels and start_level must be integers from 0 to "
+                     "2**31 - 1", marks=pytest.mark.procgen),
+        pytest.param("procgen:maze?num_levels=-1", "num_levels and start_level must be integers from 0",
+                     marks=pytest.mark.procgen),
     ],
 )
 def test_bad_game_or_mode_is_a_value_error_not_a_crash(env_id, fragment):
