@@ -25,6 +25,7 @@ from rtrl.runtime.checkpoints import estimated_checkpoint_size, nonfinite_tensor
 from rtrl.runtime.config import TrainConfig, build_agent, check_sensitivity_memory
 from rtrl.runtime.experience import Experience
 from rtrl.runtime.run_dir import CHECKPOINT_FORMAT, RunDirectory
+from rtrl.runtime.sizes import check_train_env
 from rtrl.settings import SettingsMessage, literal
 
 # metrics.csv's columns: the run's, then the learner's own (``Learner.metrics``), then these.
@@ -108,6 +109,7 @@ class RunSession:
         cfg = self.cfg
         device = cfg.torch_device()
         torch.set_num_threads(cfg.learner_threads)
+        check_train_env(cfg, spec, state_copies)   # before the model is allocated: the env's widths counted too
         torch.manual_seed(cfg.seed)
         model = build_agent(cfg, spec)
         check_sensitivity_memory(cfg, model, state_copies)

@@ -146,6 +146,38 @@ def check_train_config(cfg) -> None:
     check_train(cfg, sizes, obs_numel, itemsize, 2)
 
 
+def check_train_env(cfg, spec, copies: int | None = None) -> None:
+    """:func:`check_train_config` for the run's environment (``spec``: an ``EnvSpec``), before its model is built:
+    that check counts an observation of one value and two actions, and an environment of many (a
+    ``memory:delayed_recall?cues=10**9``, the stem's first layer or the identity stem's core input) had its model
+    allocated before :func:`check_train` counted it. Cheap bounds first; when they do not fit, the model is built
+    on the meta device for this environment and counted exactly."""
+    import math
+
+    import torch
+    from rtrl.models import Agent
+
+    obs_numel, itemsize = math.prod(spec.obs_shape), torch.empty((), dtype=spec.obs_dtype).element_size()
+    N, S, L = cfg.hidden_size, cfg.stem_hidden_size, cfg.num_layers
+    towers = 2 if value_tower(cfg) else 1
+    bound = upper_sizes(cfg)   # plus the observation's width into the stem (or the core) and the heads' outputs
+    bound["params"] += towers * FLOAT * (obs_numel * (S + 16 * N) + spec.num_actions * (2 * N * L + S + 1))
+    bound["sensitivity"] += towers * FLOAT * 16 * N * obs_numel * (L * L * N if L > 1 else 1)
+    if _fits(train_parts(cfg, bound, obs_numel, itemsize, spec.num_actions, copies), None):
+        return
+    limit = int(cfg.sensitivity_memory_gib * 2 ** 30) if cfg.sensitivity_memory_gib else 2 ** 62
+    try:
+        with torch.device("meta"):
+            model = Agent(spec.obs_shape, spec.obs_dtype, spec.action or spec.num_actions, cfg.model_config(),
+                          memory_limit=limit, value_tower=value_tower(cfg))
+        sizes = model_sizes(model)
+    except SettingError:
+        raise
+    except Exception:   # a model this estimate cannot build: the run's own checks say why
+        return
+    check_train(cfg, sizes, obs_numel, itemsize, model.policy.out_features, copies)
+
+
 def _fits(parts, limit) -> bool:
     return sum(size for _, size in parts) <= (available_memory() if limit is None else limit)
 

@@ -200,6 +200,25 @@ def test_a_directory_holding_files_of_no_run_is_left_as_it_was(tmp_path, capsys,
     assert files(mine) == before
 
 
+@pytest.mark.parametrize("learner", ["impala", "stream"])
+def test_the_environments_widths_are_counted_before_the_model_is_allocated(tmp_path, capsys, monkeypatch, learner):
+    """The config's size check counts an observation of one value; the run's real model was built (allocated) before
+    the check with its real sizes: memory:delayed_recall?cues=10**9 (an observation of 10**9 values) was an
+    'unexpected RuntimeError' of the allocator (exit 1), and sizes that fit the allocator could exhaust the memory.
+    Here: 10**5 observation values (with the identity stem, the core's input), 64 MiB available."""
+    import rtrl.runtime.session as session_module
+    import rtrl.runtime.sizes as sizes_module
+
+    monkeypatch.setattr(sizes_module, "available_memory", lambda: 64 * 2 ** 20)
+    monkeypatch.setattr(session_module, "build_agent", lambda *a: pytest.fail("the model was built before the check"))
+    env = "memory:delayed_recall?cues=100000"
+    argv = (train_argv(tmp_path / "o", "--env", env) if learner == "impala" else
+            ["train", "--out", str(tmp_path / "o"), "--learner", "stream", "--env", env, "--stem", "identity",
+             "--hidden-size", "8", "--total-steps", "40", "--no-progress", "--no-plot"])
+    code, text = run_cli(capsys, argv)
+    assert code == 2 and "this run would need at least" in text and "refused before allocating" in text, text
+
+
 def test_copy_task_leaves_a_training_run_as_it_was(tmp_path, trained, capsys):
     run = copy_of(trained, tmp_path)
     before = files(run)
