@@ -20,13 +20,16 @@ from rtrl.models import (ELEMENTWISE_CELLS, Agent, ModelConfig, norm_unbounded_o
 from rtrl.runtime.devices import check_device, cpu_count
 from rtrl.runtime.presets import PRESETS  # the presets' table, kept in a module of its own; resolve_config applies it
 from rtrl.runtime.sizes import check_train, check_train_config, model_sizes, value_tower
-from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED,
+from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SEED,
                            UNIT_INTERVAL, Check, SettingError, from_dict, is_finite_number, literal, load_settings_file,
                            setting, validate)
 
 S = setting
 # ranges the code can run: memory counted in GiB below 2**20 (a PiB); the model's own ranges are in
 # rtrl.models.config, the learning rate's in rtrl.settings
+# a loss term's weight: above float32's range the stream learner's step could not take it (an 'unexpected
+# RuntimeError'); far below, every update is non-finite already
+LOSS_WEIGHT = Check("a finite number >= 0 up to 1e30", lambda v: is_finite_number(v) and 0 <= v <= 1e30)
 MEMORY_GIB = Check("a finite number >= 0 and below 2**20 (GiB)", lambda v: is_finite_number(v) and 0 <= v < 2 ** 20)
 MAX_BUFFERS = 4096
 BUFFERS = Check(f"0 or a positive integer up to {MAX_BUFFERS}",
@@ -90,8 +93,8 @@ class TrainConfig(ModelConfig):
                              "below 1: less variance, more bias, as GAE's lambda, 0.95 in PPO)", check=UNIT_INTERVAL)
     grad_norm_clip: float = S(40.0, "global gradient-norm clip (RTRL gradients included)", check=POSITIVE)
     discounting: float = S(0.99, "discount factor gamma", check=UNIT_INTERVAL)
-    baseline_cost: float = S(0.5, "weight of the baseline loss", check=NON_NEGATIVE)
-    entropy_cost: float = S(0.01, "weight of the entropy loss", check=NON_NEGATIVE)
+    baseline_cost: float = S(0.5, "weight of the baseline loss", check=LOSS_WEIGHT)
+    entropy_cost: float = S(0.01, "weight of the entropy loss", check=LOSS_WEIGHT)
     reward_clip: bool = S(True, "clip rewards to [-1, 1] for the loss")
     normalize_advantages: bool = S(False, "standardise the policy-gradient advantages over each batch (mean 0, "
                                    "std 1; as PPO does, not IMPALA). Avoid it with the env option previous_action=true: on the "

@@ -153,7 +153,10 @@ CASES = [
                                     ("chrono-max", "1e300", "at most 1e7"), ("init-std", "1e300", "up to 100"),
                                     ("sensitivity-memory-gib", "1e300", "below 2**20"),
                                     ("num-buffers", "100000", "up to 4096"),
-                                    ("learner-threads", "100000", "the CPUs of this machine")]],
+                                    ("learner-threads", "100000", "the CPUs of this machine"),
+                                    # above float32's range the stream learner crashed (an 'unexpected RuntimeError')
+                                    ("entropy-cost", "1e39", "a finite number >= 0 up to 1e30"),
+                                    ("baseline-cost", "1e39", "a finite number >= 0 up to 1e30")]],
     ("range-copy-task-lr", lambda t, r: copy_argv(t / "o", "--lr", "1e300"), 2, ["bad --lr=1e+300", "up to 1e30"]),
     # --- devices this machine has
     *[(f"device-{value}", lambda t, r, value=value: train_argv(t / "o", "--device", value), 2,
