@@ -32,8 +32,9 @@ def register(subcommands) -> None:
                         help="TOML, YAML or JSON file of settings (keys as the flags, '-' or '_'); flags override it")
     parser.add_argument("--out", required=True, help="run directory (created; resumed if it holds a run)")
     parser.add_argument("--force", action="store_true",
-                        help="resume a run directory even though its config differs (the new settings win; a streaming "
-                             "run's larger --total-steps needs no --force)")
+                        help="resume a run directory even though its config differs (the new settings win, but for a "
+                             "--phase under which the saved weights would mean others; a streaming run's larger "
+                             "--total-steps needs no --force)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plot", action="store_true", help="do not draw curve.png at the end")
     parser.set_defaults(func=run)

@@ -35,6 +35,9 @@ from rtrl.runtime.checkpoints import (CheckpointError, check_finite, checkpoint_
                                       set_rng_states)
 from rtrl.models import upgrade_core_alias
 from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig
+
+# settings under which a checkpoint's weights load (the same shapes) but mean other weights: refused even with force
+WEIGHT_MEANING_SETTINGS = ("phase",)
 from rtrl.settings import literal
 
 # The checkpoint format this version writes. 1 (no "format" key): the learner's state was the
@@ -93,6 +96,8 @@ class RunDirectory:
                                   "move checkpoint.pt out of it to start this directory over from step 0") from None
             if old is None:
                 old = checkpoint["config"]
+        if old is not None and force and checkpoint is not None:
+            self._refuse_reinterpreted_weights(old, cfg)
         if old is not None and not force:
             # settings added since take their defaults; an old core name is spelled as cell and learning
             old, new = {**TrainConfig().to_dict(), **upgrade_core_alias(old)}, cfg.to_dict()
@@ -109,6 +114,17 @@ class RunDirectory:
                                         "for a new run, or {force} to resume it with the new settings",
                                         force=True, out=str(self.path))
         return checkpoint
+
+    def _refuse_reinterpreted_weights(self, old: dict, cfg: TrainConfig) -> None:
+        """Even forced, a setting under which the checkpoint's weights load (the same shapes) but mean other weights
+        is refused: under another ``phase`` the stored angles p = log θ would be read as θ itself, or back."""
+        old = {**TrainConfig().to_dict(), **upgrade_core_alias(old)}
+        new = cfg.to_dict()
+        for name in WEIGHT_MEANING_SETTINGS:
+            if old.get(name) != new.get(name) and old.get("cell") == new.get("cell"):
+                raise self._error(f"{self.checkpoint_path} holds weights trained with {name}={old.get(name)!r}: under "
+                                  f"{name}={new.get(name)!r} the same numbers would be read as other weights, so not "
+                                  "even a forced resume changes it", f"resume it with {name}={old.get(name)!r}")
 
     def _existing_config(self, force: bool) -> dict | None:
         if not self.config_path.exists():

@@ -204,3 +204,22 @@ def test_a_run_forced_onto_another_learner_is_refused_naming_both(tmp_path, firs
     with pytest.raises(RunDirectoryError, match=f"holds the state of the {first} learner .*which the {then} learner "
                                                 f"cannot take up.*resume it under its own learner \\({first}\\)"):
         train(small_config(learner=then, total_steps=40, **small, **extra), tmp_path, progress=False, force=True)
+
+
+@pytest.mark.parametrize("cell", ["rtu", "clru"])
+def test_a_forced_resume_under_another_phase_is_refused_and_other_forced_changes_still_win(tmp_path, cell):
+    """Under phase exp a checkpoint stores p = log θ, under direct θ itself: the same shapes, so the weights would load
+    and be read as other weights. Even --force refuses it, naming the checkpoint's phase; a forced change that keeps
+    the weights' meaning (here the entropy cost) still resumes."""
+    from rtrl.records.run_guard import RunDirectoryError
+    from rtrl.runtime.checkpoints import load_checkpoint
+    small = dict(env=MEMORY, stem="identity", hidden_size=4, log_interval=1e-9, cell=cell)
+    train(small_config(total_steps=20, **small), tmp_path, progress=False)
+    before = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
+    with pytest.raises(RunDirectoryError, match="holds weights trained with phase='exp': under phase='direct' the "
+                                                "same numbers would be read as other weights.*phase='exp'"):
+        train(small_config(total_steps=40, phase="direct", **small), tmp_path, progress=False, force=True)
+    after = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)   # nothing was trained or written
+    summary = train(small_config(total_steps=40, entropy_cost=0.02, **small), tmp_path, progress=False, force=True)
+    assert summary["steps"] == 40
