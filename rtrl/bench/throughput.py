@@ -51,6 +51,9 @@ class ThroughputBenchConfig:
     record: str | None = S(None, "also write the table into this markdown file", flag={"metavar": "FILE"})
 
     def check_together(self) -> None:
+        # a core, backend or learner named twice is measured once (twice, each run would count as a repeat of its own)
+        self.cores, self.backends, self.learners = (list(dict.fromkeys(names))
+                                                    for names in (self.cores, self.backends, self.learners))
         try:
             parse_env_id(self.env)
         except ValueError as error:

@@ -7,6 +7,7 @@ import pytest
 from rtrl.bench import throughput
 from rtrl.bench.throughput import ThroughputBenchConfig, read_run
 from rtrl.cli import main
+from rtrl.settings import validate
 
 TINY = ["bench", "cells", "--lengths", "1", "3", "--hidden-sizes", "4", "--input-size", "3", "--batch-size", "2",
         "--repeats", "1"]
@@ -149,8 +150,9 @@ def test_throughput_measures_any_suite_label_and_refuses_a_core_given_again_afte
     are measured as `rtrl train --cell rtu --learning rtrl` runs; a core setting after -- would make a row
     train another core than it names, and is refused before anything runs."""
     commands = _fake_train_runs(monkeypatch)
-    cfg = ThroughputBenchConfig(cores=["rtrl-rtu", "2x-exact-rtrl-elstm"], learners=["impala", "stream"],
+    cfg = ThroughputBenchConfig(cores=["rtrl-rtu", "2x-exact-rtrl-elstm", "rtrl-rtu"], learners=["impala", "stream"],
                                 total_steps=1000)
+    validate(cfg)   # a core named twice is measured once
     throughput.check_train_args(cfg, {})
     throughput.run(cfg)
     rtu, rtu_stream, stack, _ = commands
