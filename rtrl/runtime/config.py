@@ -309,6 +309,10 @@ def check_initial_weights(model, cfg: TrainConfig | None = None) -> None:
                             "use a smaller initialisation"), **settings)
 
 
+# settings the run session sets, not users (they have no flag; a config file may not hold them)
+SESSION_SETTINGS = {"resumed_at_step"}
+
+
 def resolve_config(preset: str | None = None, config_file: str | None = None,
                    overrides: dict | None = None) -> TrainConfig:
     """Defaults < ``PRESETS[preset]`` < the settings in ``config_file`` < ``overrides``, validated. An error about
@@ -318,7 +322,14 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
     unknown = sorted(set(file_settings) - known)
     if unknown:
         raise SettingError(literal(f"unknown settings {unknown} in {config_file}; accepted: "
-                                   f"{', '.join(sorted(known - {'core'}))}"))
+                                   f"{', '.join(sorted(known - {'core'} - SESSION_SETTINGS))}"))
+    # the run session sets it, over whatever a file said: there it would do nothing (a run's own config.json, which
+    # holds every setting, holds its default)
+    internal = sorted(name for name in set(file_settings) & SESSION_SETTINGS
+                      if file_settings[name] != getattr(TrainConfig, name))
+    if internal:
+        raise SettingError(literal(f"{', '.join(internal)} (in {config_file}) is set by the run session, not by users "
+                                   "(a resumed run goes on from its checkpoint's step); accepted: leave it out"))
     try:
         return _resolve_config(preset, file_settings, overrides or {})
     except SettingError as error:

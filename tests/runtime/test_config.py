@@ -100,6 +100,11 @@ def test_a_setting_from_a_config_file_is_named_with_the_file_not_as_a_flag(tmp_p
     assert render_error(caught.value).startswith(
         f"unroll_length=5 (in {config}) is a setting of the impala learner; learner='stream' (in {config}) does "
         "not read it: leave it out, or give learner impala")
+    config.write_text('resumed_at_step = 5\n')
+    with pytest.raises(SettingError, match=f"resumed_at_step \\(in {config}\\) is set by the run session, not by users"):
+        resolve_config(None, config)
+    config.write_text('resumed_at_step = 0\nseed = 4\n')   # as a run's config.json holds it: nothing to refuse
+    assert resolve_config(None, config).seed == 4
     config.write_text('bogus = 1\n')
     with pytest.raises(SettingError, match=f"unknown settings \\['bogus'\\] in {config}; accepted: .*batch_size"):
         resolve_config(None, config)
