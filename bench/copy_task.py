@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                     batch_size=args.batch_size, epochs=10 ** 6, time_budget=budget,
                                     eval_every=5000, seed=args.seed, threads=args.threads, out=str(out))
             print(f"== {model} L={length} budget {budget:g} s", flush=True)
-            results = train(config, progress=False)
+            results = train(config, progress=False, force=True)   # its own scratch runs, run again over themselves
             print(f"   {results['steps']} updates, {results['sequences']} sequences, "
                   f"{results['train_time_s']:.0f} s, test seq acc {100 * results['test']['seq_acc']:.1f}% "
                   f"({results['stop_reason']})", flush=True)

@@ -23,6 +23,8 @@ def register(subcommands) -> None:
                                     description=DESCRIPTION)
     add_flags(parser, CopyTaskConfig)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished run of other settings in --out (the same settings run again over it)")
     parser.set_defaults(func=run, _parser=parser)
 
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         config = check_config(dataclasses.replace(config, out=config.out or default_out(config)))
     except SettingError as error:
         args._parser.error(render_error(error))
-    results = train(config, progress=not args.no_progress)
+    results = train(config, progress=not args.no_progress, force=args.force)
     test = results["test"]
     if getattr(args, "model", None):
         print(f"--model {args.model} is spelled --cell {config.cell} --learning {config.learning} now",

@@ -75,6 +75,24 @@ def test_cuda_without_cuda_is_a_setting_error(monkeypatch):
 
 
 # --- command line --------------------------------------------------------------------------------
+def test_a_finished_run_of_other_settings_is_not_replaced_without_force(tmp_path, capsys):
+    """A copy-task --out that holds a finished run (results.json) of other settings is refused, naming the
+    differences, with nothing in it changed; the same settings run again over it; --force replaces it."""
+    argv = ["copy-task", "--length", "4", "--hidden-size", "8", "--batch-size", "8", "--train-size", "32",
+            "--valid-size", "16", "--test-size", "16", "--max-steps", "4", "--out", str(tmp_path), "--no-progress"]
+    assert cli.main(argv) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != "run.lock"}
+    assert cli.main(argv) == 0   # the same run again: allowed
+    code = cli.main(argv[:2] + ["5"] + argv[3:])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path} holds a finished copy-task run with other settings (length: 4 " \
+        "-> 5)" in err and "--force to replace it" in err, err
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["length"] == 4
+    assert {p.name for p in tmp_path.iterdir() if p.is_file() and p.name != "run.lock"} == set(before)
+    assert cli.main(argv[:2] + ["5"] + argv[3:] + ["--force"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["length"] == 5
+
+
 def test_cli_writes_run_files(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
@@ -103,7 +121,7 @@ def test_cli_writes_run_files(tmp_path, capsys):
 def test_cli_flags_keep_their_meaning(monkeypatch, capsys):
     seen = []
 
-    def fake_train(config, progress=True):
+    def fake_train(config, progress=True, force=False):
         seen.append((config, progress))
         return {"test": {"seq_acc": 0.5, "bit_acc": 0.5}, "best_valid": {"valid_seq_acc": 0.5},
                 "sequences": 1, "steps": 1, "train_time_s": 0.0, "stop_reason": "test"}

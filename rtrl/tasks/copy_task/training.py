@@ -129,8 +129,11 @@ def _setup(config: CopyTaskConfig):
     return config, splits, model, updates
 
 
-def train(config: CopyTaskConfig, progress: bool = True) -> dict:
+def train(config: CopyTaskConfig, progress: bool = True, force: bool = False) -> dict:
     """Train, validate, keep the best checkpoint, test it; write the run files; return the results.
+
+    A ``config.out`` that holds a finished run of other settings (its results.json) is refused, naming the
+    differences, unless ``force``: the new run would replace its files.
 
     Stops at the first of: ``epochs`` passes, ``max_steps`` optimizer steps, ``time_budget``
     seconds, or 100% validation sequence accuracy. ``progress``: show a tqdm progress bar.
@@ -140,7 +143,7 @@ def train(config: CopyTaskConfig, progress: bool = True) -> dict:
     check_copy_task_memory(config)   # before anything is allocated or created
     guard = RunGuard(config.out, "copy-task").acquire() if config.out else None   # locked, not another kind of run
     try:
-        return _train(config, progress, guard)
+        return _train(config, progress, guard, force)
     finally:
         if guard is not None:
             guard.release()
@@ -160,12 +163,36 @@ def check_copy_task_memory(config: CopyTaskConfig) -> None:
                train_size=config.train_size, valid_size=config.valid_size, test_size=config.test_size)
 
 
-def _train(config: CopyTaskConfig, progress: bool, guard: RunGuard | None) -> dict:
+# settings that do not change what a run computes: a finished run of others may be run again over itself
+RUNTIME_SETTINGS = ("out", "threads", "device", "save_data")
+
+
+def refuse_replacing_another_run(config: CopyTaskConfig, guard: RunGuard) -> None:
+    """A finished run in ``config.out`` (its results.json) of other settings than ``config`` (set up: its defaults
+    filled in) is refused, naming the differences. The same settings run again over it: the same run."""
+    try:
+        old = json.loads((Path(config.out) / "results.json").read_text())["config"]
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise guard.error(f"{config.out}/results.json cannot be read ({error}); it was left as it is",
+                          "--force to replace it") from None
+    new = dataclasses.asdict(config)
+    differing = sorted(k for k in set(old) | set(new) if k not in RUNTIME_SETTINGS and old.get(k) != new.get(k))
+    if differing:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
+        raise guard.error(f"{config.out} holds a finished copy-task run with other settings ({details}); this run "
+                          "would replace its results", "--force to replace it")
+
+
+def _train(config: CopyTaskConfig, progress: bool, guard: RunGuard | None, force: bool = False) -> dict:
     from tqdm import tqdm
 
     config, splits, model, updates = _setup(config)
     out = Path(config.out) if config.out else None
     if guard is not None:
+        if not force:
+            refuse_replacing_another_run(config, guard)
         guard.record()
 
     eval_every = config.eval_every or config.train_size
