@@ -26,10 +26,11 @@ KIND_FILE = "run.json"
 KINDS = {"train": "a training run (`rtrl train`)", "copy-task": "a copy-task run (`rtrl copy-task`)"}
 # the first columns of each kind's metrics.csv (before run.json existed, the header told the kinds apart)
 _METRICS_HEADS = {("step", "frames"): "train", ("step", "sequences"): "copy-task"}
-# files a training run replaces that another program's directory may hold too: a training run writes config.json and
-# run.json before them, so in a directory without either (held_kind: no run) they are the user's. (A copy-task
-# directory holding only a metrics.csv may be an older copy-task run's, killed early: it is started anew.)
-_SHARED_FILES = {"train": ("metrics.csv", "checkpoint.pt", "curve.png"), "copy-task": ()}
+# files a run replaces that another program's directory may hold too: a run writes run.json (a training run also
+# config.json) before them, so in a directory without it (held_kind: no run) they are the user's. (A copy-task
+# directory holding only a metrics.csv with the copy task's header is an older copy-task run's, killed early:
+# held_kind knows it by that header, and it is started anew.)
+_SHARED_FILES = {"train": ("metrics.csv", "checkpoint.pt", "curve.png"), "copy-task": ("metrics.csv", "checkpoint.pt")}
 # files only one kind of run writes
 _OWN_FILES = {"config.json": "train", "tensorboard": "train", "results.json": "copy-task",
               "learning_curve.png": "copy-task"}

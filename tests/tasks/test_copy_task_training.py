@@ -75,6 +75,18 @@ def test_cuda_without_cuda_is_a_setting_error(monkeypatch):
 
 
 # --- command line --------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, content", [("metrics.csv", "time,loss\n1,2\n"), ("checkpoint.pt", "mine")])
+def test_the_users_own_files_in_out_are_not_replaced(tmp_path, capsys, name, content):
+    """A --out that holds no run of rtrl (no run.json, no copy-task metrics header) but a metrics.csv or checkpoint.pt
+    is the user's: refused, with nothing in it changed (a training run's rule too)."""
+    (tmp_path / name).write_text(content)
+    code = cli.main(["copy-task", "--length", "4", "--hidden-size", "8", "--train-size", "32", "--valid-size", "16",
+                     "--test-size", "16", "--max-steps", "2", "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"holds {name} but no run of rtrl" in err, err
+    assert (tmp_path / name).read_text() == content and not (tmp_path / "results.json").exists()
+
+
 def test_a_finished_run_of_other_settings_is_not_replaced_without_force(tmp_path, capsys):
     """A copy-task --out that holds a finished run (results.json) of other settings is refused, naming the
     differences, with nothing in it changed; the same settings run again over it; --force replaces it."""
@@ -96,7 +108,7 @@ def test_a_finished_run_of_other_settings_is_not_replaced_without_force(tmp_path
 def test_cli_writes_run_files(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "metrics.csv").write_text("stale,header\n1,2\n")         # an older run's file: started anew
+    (out / "metrics.csv").write_text("step,sequences,epoch\n1,8,0.1\n")   # an older copy-task run's, killed early: anew
     code = cli.main(["copy-task", "--model", "elstm-rtrl", "--length", "4", "--hidden-size", "8",
                  "--batch-size", "8", "--train-size", "64", "--valid-size", "16", "--test-size", "16",
                  "--max-steps", "30", "--eval-every", "16", "--out", str(out), "--no-progress",
