@@ -58,6 +58,11 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
 
 
 def _warn_about_settings(cfg: TrainConfig) -> None:
+    id_options = parse_env_id(cfg.env)[2]
+    replaced = {k: (id_options[k], v) for k, v in cfg.env_options.items() if k in id_options and id_options[k] != v}
+    if replaced:   # env_options win (parse_env_id); the id the user reads in config.json says otherwise
+        logger.info("env_options replace the env id's %s", ", ".join(f"{k}={old!r} with {k}={new!r}"
+                                                               for k, (old, new) in replaced.items()))
     if cfg.normalize_advantages and parse_env_id(cfg.env, cfg.env_options)[2].get("previous_action"):
         logger.warning("normalize_advantages with previous_action=true: on the memory suite this pair collapsed "
                        "the policy's entropy (docs/MEMORY_SUITE.md); consider --normalize-advantages false")

@@ -203,3 +203,17 @@ def test_passes_without_a_policy_clip_are_warned_about(tmp_path, caplog):
     assert warned == ["update_epochs=2 without policy_clip: nothing bounds how far the passes move the policy from "
                       "the actors' (4 passes of 4 minibatches diverged on Hopper, docs/MUJOCO.md); consider "
                       "--policy-clip 0.2"]
+
+
+def test_env_options_that_replace_the_env_ids_own_are_noted(tmp_path, caplog):
+    """env_options win over the options in the env id (parse_env_id); where they replace one with another value the
+    run says so, since the id in its config.json reads otherwise. Options the id does not give, or gives alike, pass
+    without a word."""
+    with caplog.at_level(logging.INFO, logger="rtrl"):
+        train(small_config(total_steps=20, env_options={"delay": 4, "cues": 2}), tmp_path / "a", progress=False)
+    notes = [r.getMessage() for r in caplog.records if "env_options replace" in r.getMessage()]
+    assert notes == ["env_options replace the env id's delay=6 with delay=4"], notes
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rtrl"):
+        train(small_config(total_steps=20, env_options={"delay": 6}), tmp_path / "b", progress=False)
+    assert not [r for r in caplog.records if "env_options replace" in r.getMessage()]
