@@ -35,10 +35,10 @@ from rtrl.runtime.checkpoints import (CheckpointError, check_finite, checkpoint_
                                       set_rng_states)
 from rtrl.models import upgrade_core_alias
 from rtrl.runtime.config import RUNTIME_SETTINGS, TrainConfig
+from rtrl.settings import literal
 
 # settings under which a checkpoint's weights load (the same shapes) but mean other weights: refused even with force
 WEIGHT_MEANING_SETTINGS = ("phase",)
-from rtrl.settings import literal
 
 # The checkpoint format this version writes. 1 (no "format" key): the learner's state was the
 # optimizer's, under "optimizer" (and the oldest held numpy's RNG state as an array); 2: under "learner",
