@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rtrl.eval.episodes import run_episodes
+from rtrl.records.files import why_no_file_there
 from rtrl.settings import SettingError, literal
 
 MIN_SIZE = 256
@@ -29,9 +30,8 @@ def check_renderable(obs_shape: tuple[int, ...], path: str | Path) -> None:
                            f"{tuple(obs_shape)}", video=str(path))
     if Path(path).suffix.lower() != ".gif":
         raise SettingError("bad {video}: it writes an animated GIF; give a path ending in .gif", video=str(path))
-    blocking = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
-    if Path(path).is_dir() or blocking is not None:   # else an OSError once every episode has been played
-        why = "it is a directory" if blocking is None else f"{blocking} is a file, not a directory"
+    why = why_no_file_there(path)
+    if why is not None:   # else an OSError once every episode has been played
         raise SettingError(f"bad {{video}}: {literal(why)}; accepted: a .gif file path (its directories are made)",
                            video=str(path))
 

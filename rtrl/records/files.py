@@ -8,6 +8,20 @@ from pathlib import Path
 TMP_SUFFIX = ".tmp"
 
 
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The first of ``path``'s parents that exists as something other than a directory (a file where a directory
+    must be), or None: nothing can be made under it."""
+    return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+
+
+def why_no_file_there(path: str | os.PathLike) -> str | None:
+    """Why no file can be written at ``path`` ("it is a directory", or which of its parents is a file), or None."""
+    if Path(path).is_dir():
+        return "it is a directory"
+    blocking = file_in_the_way(path)
+    return None if blocking is None else f"{blocking} is a file, not a directory"
+
+
 def write_atomically(path: str | os.PathLike, write) -> None:
     """Call ``write(tmp_path)`` on a sibling temporary file, flush it to the disk, then move it into place
     with os.replace: a reader, a SIGKILL or a power cut sees the old file or the new one, never a mix.

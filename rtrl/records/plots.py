@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtrl.records.files import write_atomically
+from rtrl.records.files import why_no_file_there, write_atomically
 from rtrl.records.metrics import MetricsError, read_metrics
 from rtrl.settings import POSITIVE_INT, Check, setting
 
@@ -141,9 +141,8 @@ def plot_runs(run_dirs: list[str | Path], metric: str = "mean_return", x: str = 
         series.append(Series(label, [a for a, _ in points], smooth_series([b for _, b in points], smooth)))
     if out is None:
         out = run_dirs[0] / "curve.png" if len(run_dirs) == 1 else Path("curves.png")
-    blocking = next((p for p in Path(out).parents if p.exists() and not p.is_dir()), None)
-    if Path(out).is_dir() or blocking is not None:   # else an OSError naming the temporary file, exit 1
-        why = "it is a directory" if blocking is None else f"{blocking} is a file, not a directory"
+    why = why_no_file_there(out)
+    if why is not None:   # else an OSError naming the temporary file, exit 1
         raise PlotError(f"cannot write the plot to {out}: {why}; accepted: a .png file path (its directories "
                         "are made)")
     panel = Panel(series, xlabel=x, ylabel=metric if smooth == 1 else f"{metric} (moving average of {smooth})",

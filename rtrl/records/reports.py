@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from rtrl.records.files import read_user_text, write_text_atomically
+from rtrl.records.files import file_in_the_way, read_user_text, write_text_atomically
 
 __all__ = ["machine_description", "command_line", "utc_stamp", "record_section", "write_section"]
 
@@ -96,8 +96,8 @@ def check_report_path(path: str | Path | None) -> None:
     if not path:
         return
     path = Path(path)
-    blocking = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
-    if blocking is not None and blocking != path:
+    blocking = file_in_the_way(path)
+    if blocking is not None:
         raise ReportError(f"{path} cannot be written: {blocking} is a file, not a directory; accepted: a markdown "
                           "file in a directory")
     if path.exists():

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from rtrl.records.files import write_text_atomically
+from rtrl.records.files import file_in_the_way, write_text_atomically
 from rtrl.records.lock import DirectoryLock, LockedError
 from rtrl.settings import SettingError, literal
 
@@ -93,7 +93,7 @@ def check_path(path: str | Path, setting: str | None = "out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise directory_error(path, f"{path} is a file, not a run directory", setting=setting)
-    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(path)
     if blocking is not None:
         raise directory_error(path, f"cannot create the run directory {path}: {blocking} is a file", setting=setting)
     return path

@@ -14,6 +14,7 @@ import torch
 
 from rtrl.models import ELEMENTWISE_CELLS, ModelConfig
 from rtrl.models.config import FORGET_BIAS, refuse_unread_model_settings
+from rtrl.records.files import file_in_the_way
 from rtrl.settings import (LEARNING_RATE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Check, SettingError,
                            literal, optional, setting, validate)
 
@@ -150,7 +151,7 @@ def check_config(config: CopyTaskConfig) -> CopyTaskConfig:
         raise SettingError("bad {device}: CUDA is not available here; accepted here: cpu", device="cuda")
     if config.save_data:   # else an OSError after the data set was built, naming no flag
         path = Path(config.save_data)
-        blocking = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+        blocking = path if path.exists() and not path.is_dir() else file_in_the_way(path)
         if blocking is not None:
             raise SettingError("bad {save_data}: " + literal(f"{blocking} is a file, not a directory; ") +
                                "accepted: " + literal(DIRECTORY_PATH.accepted), save_data=config.save_data)
