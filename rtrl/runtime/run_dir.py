@@ -96,11 +96,13 @@ class RunDirectory:
                                   "move checkpoint.pt out of it to start this directory over from step 0") from None
             if old is None:
                 old = checkpoint["config"]
-        if old is not None and force and checkpoint is not None:
-            self._refuse_reinterpreted_weights(old, cfg)
-        if old is not None and not force:
-            # settings added since take their defaults; an old core name is spelled as cell and learning
-            old, new = {**TrainConfig().to_dict(), **upgrade_core_alias(old)}, cfg.to_dict()
+        if old is None or (force and checkpoint is None):   # forced, only weights' meaning is checked
+            return checkpoint
+        # settings added since take their defaults; an old core name is spelled as cell and learning
+        old, new = {**TrainConfig().to_dict(), **upgrade_core_alias(old)}, cfg.to_dict()
+        if force:
+            self._refuse_reinterpreted_weights(old, new)
+        else:
             differing = sorted(k for k in (set(old) | set(new)) - RUNTIME_SETTINGS if old.get(k) != new.get(k))
             longer = extends and new["total_steps"] > old["total_steps"]   # a longer budget: the same run, continued
             if set(differing) - ({"total_steps"} if longer else set()):
@@ -115,11 +117,10 @@ class RunDirectory:
                                         force=True, out=str(self.path))
         return checkpoint
 
-    def _refuse_reinterpreted_weights(self, old: dict, cfg: TrainConfig) -> None:
+    def _refuse_reinterpreted_weights(self, old: dict, new: dict) -> None:
         """Even forced, a setting under which the checkpoint's weights load (the same shapes) but mean other weights
-        is refused: under another ``phase`` the stored angles p = log θ would be read as θ itself, or back."""
-        old = {**TrainConfig().to_dict(), **upgrade_core_alias(old)}
-        new = cfg.to_dict()
+        is refused: under another ``phase`` the stored angles p = log θ would be read as θ itself, or back. ``old``,
+        ``new``: the run's settings and these, every one spelled out."""
         for name in WEIGHT_MEANING_SETTINGS:
             if old.get(name) != new.get(name) and old.get("cell") == new.get("cell"):
                 raise self._error(f"{self.checkpoint_path} holds weights trained with {name}={old.get(name)!r}: under "
