@@ -318,6 +318,7 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
     """Defaults < ``PRESETS[preset]`` < the settings in ``config_file`` < ``overrides``, validated. An error about
     a setting read from ``config_file`` (and not overridden) names it with the file: ``lr=-1 (in c.toml)``."""
     file_settings = load_settings_file(config_file) if config_file else {}
+    overrides = overrides or {}
     known = {f.name for f in dataclasses.fields(TrainConfig)} | {"core"}
     unknown = sorted(set(file_settings) - known)
     if unknown:
@@ -331,11 +332,11 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
         raise SettingError(literal(f"{', '.join(internal)} (in {config_file}) is set by the run session, not by users "
                                    "(a resumed run goes on from its checkpoint's step); accepted: leave it out"))
     try:
-        return _resolve_config(preset, file_settings, overrides or {})
+        return _resolve_config(preset, file_settings, overrides)
     except SettingError as error:
-        from_file = set(file_settings) - set(overrides or {})
+        from_file = set(file_settings) - set(overrides)
         if "core" in from_file:   # the old name's cell and learning came from the file too
-            from_file |= {"cell", "learning"} - set(overrides or {})
+            from_file |= {"cell", "learning"} - set(overrides)
         error.sources.update({name: str(config_file) for name in from_file if name not in error.sources})
         error.args = (error.render(),)
         raise

@@ -45,7 +45,7 @@ def train(cfg: TrainConfig, out: str | Path, force: bool = False, backend_factor
             log("%s holds a finished run (%d steps of total_steps=%d): nothing was trained%s", out,
                 session.progress.steps, cfg.total_steps,
                 "; the forced settings were not applied (its config.json is unchanged)" if force else "")
-        if not session.done:
+        else:
             # a resumed run's source seeds its environments from the step it goes on from (env_seeds)
             source_cfg = dataclasses.replace(cfg, resumed_at_step=session.progress.steps)
             source = session.attach((backend_factory or kind.make_source)(source_cfg, spec, model))
@@ -63,7 +63,7 @@ def _warn_about_settings(cfg: TrainConfig) -> None:
     if replaced:   # env_options win (parse_env_id); the id the user reads in config.json says otherwise
         logger.info("env_options replace the env id's %s", ", ".join(f"{k}={old!r} with {k}={new!r}"
                                                                for k, (old, new) in replaced.items()))
-    if cfg.normalize_advantages and parse_env_id(cfg.env, cfg.env_options)[2].get("previous_action"):
+    if cfg.normalize_advantages and {**id_options, **cfg.env_options}.get("previous_action"):
         logger.warning("normalize_advantages with previous_action=true: on the memory suite this pair collapsed "
                        "the policy's entropy (docs/MEMORY_SUITE.md); consider --normalize-advantages false")
     if cfg.update_epochs > 1 and cfg.policy_clip == 0:
