@@ -317,8 +317,7 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
                    overrides: dict | None = None) -> TrainConfig:
     """Defaults < ``PRESETS[preset]`` < the settings in ``config_file`` < ``overrides``, validated. An error about
     a setting read from ``config_file`` (and not overridden) names it with the file: ``lr=-1 (in c.toml)``."""
-    file_settings = load_settings_file(config_file) if config_file else {}
-    overrides = overrides or {}
+    file_settings, overrides = (load_settings_file(config_file) if config_file else {}), overrides or {}
     known = {f.name for f in dataclasses.fields(TrainConfig)} | {"core"}
     unknown = sorted(set(file_settings) - known)
     if unknown:
